@@ -1,0 +1,3 @@
+from floydtui.cli import main
+
+raise SystemExit(main())

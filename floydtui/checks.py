@@ -1,0 +1,48 @@
+"""`floydtui check`: every problem with a preset, section by section.
+
+Each section is computed by the layer that owns it (config, data, hardware) and returns a
+`CheckSection`; the CLI prints them and the wizard's review screen shows the same objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from floydtui.config.preset import Preset
+from floydtui.errors import Problem
+
+
+@dataclass
+class CheckSection:
+    title: str
+    lines: list[str] = field(default_factory=list)  # a human summary
+    problems: list[Problem] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)  # for --json
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.is_error for p in self.problems)
+
+
+def config_section(preset: Preset) -> CheckSection:
+    f = preset.flavour
+    sizes = preset.validation_sizes
+    lines = [
+        f"flavour {f.name}: stage {'I' if f.stage == 1 else 'II'}, {f.params_label} UNet, base {preset.base_model}",
+        f"{preset.training['model_type']} rank {preset.training['lora_rank']}, batch "
+        f"{preset.training['train_batch_size']}, lr {preset.training['learning_rate']:g} -> "
+        f"{preset.training['lr_end']:g} ({preset.training['lr_scheduler']}), resolution {preset.resolution}",
+        "validation " + ", ".join(f"{w}x{h}" for w, h in sizes),
+        f"output {preset.output_dir}",
+    ]
+    return CheckSection("preset", lines, list(preset.warnings),
+                        {"flavour": f.name, "stage": f.stage, "base_model": preset.base_model})
+
+
+def run_checks(preset: Preset) -> list[CheckSection]:
+    """Config, then datasets, then memory, then disk: each layer's own section."""
+    from floydtui.data.report import check_datasets
+    from floydtui.hardware.report import check_memory
+
+    return [config_section(preset), check_datasets(preset), check_memory(preset)]

@@ -1,0 +1,1 @@
+"""One module per command; `floydtui.cli` imports only the one chosen."""

@@ -1,0 +1,13 @@
+"""`floydtui export PRESET -o DIR`: a preset to SimpleTuner's config.json + multidatabackend.json."""
+
+from __future__ import annotations
+
+
+def main(args) -> int:
+    from floydtui.config.preset import load_preset
+    from floydtui.config.simpletuner import export_simpletuner
+
+    preset = load_preset(args.preset)
+    for path in export_simpletuner(preset, args.output):
+        print(f"wrote {path}")
+    return 0

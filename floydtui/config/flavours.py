@@ -1,0 +1,90 @@
+"""The DeepFloyd IF model zoo: the five flavours floydtui trains.
+
+Parameter counts and hub ids are from DeepFloyd's model zoo (DESIGN.md section 4);
+the notes are the guide's (spec/deepfloyd-guide.txt).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# T5 v1.1 XXL's encoder, shared by every stage (DESIGN.md section 4).
+TEXT_ENCODER_ID = "DeepFloyd/t5-v1_1-xxl"
+TEXT_ENCODER_PARAMS = 4_760_000_000
+TEXT_MAX_LENGTH = 77
+
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_MODELS = {"builtin:tiny-if-i": 1, "builtin:tiny-if-ii": 2}
+
+
+@dataclass(frozen=True)
+class Flavour:
+    name: str
+    stage: int  # 1 (64px base) or 2 (64->256 upscaler)
+    unet_params: int
+    hub_id: str
+    native_resolution: int  # output size; stage II takes 64px input
+    summary: str
+    notes: tuple[str, ...]
+
+    @property
+    def params_label(self) -> str:
+        n = self.unet_params
+        return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
+
+    @property
+    def default_resolution(self) -> int:
+        return self.native_resolution
+
+
+_LICENCE = "DeepFloyd IF licence: research use; restrictive on commercial use. Accept it on the model page."
+
+FLAVOURS: dict[str, Flavour] = {
+    f.name: f
+    for f in (
+        Flavour(
+            "i-medium-400m", 1, 400_000_000, "DeepFloyd/IF-I-M-v1.0", 64,
+            "Stage I base, 64px. The guide's choice: cheapest to train, defines composition.",
+            ("The guide focuses on this flavour.", "Stage I sets composition: where large items and shadows go.",
+             "Aesthetics lie between SD 2.x and SDXL.", _LICENCE),
+        ),
+        Flavour(
+            "i-large-900m", 1, 900_000_000, "DeepFloyd/IF-I-L-v1.0", 64,
+            "Stage I base, 64px, larger: more capacity, about twice the cost of medium.",
+            ("Trains with the same settings as i-medium-400m.", "Stage I sets composition.", _LICENCE),
+        ),
+        Flavour(
+            "i-xlarge-4.3b", 1, 4_300_000_000, "DeepFloyd/IF-I-XL-v1.0", 64,
+            "Stage I base, 64px, the largest: best prior, heaviest to train.",
+            ("Trainable with the same guidelines as the 400M model.",
+             "With T5-XXL the whole stack is about 15B parameters.", _LICENCE),
+        ),
+        Flavour(
+            "ii-medium-450m", 2, 450_000_000, "DeepFloyd/IF-II-M-v1.0", 256,
+            "Stage II upscaler, 64->256px: tune it for upscaled detail.",
+            ("Stage II adds detail; it takes 64px (or 96x64) inputs.",
+             "Eval images come from the datasets (num_eval_images).", _LICENCE),
+        ),
+        Flavour(
+            "ii-large-1.2b", 2, 1_200_000_000, "DeepFloyd/IF-II-L-v1.0", 256,
+            "Stage II upscaler, 64->256px, larger.",
+            ("Stage II adds detail; it takes 64px (or 96x64) inputs.", _LICENCE),
+        ),
+    )
+}
+
+FLAVOUR_NAMES = tuple(FLAVOURS)
+
+
+def get_flavour(name: str) -> Flavour:
+    return FLAVOURS[name]
+
+
+def stage_of_model_id(model_id: str) -> int | None:
+    """The stage a model id names where that is knowable without loading it."""
+    if model_id in BUILTIN_MODELS:
+        return BUILTIN_MODELS[model_id]
+    for f in FLAVOURS.values():
+        if f.hub_id.lower() == model_id.lower():
+            return f.stage
+    return None

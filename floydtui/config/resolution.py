@@ -1,0 +1,62 @@
+"""`validation_resolution`: comma-separated `N` or `WxH` items (DESIGN.md section 4)."""
+
+from __future__ import annotations
+
+import re
+
+from floydtui.errors import FloydError, Problem
+
+_ITEM = re.compile(r"^(\d+)(?:\s*[xX×]\s*(\d+))?$")
+
+
+def parse_validation_resolution(value: str | int, key: str = "validation_resolution") -> list[tuple[int, int]]:
+    """`"64,96,64x96,96x64"` -> [(64, 64), (96, 96), (64, 96), (96, 64)].
+
+    Sizes are pixels, never megapixels. Raises FloydError naming the bad item.
+    """
+    if isinstance(value, bool):
+        raise FloydError.one(f"{key} must be a string like \"64,96x64\", got {value!r}", key=key)
+    if isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str):
+        raise FloydError.one(
+            f"{key} must be a string like \"64,96x64\", got {type(value).__name__}", key=key,
+            hint='write sizes as "N" or "WxH" separated by commas, e.g. "64,96x64"')
+    items = [s.strip() for s in value.split(",")]
+    sizes: list[tuple[int, int]] = []
+    problems: list[Problem] = []
+    for i, item in enumerate(items, 1):
+        m = _ITEM.match(item)
+        if not item:
+            problems.append(Problem(f"item {i} of {key} is empty in {value!r}", key=key,
+                                    hint="remove the extra comma"))
+            continue
+        if not m:
+            problems.append(Problem(
+                f"item {i} of {key}, {item!r}, is not a size", key=key,
+                hint='each item is "N" (NxN) or "WxH" in pixels, e.g. "64" or "96x64"'))
+            continue
+        w = int(m.group(1))
+        h = int(m.group(2)) if m.group(2) else w
+        if w < 8 or h < 8 or w > 4096 or h > 4096:
+            problems.append(Problem(f"item {i} of {key}, {item!r}, is out of range", key=key,
+                                    hint="sizes are pixels between 8 and 4096"))
+            continue
+        if w % 8 or h % 8:
+            problems.append(Problem(f"item {i} of {key}, {item!r}, is not a multiple of 8", key=key,
+                                    hint=f"use {_round8(w)}x{_round8(h)}"))
+            continue
+        sizes.append((w, h))
+    if problems:
+        raise FloydError(problems)
+    return sizes
+
+
+def describe_sizes(sizes: list[tuple[int, int]]) -> str:
+    """"4 images: 64x64, 96x96, 64x96, 96x64" for the wizard's live parse."""
+    n = len(sizes)
+    return f"{n} image{'s' if n != 1 else ''}: " + ", ".join(f"{w}x{h}" for w, h in sizes)
+
+
+def _round8(v: int) -> int:
+    return max(8, int(round(v / 8)) * 8)

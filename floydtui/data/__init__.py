@@ -1,0 +1,1 @@
+"""Datasets: discovery, the pixel pipeline, buckets, captions, caches. Never imports textual."""

@@ -1,0 +1,1 @@
+"""Devices and the memory estimator. Never imports textual."""

@@ -1,0 +1,1 @@
+"""The training engine: tiny models, embed cache, trainer, validation, checkpoints."""
