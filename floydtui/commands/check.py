@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from floydtui.errors import FloydError
 
@@ -11,18 +12,18 @@ from floydtui.errors import FloydError
 def main(args) -> int:
     from floydtui.checks import run_checks
     from floydtui.cli import parse_sets
-    from floydtui.config.preset import load_preset
+    from floydtui.config.preset import apply_overrides, preset_from_dict, read_toml
 
+    overrides = parse_sets(args.set)  # a bad flag is bad usage: exit 2 from the CLI
+    data = read_toml(Path(args.preset))  # unreadable: exit 2 from the CLI
     try:
-        preset = load_preset(args.preset, overrides=parse_sets(args.set))
+        preset = preset_from_dict(apply_overrides(data, overrides), source=Path(args.preset))
     except FloydError as e:
-        unreadable = any("syntax" in p.message or "cannot read" in p.message or "no such preset" in p.message
-                         for p in e.problems)
         if args.json:
             print(json.dumps({"ok": False, "problems": [p.to_dict() for p in e.problems], "sections": []}))
         else:
             sys.stderr.write(e.format() + "\n")
-        return 2 if unreadable else 1
+        return 1
     sections = run_checks(preset)
     ok = all(s.ok for s in sections)
     if args.json:

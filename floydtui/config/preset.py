@@ -145,15 +145,7 @@ class Preset:
 
     def with_overrides(self, overrides: dict[str, Any]) -> "Preset":
         """A new preset with `table.key` or bare `key` values replaced (for `--set`)."""
-        data = copy.deepcopy(self.raw)
-        problems = []
-        for dotted, value in overrides.items():
-            table, key = _locate_override(dotted, problems)
-            if table:
-                data.setdefault(table, {})[key] = value
-        if problems:
-            raise FloydError(problems)
-        return preset_from_dict(data, source=self.source)
+        return preset_from_dict(apply_overrides(self.raw, overrides), source=self.source)
 
 
 def dump_toml(data: dict[str, Any]) -> str:
@@ -227,16 +219,22 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 def load_preset(path: str | Path, overrides: dict[str, Any] | None = None) -> Preset:
     path = Path(path)
-    data = read_toml(path)
-    if overrides:
-        probs: list[Problem] = []
-        for dotted, value in overrides.items():
-            table, key = _locate_override(dotted, probs)
-            if table:
-                data.setdefault(table, {})[key] = value
-        if probs:
-            raise FloydError(probs)
-    return preset_from_dict(data, source=path)
+    return preset_from_dict(apply_overrides(read_toml(path), overrides or {}), source=path)
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set `table.key` or bare `key` values in a preset's raw tables (for `--set`)."""
+    data = copy.deepcopy(data)
+    problems: list[Problem] = []
+    for dotted, value in overrides.items():
+        table, key = _locate_override(dotted, problems)
+        if table:
+            if not isinstance(data.get(table), dict):
+                data[table] = {}
+            data[table][key] = value
+    if problems:
+        raise FloydError(problems)
+    return data
 
 
 def preset_from_dict(data: dict[str, Any], source: Path | None = None) -> Preset:

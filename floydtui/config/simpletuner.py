@@ -238,7 +238,11 @@ def _import_dataset(ds: Any, notes: list[Problem]) -> dict[str, Any]:
 
 # ---- writing SimpleTuner files -----------------------------------------------
 def export_simpletuner(preset: Preset, out_dir: str | Path) -> list[Path]:
-    """Write config.json + multidatabackend.json (+ floydtui.json for floydtui's own keys)."""
+    """Write config.json + multidatabackend.json (+ floydtui.json for floydtui's own keys).
+
+    Values go out as written, paths included: SimpleTuner reads relative paths against its
+    working directory, so run it from the preset's folder (`relative_paths` tells the CLI).
+    """
     out_dir = Path(out_dir)
     config: dict[str, Any] = {}
     own: dict[str, Any] = {}
@@ -249,17 +253,12 @@ def export_simpletuner(preset: Preset, out_dir: str | Path) -> list[Path]:
                 config[key] = value
             elif value != f.default:
                 own[key] = value
-    config["pretrained_model_name_or_path"] = preset.base_model
-    config["output_dir"] = str(preset.output_dir)
     backend_path = (out_dir / "multidatabackend.json").resolve()
     config["data_backend_config"] = str(backend_path)
     config.update(preset.extra)
     datasets = []
     for ds in preset.datasets:
         entry = {k: v for k, v in ds.items() if k != "extra" and v is not None}
-        for k in ("instance_data_dir", "cache_dir"):
-            if entry.get(k):
-                entry[k] = str(preset.path(entry[k]))
         entry.update(ds.get("extra") or {})
         datasets.append(entry)
     written = [atomic_write_text(out_dir / "config.json", json.dumps(config, indent=2) + "\n"),
@@ -273,3 +272,10 @@ def write_preset_file(data: dict[str, Any], path: str | Path) -> Path:
     """Validate then write a preset dict atomically (TOML)."""
     preset_from_dict(data, source=Path(path))
     return atomic_write_text(path, dump_toml(data))
+
+
+def relative_paths(preset: Preset) -> list[str]:
+    """The preset's relative folders, which SimpleTuner would read against its working directory."""
+    values = [preset.output["output_dir"]]
+    values += [d[k] for d in preset.datasets for k in ("instance_data_dir", "cache_dir") if d.get(k)]
+    return [v for v in values if not Path(v).expanduser().is_absolute()]
