@@ -1,20 +1,22 @@
-"""The dataset section of `floydtui check` (filled in by the datasets layer)."""
+"""The dataset section of `floydtui check`: per-dataset summary, stopping errors, warnings."""
 
 from __future__ import annotations
 
 from floydtui.checks import CheckSection
 from floydtui.config.preset import Preset
-from floydtui.errors import Problem
+from floydtui.data.scan import scan_preset
 
 
 def check_datasets(preset: Preset) -> CheckSection:
+    """Scan every image dataset (headers only) and report what training would use."""
+    scans = scan_preset(preset)
     section = CheckSection("datasets")
-    for ds in preset.image_datasets:
-        folder = preset.path(ds["instance_data_dir"])
-        if not folder.is_dir():
-            section.problems.append(Problem(f"instance_data_dir {folder} does not exist",
-                                            where=f"[[datasets]] {ds['id']!r}", key="instance_data_dir",
-                                            hint="fix the path (relative paths are from the preset's folder)"))
-        else:
-            section.lines.append(f"{ds['id']}: {folder}")
+    for scan in scans:
+        section.lines.extend(scan.summary_lines())
+        section.problems.extend(scan.problems)
+    usable = sum(len(s.usable) for s in scans)
+    embeds = preset.text_embeds_dataset
+    section.lines.append(f"{usable} usable images in {len(scans)} dataset(s); text embeds cached in "
+                         f"{preset.path(embeds['cache_dir'])} ([[datasets]] {embeds['id']!r})")
+    section.data = {"datasets": [s.to_dict() for s in scans], "usable": usable}
     return section

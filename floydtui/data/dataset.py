@@ -1,0 +1,260 @@
+"""The training data of a preset: usable images, captions, aspect buckets, batches.
+
+`TrainingData(preset)` scans every image dataset (headers, through the metadata cache),
+stops with a `FloydError` on the errors DESIGN.md section 5 and `floydtui check` name, then
+fills the pixel cache, so that an epoch costs crops of small cached arrays rather than
+decodes of full-size photos. Batches hold one bucket each; their order and random crops
+follow from (seed, epoch) alone, so a resumed run sees the batches it would have seen.
+
+No torch here: the trainer turns `Batch.pixels` into tensors.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from floydtui.data import metadata as md
+from floydtui.data.pixel_cache import build_entry, entry_is_complete, entry_path, read_entry
+from floydtui.data.pipeline import DatasetSettings, as_trained, crop_origin, crop_rng, record_key
+from floydtui.data.scan import DatasetScan, FileRecord, add_bucket_problems, dataset_problems, scan_dataset
+from floydtui.errors import FloydError, Problem
+from floydtui.events import EventWriter
+
+_PROGRESS_EVERY_S = 0.25  # progress events at most this often, so a big scan does not flood the stream
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One usable image: where it is, its final caption, its sizes and its bucket."""
+
+    path: str
+    rel: str
+    caption: str
+    dataset: str
+    original_size: tuple[int, int]
+    intermediate_size: tuple[int, int]
+    bucket: tuple[int, int]  # (width, height)
+    repeats: int
+    settings: DatasetSettings = field(repr=False, compare=False)
+    steps: tuple[tuple[int, int], ...] = field(repr=False, default=())
+    file_size: int = field(repr=False, default=0)
+    mtime_ns: int = field(repr=False, default=0)
+
+    @property
+    def cache_entry(self) -> Path:
+        return entry_path(Path(self.path), self.file_size, self.mtime_ns, self.intermediate_size)
+
+
+@dataclass
+class Batch:
+    """Images of one bucket, ready to become a tensor."""
+
+    pixels: np.ndarray  # uint8 [B, H, W, 3], RGB, at the bucket size
+    captions: list[str]  # final: instance prompt prepended etc.
+    paths: list[str]
+    bucket: tuple[int, int]  # (width, height)
+    epoch: int
+    index: int  # position of this batch within this rank's epoch: resume with start=index + 1
+
+
+@dataclass
+class EvalImage:
+    """A stage II eval image: training pixels (center crop) of a fixed random pick."""
+
+    pixels: np.ndarray  # uint8 HxWx3
+    caption: str
+    path: str
+    dataset: str
+
+
+class TrainingData:
+    """The usable images of a preset's image datasets, with captions, buckets and a pixel cache."""
+
+    def __init__(self, preset: Any, *, seed: int | None = None, events: EventWriter | None = None,
+                 resolution: int | None = None) -> None:
+        self.preset = preset
+        self.seed = preset.training["seed"] if seed is None else seed
+        self.events = events
+        self.batch_size = preset.training["train_batch_size"]
+        self._emit("phase", name="scan")
+        self.scans: list[DatasetScan] = [
+            scan_dataset(DatasetSettings.from_preset(preset, ds, resolution), preset.stage,
+                         progress=self._progress_reporter())
+            for ds in preset.image_datasets]
+        self._recheck()
+        self._fill_pixel_cache()
+        self.records: list[ImageRecord] = [_image_record(r, s.settings) for s in self.scans for r in s.usable]
+        self.warnings: list[Problem] = [p for s in self.scans for p in s.problems if not p.is_error]
+        self._by_bucket: dict[tuple[int, int], list[int]] = {}
+        for i, r in enumerate(self.records):
+            self._by_bucket.setdefault(r.bucket, []).append(i)
+        self._keys = [record_key(r.dataset, r.rel) for r in self.records]
+        self._broken: set[int] = set()
+
+    # ---- scan and cache ------------------------------------------------
+    def _recheck(self) -> None:
+        """Recompute the problems (after files failed to decode) and stop on errors."""
+        for scan in self.scans:
+            scan.problems = dataset_problems(scan, self.preset.stage)
+        add_bucket_problems(self.scans, self.batch_size)
+        errors = [p for s in self.scans for p in s.problems if p.is_error]
+        if errors:
+            raise FloydError(errors)
+
+    def _fill_pixel_cache(self) -> None:
+        """Decode and downsample every image the cache lacks; a file that fails is skipped, not fatal."""
+        todo = [(scan, r) for scan in self.scans for r in scan.usable
+                if not entry_is_complete(_entry(r), r.plan.intermediate)]
+        if not todo:
+            return
+        report = self._progress_reporter()
+        failed: dict[str, list[FileRecord]] = {}
+        workers = max(1, min(8, (os.cpu_count() or 2)))
+        with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while it decodes and resizes
+            futures = {pool.submit(build_entry, r.path, r.plan.steps, r.plan.intermediate, _entry(r)): (scan, r)
+                       for scan, r in todo}
+            for done, future in enumerate(as_completed(futures), 1):
+                scan, r = futures[future]
+                try:
+                    future.result()
+                except Exception as e:  # any decode failure of a user's file is a skip reason
+                    r.status = "skipped"
+                    r.reason, r.detail = md.decode_failure(e)
+                    failed.setdefault(scan.id, []).append(r)
+                report(done, len(todo))
+        for scan in self.scans:
+            if scan.id in failed:
+                cache = md.MetadataCache(scan.settings.folder)
+                for r in failed[scan.id]:
+                    cache.mark_skipped(r.rel, r.reason, r.detail)
+                cache.save()
+        if failed:
+            self._recheck()
+
+    def _progress_reporter(self):
+        started, last = time.perf_counter(), [0.0]
+
+        def report(done: int, total: int) -> None:
+            now = time.perf_counter()
+            if done < total and now - last[0] < _PROGRESS_EVERY_S:
+                return
+            last[0] = now
+            rate = done / (now - started) if now > started else 0.0
+            self._emit("progress", phase="scan", done=done, total=total, rate=round(rate, 1))
+        return report
+
+    def _emit(self, type_: str, **fields: Any) -> None:
+        if self.events:
+            self.events.emit(type_, **fields)
+
+    # ---- what the trainer asks ----------------------------------------
+    def captions(self) -> list[str]:
+        """The unique captions of all usable images, in record order (for the embed cache)."""
+        return list(dict.fromkeys(r.caption for r in self.records))
+
+    def steps_per_epoch(self, batch_size: int, world_size: int = 1) -> int:
+        """Batches each rank gets per epoch (incomplete bucket tails dropped)."""
+        total = sum(self._samples(idx) // batch_size for idx in self._by_bucket.values())
+        return total // world_size
+
+    def _samples(self, indices: list[int]) -> int:
+        return sum(1 + self.records[i].repeats for i in indices)
+
+    def _epoch_plan(self, epoch: int, batch_size: int, rank: int, world_size: int) -> list[list[tuple[int, int]]]:
+        """This rank's batches of an epoch, as lists of (record index, pass number)."""
+        if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"batch_size {batch_size}, rank {rank}, world_size {world_size}")
+        rng = np.random.default_rng([self.seed, epoch])
+        batches = []
+        for bucket in sorted(self._by_bucket):
+            samples = [(i, p) for i in self._by_bucket[bucket] for p in range(1 + self.records[i].repeats)]
+            order = rng.permutation(len(samples))
+            for k in range(len(samples) // batch_size):
+                batches.append([samples[j] for j in order[k * batch_size:(k + 1) * batch_size]])
+        batches = [batches[j] for j in rng.permutation(len(batches))]
+        # Every rank gets the same number of batches, or the others would wait at the last step.
+        return batches[rank::world_size][:len(batches) // world_size]
+
+    def batches(self, epoch: int, batch_size: int, *, start: int = 0, rank: int = 0,
+                world_size: int = 1) -> Iterator[Batch]:
+        """The batches of one epoch for this rank, from batch `start` on (resume skips without reading)."""
+        plan = self._epoch_plan(epoch, batch_size, rank, world_size)
+        for index in range(start, len(plan)):
+            crops, captions, paths = [], [], []
+            bucket = self.records[plan[index][0][0]].bucket
+            for i, pass_no in plan[index]:
+                i, pixels = self._load(i)
+                r = self.records[i]
+                rng = crop_rng(self.seed, epoch, self._keys[i], pass_no) if r.settings.crop_style == "random" else None
+                crops.append(as_trained(pixels, r.bucket, r.settings,
+                                        crop_origin(r.settings.crop_style, r.intermediate_size, r.bucket, rng)))
+                captions.append(r.caption)
+                paths.append(r.path)
+            yield Batch(np.stack(crops), captions, paths, bucket, epoch, index)
+
+    def eval_images(self, per_dataset: int, seed: int) -> list[EvalImage]:
+        """`per_dataset` images from each dataset, picked at random with `seed` (the same every run)."""
+        out = []
+        for scan in self.scans:
+            indices = [i for i, r in enumerate(self.records) if r.dataset == scan.id]
+            rng = np.random.default_rng([seed, record_key(scan.id, "")])
+            picks = sorted(rng.choice(len(indices), size=min(per_dataset, len(indices)), replace=False))
+            for j in picks:
+                i, pixels = self._load(indices[j])
+                r = self.records[i]
+                origin = crop_origin("center", r.intermediate_size, r.bucket, None)
+                pixels = np.ascontiguousarray(as_trained(pixels, r.bucket, r.settings, origin))
+                out.append(EvalImage(pixels, r.caption, r.path, r.dataset))
+        return out
+
+    # ---- pixels ----------------------------------------------------------
+    def _pixels(self, i: int) -> np.ndarray:
+        """An image's cached pixels; a damaged entry is rebuilt from the source file."""
+        r = self.records[i]
+        pixels = read_entry(r.cache_entry, r.intermediate_size)
+        if pixels is None:
+            pixels = build_entry(Path(r.path), r.steps, r.intermediate_size, r.cache_entry)
+        return pixels
+
+    def _load(self, i: int) -> tuple[int, np.ndarray]:
+        """(index, pixels) of image `i`, or of another image of its bucket if `i`'s file broke.
+
+        A run does not stop for one bad file: the substitute keeps the batch full and a
+        warning says which file was dropped.
+        """
+        bucket = self.records[i].bucket
+        for j in [i, *(j for j in self._by_bucket[bucket] if j != i)]:
+            if j in self._broken:
+                continue
+            try:
+                return j, self._pixels(j)
+            except Exception as e:  # the file changed or vanished after the scan
+                self._broken.add(j)
+                r = self.records[j]
+                reason, detail = md.decode_failure(e)
+                problem = Problem(f"{r.path} became unusable during the run ({reason}: {detail}): "
+                                  "another image of its bucket takes its place",
+                                  where=f"[[datasets]] {r.dataset!r}", hint="restore or remove the file",
+                                  severity="warning")
+                self.warnings.append(problem)
+                self._emit("warning", message=problem.message, hint=problem.hint)
+        raise FloydError([Problem(f"every image of bucket {bucket[0]}x{bucket[1]} became unreadable during the run",
+                                  hint="check the disk holding the dataset and the pixel cache")])
+
+
+def _entry(r: FileRecord) -> Path:
+    return entry_path(r.path, r.file_size, r.mtime_ns, r.plan.intermediate)
+
+
+def _image_record(r: FileRecord, s: DatasetSettings) -> ImageRecord:
+    return ImageRecord(path=str(r.path), rel=r.rel, caption=r.caption or "", dataset=r.dataset,
+                       original_size=r.original_size, intermediate_size=r.plan.intermediate,
+                       bucket=r.plan.bucket, repeats=s.repeats, settings=s, steps=r.plan.steps,
+                       file_size=r.file_size, mtime_ns=r.mtime_ns)

@@ -1,0 +1,293 @@
+"""Scanning a preset's image datasets: the per-file decision, summaries, and dataset problems.
+
+`scan_preset` is what `floydtui scan`, `floydtui check` and the wizard's live summary use.
+It reads headers only (through the metadata cache) and never builds the pixel cache.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from floydtui.data import metadata as md
+from floydtui.data.captions import caption_for, sidecar_of
+from floydtui.data.discover import IMAGE_EXTENSIONS, discover_images
+from floydtui.data.pipeline import (
+    SMALLER_THAN_MINIMUM,
+    SMALLER_THAN_RESOLUTION,
+    TRANSPARENCY_NOTE,
+    DatasetSettings,
+    Plan,
+    plan_image,
+)
+from floydtui.errors import Problem
+
+# Below this average share of the scene kept by crops, check warns (the guide's own
+# 64px crops of 128px images keep 25%).
+LOW_COVERAGE = 0.25
+STAGE_II_SIZE = 256  # stage II trains at its 256px output size
+
+
+@dataclass
+class FileRecord:
+    """The pipeline's decision for one file (DESIGN.md section 5's JSON shape, plus where and why)."""
+
+    rel: str
+    path: Path
+    dataset: str
+    status: str  # "ok" | "skipped"
+    reason: str | None = None  # the skip reason, one of a few fixed phrases
+    detail: str = ""  # the numbers behind the reason
+    note: str = ""  # what was done to make it usable (colour mode, transparency, caption fallback)
+    original_size: tuple[int, int] | None = None
+    plan: Plan | None = None
+    caption: str | None = None
+    file_size: int = 0
+    mtime_ns: int = 0
+
+    @property
+    def usable(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        """The `scan --json` line for this file."""
+        plan = self.plan if self.usable else None
+        return {
+            "path": str(self.path), "status": self.status, "reason": self.reason,
+            "original_size": list(self.original_size) if self.original_size else None,
+            "intermediate_size": list(plan.intermediate) if plan else None,
+            "bucket": list(plan.bucket) if plan else None,
+            "caption": self.caption if self.usable else None,
+            "dataset": self.dataset, "detail": self.detail, "note": self.note,
+        }
+
+
+@dataclass
+class DatasetScan:
+    """One image dataset: every file's record, counts, and the problems found."""
+
+    settings: DatasetSettings
+    records: list[FileRecord] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    probed: int = 0  # files whose headers were read (0 on an unchanged folder)
+    seconds: float = 0.0
+    unlisted: list[str] = field(default_factory=list)  # subfolders that could not be listed
+    loops: list[str] = field(default_factory=list)  # folders reached twice through links
+
+    @property
+    def id(self) -> str:
+        return self.settings.id
+
+    @property
+    def usable(self) -> list[FileRecord]:
+        return [r for r in self.records if r.usable]
+
+    @property
+    def skipped_by_reason(self) -> Counter:
+        return Counter(r.reason for r in self.records if not r.usable)
+
+    @property
+    def downsampled(self) -> int:
+        return sum(1 for r in self.usable if r.plan and r.plan.downsampled)
+
+    @property
+    def buckets(self) -> Counter:
+        return Counter(r.plan.bucket for r in self.usable if r.plan)
+
+    @property
+    def coverage(self) -> float | None:
+        """The average share of the (downsampled) image that training pixels show."""
+        usable = self.usable
+        return sum(r.plan.coverage for r in usable) / len(usable) if usable else None
+
+    def summary_lines(self) -> list[str]:
+        """A human summary: usable, skipped by reason, downsampled, buckets, crop coverage."""
+        s = self.settings
+        usable, skipped = len(self.usable), len(self.records) - len(self.usable)
+        lines = [f"{s.id}: {s.folder}", f"  {s.describe()}",
+                 f"  {len(self.records)} files: {usable} usable, {skipped} skipped, "
+                 f"{self.downsampled} downsampled"]
+        if skipped:
+            lines.append("  skipped: " + ", ".join(f"{n} {why}" for why, n in self.skipped_by_reason.most_common()))
+        if self.buckets:
+            lines.append("  buckets: " + ", ".join(f"{w}x{h}: {n}" for (w, h), n in sorted(self.buckets.items())))
+        if self.coverage is not None and s.crop:
+            lines.append(f"  crops keep {self.coverage:.0%} of the scene on average")
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        """The counts, for `check --json` and the wizard."""
+        return {"id": self.id, "folder": str(self.settings.folder), "files": len(self.records),
+                "usable": len(self.usable), "skipped": dict(self.skipped_by_reason),
+                "downsampled": self.downsampled,
+                "buckets": {f"{w}x{h}": n for (w, h), n in sorted(self.buckets.items())},
+                "coverage": round(self.coverage, 4) if self.coverage is not None else None}
+
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+def scan_preset(preset: Any, resolution: int | None = None) -> list[DatasetScan]:
+    """Scan every image dataset of a preset (headers only) and add the cross-dataset problems."""
+    scans = [scan_dataset(DatasetSettings.from_preset(preset, ds, resolution), stage=preset.stage)
+             for ds in preset.image_datasets]
+    add_bucket_problems(scans, preset.training["train_batch_size"])
+    return scans
+
+
+def scan_dataset(s: DatasetSettings, stage: int = 1, progress: Progress | None = None) -> DatasetScan:
+    """The per-file decisions for one dataset, through its metadata cache."""
+    start = time.perf_counter()
+    scan = DatasetScan(s)
+    where = f"[[datasets]] {s.id!r}"
+    if not s.folder.is_dir():
+        what = "is not a folder" if s.folder.exists() else "does not exist"
+        scan.problems.append(Problem(f"instance_data_dir {s.folder} {what}", where=where, key="instance_data_dir",
+                                     hint="point instance_data_dir at the folder of training images "
+                                          "(a relative path is relative to the preset's folder)"))
+        return scan
+    found = discover_images(s.folder)
+    cache = md.MetadataCache(s.folder)
+    total = len(found.files)
+    for i, (rel, path) in enumerate(found.files):
+        facts = cache.facts(rel, path)
+        scan.records.append(_record(rel, path, facts, s, lambda txt: cache.sidecar(txt, s.folder / txt)))
+        if progress and (i + 1) % 64 == 0:
+            progress(i + 1, total)
+    if progress:
+        progress(total, total)
+    sidecars = {sidecar_of(r) for r, _ in found.files} if s.caption_strategy == "textfile" else set(cache.sidecars)
+    cache.keep_only({r for r, _ in found.files}, sidecars)
+    cache.save()
+    scan.probed = cache.probed
+    scan.unlisted, scan.loops = found.unlisted, found.loops
+    scan.problems = dataset_problems(scan, stage)
+    scan.seconds = time.perf_counter() - start
+    return scan
+
+
+def _record(rel: str, path: Path, facts: dict[str, Any], s: DatasetSettings,
+            read_sidecar: Callable[[str], dict]) -> FileRecord:
+    rec = FileRecord(rel, path, s.id, "skipped", file_size=facts.get("size", 0),
+                     mtime_ns=facts.get("mtime_ns", 0))
+    if facts["status"] != "ok":
+        rec.reason, rec.detail = facts["reason"], facts["detail"]
+        return rec
+    rec.original_size = (facts["w"], facts["h"])
+    plan = plan_image(facts["w"], facts["h"], s)
+    rec.plan = plan
+    if not plan.usable:
+        rec.reason, rec.detail = plan.skip_reason, plan.detail
+        return rec
+    rec.status = "ok"
+    rec.caption, caption_note = caption_for(rel, s, read_sidecar)
+    rec.note = "; ".join(n for n in (_mode_note(facts), caption_note) if n)
+    return rec
+
+
+def _mode_note(facts: dict[str, Any]) -> str:
+    """How the file's colour mode becomes RGB, decided from the header."""
+    mode = facts["mode"]
+    if facts["alpha"]:
+        return TRANSPARENCY_NOTE
+    if mode.startswith("I;16") or mode == "I":
+        return "16-bit, scaled to 8-bit RGB"
+    if mode == "CMYK":
+        return "CMYK, converted to RGB"
+    if mode in ("L", "1", "P"):
+        return {"L": "greyscale", "1": "black and white", "P": "palette"}[mode] + ", converted to RGB"
+    return ""
+
+
+def dataset_problems(scan: DatasetScan, stage: int) -> list[Problem]:
+    """The stopping errors and the warnings (with numbers) of one scanned dataset."""
+    s, where, out = scan.settings, f"[[datasets]] {scan.id!r}", []
+
+    def warn(message: str, hint: str, key: str = "") -> None:
+        out.append(Problem(message, where=where, hint=hint, severity="warning", key=key))
+
+    skipped = scan.skipped_by_reason
+    if not scan.usable:
+        if not scan.records:
+            hint = f"put images ({', '.join(IMAGE_EXTENSIONS)}) in {s.folder} (subfolders count)"
+        elif skipped.most_common(1)[0][0] == SMALLER_THAN_MINIMUM:
+            largest = max(min(r.original_size) for r in scan.records if r.original_size)
+            hint = (f"lower minimum_image_size (the largest image's short edge is {largest}) and resolution "
+                    f"to match, or add larger images; floydtui never upsamples")
+        else:
+            hint = "`floydtui scan PRESET` lists each file and why it was skipped"
+        reasons = ", ".join(f"{n} {why}" for why, n in skipped.most_common())
+        out.append(Problem(f"no usable image in {s.folder}" + (f" ({reasons})" if reasons else ""),
+                           where=where, hint=hint, key="instance_data_dir"))
+    elif skipped:
+        reasons = ", ".join(f"{n} {why}" for why, n in skipped.most_common())
+        hint = "`floydtui scan PRESET` lists each file and its reason"
+        small = skipped.get(SMALLER_THAN_MINIMUM, 0) + skipped.get(SMALLER_THAN_RESOLUTION, 0)
+        if stage == 2 and small:
+            hint = (f"the {small} small images are below stage II's {s.resolution}px output: only a stage I "
+                    "preset could use them; " + hint)
+        warn(f"{sum(skipped.values())} of {len(scan.records)} files skipped: {reasons}", hint)
+    fallbacks = [r for r in scan.usable if "caption file" in r.note]
+    if fallbacks:
+        warn(f"{len(fallbacks)} images have no usable caption file (missing, empty or not UTF-8): "
+             "their filename is the caption", "add a UTF-8 .txt beside each image with its caption, "
+             "or set caption_strategy = \"filename\"", key="caption_strategy")
+    if s.crop and scan.coverage is not None and scan.coverage < LOW_COVERAGE:
+        warn(f"crops keep {scan.coverage:.0%} of the scene on average ({s.resolution}px crops of larger images)",
+             f"a target_downsample_size nearer {s.resolution} keeps more of each scene, "
+             "or crop = false trains on the whole image resized", key="target_downsample_size")
+    t, m = s.target_downsample_size, s.maximum_image_size
+    if t and t > m:
+        warn(f"target_downsample_size {t} is larger than maximum_image_size {m}: images between {m} and {t} "
+             "are not downsampled at all", f"set target_downsample_size below maximum_image_size "
+             f"(the guide: {m} -> {m // 2})", key="target_downsample_size")
+    if t and t < s.resolution:
+        warn(f"target_downsample_size {t} is below resolution {s.resolution}: downsampled images are too small "
+             "to train on and are skipped", f"set target_downsample_size to at least {s.resolution} "
+             f"(the guide: {2 * s.resolution})", key="target_downsample_size")
+    if s.minimum_image_size < s.resolution:
+        warn(f"minimum_image_size {s.minimum_image_size} is below resolution {s.resolution}: images in between "
+             "are skipped, since floydtui never upsamples", f"set minimum_image_size = {s.resolution}",
+             key="minimum_image_size")
+    if s.resolution % 8:
+        warn(f"resolution {s.resolution} is not a multiple of 8", f"use {max(8, round(s.resolution / 8) * 8)}",
+             key="resolution")
+    if stage == 1 and s.resolution >= STAGE_II_SIZE and scan.usable:
+        warn(f"{len(scan.usable)} images train at {s.resolution}px, a size only a stage II preset uses "
+             "(stage I is a 64px model)", "set this dataset's resolution to 64, or train it with a "
+             "stage II flavour", key="resolution")
+    for item in scan.unlisted:
+        warn(f"cannot list {item}", "check the folder's permissions")
+    for item in scan.loops:
+        warn(f"{item} leads back to a folder already scanned (a symlink loop or a second link): walked once",
+             "nothing to do, unless you meant the link to point elsewhere")
+    return out
+
+
+def add_bucket_problems(scans: list[DatasetScan], batch_size: int) -> None:
+    """A bucket with fewer images than train_batch_size never fills a batch: a stopping error.
+
+    Buckets pool images of the same size across datasets, as batches do.
+    """
+    members: dict[tuple[int, int], list[FileRecord]] = {}
+    for scan in scans:
+        for r in scan.usable:
+            members.setdefault(r.plan.bucket, []).append(r)
+    for (w, h), recs in sorted(members.items()):
+        if len(recs) >= batch_size:
+            continue
+        ids = sorted({r.dataset for r in recs})
+        owner = next(s for s in scans if s.id == ids[0])
+        fixes = [f"lower train_batch_size to {len(recs)}", f"add images that fall in the {w}x{h} bucket"]
+        if owner.settings.crop and owner.settings.crop_aspect == "preserve":
+            fixes.append("use crop_aspect = \"square\" (one bucket for every image)")
+        elif not owner.settings.crop:
+            fixes.append("use crop = true with crop_aspect = \"square\"")
+        owner.problems.append(Problem(
+            f"bucket {w}x{h} has {len(recs)} image{'s' if len(recs) != 1 else ''}, fewer than train_batch_size "
+            f"{batch_size}: a batch never fills, so they would never be trained",
+            where=", ".join(f"[[datasets]] {i!r}" for i in ids), key="train_batch_size",
+            hint=", or ".join(fixes)))
