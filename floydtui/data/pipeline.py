@@ -104,7 +104,7 @@ def downsample_steps(w: int, h: int, target: int) -> list[tuple[int, int]]:
         return []
     steps = []
     scale = 1.0
-    while short * scale * DOWNSAMPLE_STEP > target:
+    while _round(short * scale * DOWNSAMPLE_STEP) > target:
         scale *= DOWNSAMPLE_STEP
         steps.append((_round(w * scale), _round(h * scale)))
     # The last step lands on the target exactly; the long edge keeps the original aspect.
