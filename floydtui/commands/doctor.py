@@ -1,0 +1,101 @@
+"""`floydtui doctor [--json]`: the devices, then every flavour x method's memory on the best one.
+
+Each row is floydtui's defaults for that flavour (LoRA rank 32, batch 4, pure bf16, the
+native resolution) with model_type lora or full. Exit 0: doctor reports, it does not judge.
+"""
+
+from __future__ import annotations
+
+import json
+
+from floydtui.config.flavours import FLAVOURS
+from floydtui.config.preset import Preset, preset_from_dict
+from floydtui.hardware.devices import Device, best_device, detect_devices, platform_problems, xformers_available
+from floydtui.hardware.estimate import PHASES, advice, estimate, gib, verdict
+
+METHODS = ("lora", "full")
+
+
+def grid_preset(flavour: str, method: str) -> Preset:
+    """floydtui's defaults for a flavour and method (the dataset folder is never read)."""
+    return preset_from_dict({
+        "model": {"model_flavour": flavour},
+        "training": {"model_type": method},
+        "datasets": [{"id": "doctor", "instance_data_dir": "."},
+                     {"id": "text-embeds", "dataset_type": "text_embeds", "default": True}],
+    })
+
+
+def report(devices: list[Device]) -> dict:
+    """The doctor report: devices, then each flavour x method on the best device."""
+    device = best_device(devices)
+    rows = []
+    for flavour in FLAVOURS:
+        for method in METHODS:
+            preset = grid_preset(flavour, method)
+            est = estimate(preset, device)
+            rows.append({
+                "flavour": flavour,
+                "method": method,
+                "peak_mib": est.peak_mib,
+                "phases": {p: est.phases[p] for p in PHASES},
+                "verdict": verdict(est, device),
+                "advice": [{"change": a.change, "peak_mib": a.peak_mib} for a in advice(preset, device)],
+            })
+    return {
+        "devices": [{"name": d.name, "backend": d.backend, "total_mib": d.total_mib, "free_mib": d.free_mib}
+                    for d in devices],
+        "estimates": rows,
+    }
+
+
+def main(args) -> int:
+    devices = detect_devices()
+    data = report(devices)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    _print_human(data, best_device(devices))
+    return 0
+
+
+_STYLE = {"fits": "green", "tight": "yellow", "does_not_fit": "red"}
+
+
+def _print_human(data: dict, device: Device | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    devices = Table(title="Devices", title_justify="left")
+    for col in ("", "name", "backend", "total", "free"):
+        devices.add_column(col, justify="right" if col in ("total", "free") else "left")
+    for d in data["devices"]:
+        best = device is not None and d["name"] == device.name and d["total_mib"] == device.total_mib
+        devices.add_row("*" if best else "", d["name"], d["backend"], gib(d["total_mib"]), gib(d["free_mib"]))
+    console.print(devices)
+
+    ok, why = xformers_available(device)
+    console.print(f"xformers: {'yes' if ok else 'no'} ({why})")
+    for p in platform_problems(device):
+        console.print(f"[red]{p.format()}[/red]")
+    if device is not None and not device.is_gpu:
+        console.print("[yellow]no GPU found: verdicts are against system RAM (CPU training); "
+                      "FLOYDTUI_ASSUME_GPU=\"NAME:MiB\" checks against a card[/yellow]")
+
+    target = device.label() if device else "no device"
+    table = Table(title=f"Memory in GiB on {target}; floydtui defaults: rank 32, batch 4, bf16",
+                  title_justify="left")
+    for col in ("flavour", "method", "embed cache", "train", "validation", "peak", "verdict"):
+        table.add_column(col, justify="left" if col in ("flavour", "method", "verdict") else "right")
+    for row in data["estimates"]:
+        table.add_row(row["flavour"], row["method"], *(f"{row['phases'][p] / 1024:.1f}" for p in PHASES),
+                      f"{row['peak_mib'] / 1024:.1f}",
+                      f"[{_STYLE[row['verdict']]}]{row['verdict'].replace('_', ' ')}[/]")
+    console.print(table)
+    for row in data["estimates"]:
+        if row["advice"]:
+            console.print(f"to fit {row['flavour']} {row['method']}: "
+                          + "; then ".join(f"{a['change']} ({gib(a['peak_mib'])})" for a in row["advice"]))
+    console.print("Estimates; the readings behind them are in docs/hardware.md. "
+                  "`floydtui check PRESET` gives the verdict for your own settings.")
