@@ -1,0 +1,178 @@
+"""Finding and loading DeepFloyd IF models: the builtin tiny ones, local folders, hub ids.
+
+Every kind of model id ends as a local folder laid out by `save_pretrained` (model_index.json,
+unet/, scheduler/, text_encoder/, tokenizer/), and everything after that goes through the
+same loaders. `floydtui generate` uses `load_pipeline` and `load_lora` too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from floydtui.config.flavours import BUILTIN_MODELS, BUILTIN_PREFIX
+from floydtui.errors import FloydError
+
+STAGE_NAMES = {1: "I", 2: "II"}
+IN_CHANNELS = {3: 1, 6: 2}  # the UNet's input channels tell the stage: II adds the upscaled image
+
+
+def resolve_model_dir(model_id: str, *, stage: int, revision: str = "main", variant: str | None = None,
+                      events: Any = None) -> Path:
+    """The local folder of a model id, checked to be an IF model of `stage`.
+
+    `builtin:tiny-if-i` / `builtin:tiny-if-ii` are built on first use; a local folder is used
+    as it is; anything else is a hub id, fetched (or found in the hub cache) by floydtui.hub.
+    Raises FloydError saying which problem it is and what to do.
+    """
+    if model_id.startswith(BUILTIN_PREFIX):
+        if model_id not in BUILTIN_MODELS:
+            raise FloydError.one(f"unknown built-in model {model_id!r}", key="pretrained_model_name_or_path",
+                                 hint="the built-in models are " + ", ".join(BUILTIN_MODELS))
+        from floydtui.train.tiny import ensure_builtin
+
+        folder = ensure_builtin(model_id)
+    elif Path(model_id).expanduser().exists() or model_id.startswith((".", "/", "~")):
+        folder = Path(model_id).expanduser().resolve()
+    else:
+        from floydtui.hub import fetch_model
+
+        folder = Path(fetch_model(model_id, stage=stage, revision=revision, variant=variant, events=events))
+    check_model_dir(folder, stage, model_id)
+    return folder
+
+
+def check_model_dir(folder: Path, stage: int, model_id: str = "") -> None:
+    """Raise FloydError unless `folder` holds a DeepFloyd IF pipeline of `stage`."""
+    name = model_id or str(folder)
+    where = "[model] pretrained_model_name_or_path"
+    key = "pretrained_model_name_or_path"
+    if not folder.is_dir():
+        raise FloydError.one(f"model folder {folder} does not exist", where=where, key=key,
+                             hint="check the path, or use a hub id such as DeepFloyd/IF-I-M-v1.0")
+    missing = [p for p in ("model_index.json", "unet/config.json", "scheduler/scheduler_config.json")
+               if not (folder / p).is_file()]
+    if missing:
+        raise FloydError.one(
+            f"{name} is not a DeepFloyd IF model folder: {', '.join(missing)} missing in {folder}", where=where,
+            key=key, hint="point it at a folder saved with IFPipeline.save_pretrained (model_index.json, unet/, "
+            "scheduler/, text_encoder/, tokenizer/), or at a hub id")
+    in_channels = json.loads((folder / "unet" / "config.json").read_text()).get("in_channels")
+    found = IN_CHANNELS.get(in_channels)
+    if found != stage:
+        what = f"a stage {STAGE_NAMES[found]} model" if found else f"not an IF UNet (in_channels={in_channels})"
+        raise FloydError.one(
+            f"{name} is {what}, but the flavour trains stage {STAGE_NAMES[stage]}", where=where, key=key,
+            hint=f"use a stage {STAGE_NAMES[stage]} model (stage I: DeepFloyd/IF-I-*, builtin:tiny-if-i; "
+            "stage II: DeepFloyd/IF-II-*, builtin:tiny-if-ii) or a flavour of the model's stage")
+
+
+def model_label(model_id: str, folder: Path) -> str:
+    """How a run names its base model: the hub id, the local folder, or the builtin's folder."""
+    if model_id.startswith(BUILTIN_PREFIX) or Path(model_id).expanduser().exists():
+        return str(folder)
+    return model_id
+
+
+def builtin_note(model_id: str) -> str:
+    """A line saying what a builtin model is ("" for real models)."""
+    if model_id not in BUILTIN_MODELS:
+        return ""
+    return (f"{model_id}: floydtui's built-in tiny DeepFloyd IF miniature (real IF classes, random weights, "
+            "about a million parameters), for demos and tests; it is not a model of anything")
+
+
+def weight_variant(folder: Path, variant: str | None, component: str = "unet") -> str | None:
+    """The weight variant to load: "fp16" where asked for and present; `auto` takes it when there."""
+    if variant in (None, "none"):
+        return None
+    v = "fp16" if variant == "auto" else variant
+    has = any(f".{v}." in p.name or f".{v}-" in p.name for p in (folder / component).glob("*.safetensors"))
+    if variant == "auto":
+        return "fp16" if has else None
+    if not has:
+        raise FloydError.one(f"{folder / component} has no {variant} weights", key="variant",
+                             hint="set variant = \"none\" in [model] to load the full-precision files")
+    return variant
+
+
+def load_unet(folder: Path, dtype, variant: str | None = None):
+    """The IF UNet from a model folder, in `dtype`, frozen."""
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype,
+                                                variant=weight_variant(folder, variant))
+    unet.requires_grad_(False)
+    return unet
+
+
+def load_noise_scheduler(folder: Path):
+    """The model's own DDPMScheduler (noise schedule and timesteps for training)."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_pretrained(folder, subfolder="scheduler")
+
+
+def validation_scheduler(folder: Path):
+    """The model's scheduler with variance_type fixed_small, as the guide loads it for inference."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_pretrained(folder, subfolder="scheduler", variance_type="fixed_small")
+
+
+def load_text_encoder(folder: Path, dtype, variant: str | None = None):
+    """(tokenizer, T5 encoder) from a model folder; the encoder frozen and in eval mode."""
+    from transformers import AutoTokenizer, T5EncoderModel
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, subfolder="tokenizer")
+    encoder = T5EncoderModel.from_pretrained(folder, subfolder="text_encoder", dtype=dtype,
+                                             variant=weight_variant(folder, variant, "text_encoder"))
+    encoder.requires_grad_(False).eval()
+    return tokenizer, encoder
+
+
+def load_pipeline(folder: Path, stage: int, *, unet=None, dtype=None, variant: str | None = None,
+                  text_encoder: bool = False):
+    """An IFPipeline (stage I) or IFSuperResolutionPipeline (stage II) for inference.
+
+    The scheduler is switched to fixed_small variance (the guide's inference line). Without
+    `text_encoder`, T5 is not loaded and prompts go in as cached `prompt_embeds`. A given
+    `unet` (the one being trained) replaces the folder's.
+    """
+    import torch
+    from diffusers import IFPipeline, IFSuperResolutionPipeline
+
+    cls = IFPipeline if stage == 1 else IFSuperResolutionPipeline
+    dtype = dtype or torch.float32
+    extra: dict[str, Any] = {"safety_checker": None, "feature_extractor": None, "watermarker": None,
+                             "requires_safety_checker": False, "scheduler": validation_scheduler(folder)}
+    if not text_encoder:
+        extra.update(text_encoder=None, tokenizer=None)
+    if unet is not None:
+        extra["unet"] = unet
+    pipe = cls.from_pretrained(folder, torch_dtype=dtype, variant=weight_variant(folder, variant), **extra)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def load_lora(pipe, lora: str | Path) -> None:
+    """Load a LoRA (a run directory or its .safetensors file) into a pipeline, diffusers' way.
+
+    BitFit biases saved beside it (bitfit_biases.safetensors) are applied too.
+    """
+    from floydtui.train.lora import BITFIT_FILE, LORA_FILE, apply_bitfit
+
+    lora = Path(lora)
+    if lora.is_dir():
+        if not (lora / LORA_FILE).is_file():
+            raise FloydError.one(f"{lora} holds no {LORA_FILE}",
+                                 hint="pass a finished run directory or the .safetensors file itself")
+        folder, name = lora, LORA_FILE
+    elif lora.is_file():
+        folder, name = lora.parent, lora.name
+    else:
+        raise FloydError.one(f"no such LoRA: {lora}", hint="pass a run directory or a .safetensors file")
+    pipe.load_lora_weights(str(folder), weight_name=name)
+    if (folder / BITFIT_FILE).is_file():
+        apply_bitfit(pipe.unet, folder / BITFIT_FILE)

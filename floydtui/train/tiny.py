@@ -1,0 +1,145 @@
+"""The built-in tiny DeepFloyd IF models (DESIGN.md section 8).
+
+`builtin:tiny-if-i` and `builtin:tiny-if-ii` are miniatures of IF built from the real
+classes (UNet2DConditionModel with IF's block types and 6 output channels, T5EncoderModel,
+a T5 tokenizer, IF's DDPMScheduler settings) with a fixed seed, so every machine builds the
+same weights. They are saved with `save_pretrained` and then load exactly as a downloaded
+IF folder does. They exist so the whole program runs anywhere in seconds; they are not
+models of anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from floydtui.paths import cache_root
+
+TINY_VERSION = "v1"
+TINY_NAMES = {"builtin:tiny-if-i": "tiny-if-i", "builtin:tiny-if-ii": "tiny-if-ii"}
+TINY_SEED = 20230428  # IF's release date: any fixed number works, this one is memorable
+TEXT_DIM = 64  # the tiny T5's width (T5-XXL's is 4096)
+
+# A fixed corpus for the tokenizer: shapes, colours and the words of the prompts people
+# type, so the demo's captions tokenize into real pieces rather than unknowns.
+_CORPUS = """a photo of a corgi wearing a red hat on the beach at sunset
+a red circle on a blue background; a green square on a yellow background
+a blue triangle next to a white star, an orange ring under a purple cross
+an oil painting of a castle in the mountains, watercolour, pencil sketch, digital art
+a portrait of a woman with long hair, a man in a suit, a cat sleeping on a sofa
+a dog running in the park, a bird flying over the sea, trees in the snow at night
+the quick brown fox jumps over the lazy dog; black grey pink brown cyan magenta
+small large big tiny bright dark light shadow striped dotted shape shapes colour colours
+one two three four five six seven eight nine ten many some with and or of in on at by
+high quality, detailed, sharp focus, cinematic lighting, studio photo, close-up, wide shot
+A B C D E F G H I J K L M N O P Q R S T U V W X Y Z 0 1 2 3 4 5 6 7 8 9 . ! ? ' " ( ) : / _ = +
+"""
+
+
+def builtin_model_dir(model_id: str) -> Path:
+    """The cache folder a builtin model lives in (built or not)."""
+    return cache_root() / "models" / f"{TINY_NAMES[model_id]}-{TINY_VERSION}"
+
+
+def ensure_builtin(model_id: str) -> Path:
+    """The builtin model's folder, building it on first use.
+
+    Built in a temp folder next to the final one and renamed into place, so two
+    processes that race both end with one complete folder (the loser discards its copy).
+    """
+    dest = builtin_model_dir(model_id)
+    if (dest / "model_index.json").is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+    try:
+        build_tiny(BUILTIN_STAGES[model_id], tmp, label=model_id)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            if not (dest / "model_index.json").is_file():  # not a lost race: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+BUILTIN_STAGES = {"builtin:tiny-if-i": 1, "builtin:tiny-if-ii": 2}
+
+
+def build_tokenizer():
+    """A T5TokenizerFast around a unigram tokenizer trained on the fixed corpus."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import T5TokenizerFast
+
+    # T5's tokenizer is a unigram model, but the unigram trainer is not deterministic across
+    # runs. BPE training is: it picks the pieces, and the unigram model gets them with equal
+    # scores (the fewest pieces win), so every machine builds the same token ids.
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.normalizer = normalizers.NFKC()
+    bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    specials = ["<pad>", "</s>", "<unk>"]
+    bpe.train_from_iterator(_CORPUS.splitlines(), trainer=trainers.BpeTrainer(
+        vocab_size=400, special_tokens=specials, show_progress=False))
+    pieces = [p for p, _ in sorted(bpe.get_vocab().items(), key=lambda kv: kv[1]) if p not in specials]
+    tok = Tokenizer(models.Unigram([(p, 0.0) for p in specials] + [(p, -1.0) for p in pieces], unk_id=2))
+    tok.normalizer = bpe.normalizer
+    tok.pre_tokenizer = bpe.pre_tokenizer
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                       special_tokens=[("</s>", 1)])
+    return T5TokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                           extra_ids=0, model_max_length=77)
+
+
+def build_tiny(stage: int, dest: Path, label: str = "") -> None:
+    """Build the tiny stage I or II model into `dest` with save_pretrained."""
+    import torch
+    from diffusers import DDPMScheduler, IFPipeline, IFSuperResolutionPipeline, UNet2DConditionModel
+    from diffusers.models.attention_processor import AttnAddedKVProcessor
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(TINY_SEED)
+    tokenizer = build_tokenizer()
+    text_encoder = T5EncoderModel(T5Config(
+        vocab_size=len(tokenizer), d_model=TEXT_DIM, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
+        relative_attention_num_buckets=32, relative_attention_max_distance=128, feed_forward_proj="gated-gelu",
+        dropout_rate=0.0, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, tie_word_embeddings=False,
+    )).eval()
+    torch.manual_seed(TINY_SEED + stage)  # the UNets differ per stage; the text encoder is shared
+    unet = UNet2DConditionModel(
+        sample_size=64 if stage == 1 else 256,
+        in_channels=3 if stage == 1 else 6,
+        out_channels=6,  # IF predicts epsilon (3) and the learned variance range (3)
+        down_block_types=["ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"],
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        up_block_types=["SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"],
+        block_out_channels=(32, 64), layers_per_block=1, attention_head_dim=16, norm_num_groups=8,
+        cross_attention_dim=64, encoder_hid_dim=TEXT_DIM, addition_embed_type="text",
+        addition_embed_type_num_heads=4, cross_attention_norm="group_norm",
+        resnet_time_scale_shift="scale_shift", act_fn="gelu", only_cross_attention=False,
+        class_embed_type="timestep" if stage == 2 else None,
+    )
+    unet.set_attn_processor(AttnAddedKVProcessor())
+    scheduler = DDPMScheduler(  # IF's own scheduler settings
+        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", variance_type="learned_range",
+        thresholding=True, dynamic_thresholding_ratio=0.95, sample_max_value=1.5 if stage == 1 else 1.0,
+        clip_sample=True, clip_sample_range=1.0, prediction_type="epsilon",
+    )
+    common = dict(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler,
+                  safety_checker=None, feature_extractor=None, watermarker=None, requires_safety_checker=False)
+    if stage == 1:
+        pipe = IFPipeline(**common)
+    else:
+        noising = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=False)
+        pipe = IFSuperResolutionPipeline(image_noising_scheduler=noising, **common)
+    pipe.save_pretrained(dest, safe_serialization=True)
+    (dest / "floydtui-builtin.json").write_text(json.dumps({
+        "name": label or f"tiny-if-{'i' * stage}",
+        "note": "floydtui's built-in tiny DeepFloyd IF miniature: real IF classes, random weights, "
+                "a few million parameters. For demos and tests; it is not a model of anything.",
+        "version": TINY_VERSION, "seed": TINY_SEED, "stage": stage}, indent=2) + "\n")
