@@ -302,7 +302,7 @@ def estimate_settings(s: Settings) -> Estimate:
 
     # Why: the lines a user reads next to the number.
     if s.text_encoder_placement == "gpu":
-        notes.append(f"text encoder (T5-XXL) on the GPU in {s.weight_dtype} while caching embeds: "
+        notes.append(f"text encoder (T5) on the GPU in {s.weight_dtype} while caching embeds: "
                      f"{gib(embed_parts['text_encoder'])}")
     elif s.text_encoder_placement == "stream":
         notes.append(f"text encoder streamed from CPU memory, {T5_STREAM_RESIDENT_BLOCKS} of its {T5_BLOCKS} "
