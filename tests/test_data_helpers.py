@@ -65,7 +65,10 @@ def pattern(w: int, h: int, seed: int = 0) -> np.ndarray:
 
 def write_image(path: Path, w: int, h: int, seed: int = 0, fmt: str | None = None, **save) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pattern(w, h, seed)).save(path, format=fmt, **save)
+    if w * h > 1_000_000:  # big photos: a plain colour, which is quick to make and to compress
+        Image.new("RGB", (w, h), (seed * 40 % 256, 120, 200)).save(path, format=fmt, **save)
+    else:
+        Image.fromarray(pattern(w, h, seed)).save(path, format=fmt, **save)
     return path
 
 

@@ -142,12 +142,8 @@ def scan_dataset(s: DatasetSettings, stage: int = 1, progress: Progress | None =
     """The per-file decisions for one dataset, through its metadata cache."""
     start = time.perf_counter()
     scan = DatasetScan(s)
-    where = f"[[datasets]] {s.id!r}"
     if not s.folder.is_dir():
-        what = "is not a folder" if s.folder.exists() else "does not exist"
-        scan.problems.append(Problem(f"instance_data_dir {s.folder} {what}", where=where, key="instance_data_dir",
-                                     hint="point instance_data_dir at the folder of training images "
-                                          "(a relative path is relative to the preset's folder)"))
+        scan.problems = dataset_problems(scan, stage)
         return scan
     found = discover_images(s.folder)
     cache = md.MetadataCache(s.folder)
@@ -209,6 +205,11 @@ def dataset_problems(scan: DatasetScan, stage: int) -> list[Problem]:
     def warn(message: str, hint: str, key: str = "") -> None:
         out.append(Problem(message, where=where, hint=hint, severity="warning", key=key))
 
+    if not s.folder.is_dir():
+        what = "is not a folder" if s.folder.exists() else "does not exist"
+        return [Problem(f"instance_data_dir {s.folder} {what}", where=where, key="instance_data_dir",
+                        hint="point instance_data_dir at the folder of training images "
+                             "(a relative path is relative to the preset's folder)")]
     skipped = scan.skipped_by_reason
     if not scan.usable:
         if not scan.records:
