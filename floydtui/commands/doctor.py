@@ -86,8 +86,10 @@ def _print_human(data: dict, device: Device | None) -> None:
     target = device.label() if device else "no device"
     table = Table(title=f"Memory in GiB on {target}; floydtui defaults: rank 32, batch 4, bf16",
                   title_justify="left")
-    for col in ("flavour", "method", "embed cache", "train", "validation", "peak", "verdict"):
-        table.add_column(col, justify="left" if col in ("flavour", "method", "verdict") else "right")
+    # short headers and unwrapped names keep the table readable at 80 columns
+    for col in ("flavour", "method", "embeds", "train", "valid.", "peak", "verdict"):
+        table.add_column(col, justify="left" if col in ("flavour", "method", "verdict") else "right",
+                         no_wrap=col in ("flavour", "verdict"))
     for row in data["estimates"]:
         table.add_row(row["flavour"], row["method"], *(f"{row['phases'][p] / 1024:.1f}" for p in PHASES),
                       f"{row['peak_mib'] / 1024:.1f}",
