@@ -1,0 +1,66 @@
+"""A training run as a child process: `floydtui run PRESET --json`, in its own session.
+
+Its own session (start_new_session) keeps it out of the terminal's process group, so a
+Ctrl+C in the TUI, the TUI crashing or the SSH session closing never reaches it; only
+`stop()` does, with SIGINT, which the trainer answers by saving a checkpoint (exit 130).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+LOG_NAME = "floydtui-run.log"  # the child's stderr, for when it dies before writing run_end
+
+
+class RunProcess:
+    """Starts, waits for and stops one `floydtui run`."""
+
+    def __init__(self, preset_path: Path, run_dir: Path, extra_args: tuple[str, ...] = ()) -> None:
+        self.preset_path = Path(preset_path)
+        self.run_dir = Path(run_dir)
+        self.extra_args = extra_args
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "floydtui", "run", str(self.preset_path), "--json", *self.extra_args]
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / LOG_NAME
+
+    def start(self) -> int:
+        """Start the run; returns its pid."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=log, cwd=self.preset_path.parent, start_new_session=True)
+        return self.proc.pid
+
+    def wait(self) -> int:
+        assert self.proc is not None, "start() first"
+        return self.proc.wait()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        """SIGINT to the run's process group: the trainer saves a checkpoint and exits 130."""
+        if self.alive:
+            try:
+                os.killpg(self.proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+    def log_tail(self, lines: int = 12) -> str:
+        """The end of the child's stderr."""
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.strip().splitlines()[-lines:])

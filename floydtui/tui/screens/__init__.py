@@ -1,0 +1,1 @@
+"""The app's screens: the wizard, the monitor, and their dialogs."""

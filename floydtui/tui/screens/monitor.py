@@ -1,0 +1,278 @@
+"""The monitor: a run seen through its run directory's events.jsonl (DESIGN.md sections 6-7).
+
+A worker polls the reader and posts `EventsArrived`; the handler folds the events into a
+`RunState` and redraws what changed. When the monitor started the run, another worker
+starts the child process and waits for it. Closing asks whether to stop the run (with a
+checkpoint) or leave it running for `floydtui watch`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, ProgressBar, RichLog, Static
+from textual.worker import get_current_worker
+
+from floydtui.tui.runstate import LogLine, RunState, format_duration
+from floydtui.tui.screens.dialogs import ChoiceDialog
+from floydtui.tui.widgets.loss_plot import LossPlot
+from floydtui.tui.widgets.validation_view import ValidationView
+
+POLL_S = 0.25  # how often events.jsonl is read; the trainer flushes each line
+
+
+class EventsArrived(Message):
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.events = events
+
+
+class RunStarted(Message):
+    def __init__(self, pid: int) -> None:
+        super().__init__()
+        self.pid = pid
+
+
+class RunExited(Message):
+    def __init__(self, returncode: int) -> None:
+        super().__init__()
+        self.returncode = returncode
+
+
+class MonitorScreen(Screen):
+    """Stats, embed-cache progress, the loss plot, validation images, the log."""
+
+    CSS_PATH = "monitor.tcss"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    BINDINGS = [
+        Binding("l", "toggle_log", "Log scale"),
+        Binding("left_square_bracket", "page(-1)", "Earlier images"),
+        Binding("right_square_bracket", "page(1)", "Later images"),
+        Binding("s", "stop", "Stop run"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self, run_dir: Path, reader: Any, process: Any = None) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.reader = reader
+        self.process = process
+        self.state = RunState(self.run_dir)
+        self.exit_code: int | None = None
+        self.stopping = False
+        self.quit_when_ended = False
+
+    # ---- widgets -------------------------------------------------------------
+    @property
+    def plot(self) -> LossPlot:
+        return self.query_one(LossPlot)
+
+    @property
+    def validation_view(self) -> ValidationView:
+        return self.query_one(ValidationView)
+
+    @property
+    def log_view(self) -> RichLog:
+        return self.query_one("#run-log", RichLog)
+
+    @property
+    def live(self) -> bool:
+        """A run that is going on: our child alive, or events that started and have not ended."""
+        if self.process is not None:
+            return self.process.alive
+        return self.state.running
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="run-title")
+        yield Static(id="run-stats")
+        with Horizontal(id="embed-row"):
+            yield Static("embed cache", id="embed-label")
+            yield ProgressBar(id="embed-bar", show_eta=False)
+            yield Static(id="embed-rate")
+        with Horizontal(id="run-main"):
+            yield LossPlot(self.state.losses, id="loss-plot")
+            with Vertical(id="val-box"):
+                yield ValidationView(id="validation")
+        yield RichLog(id="run-log", wrap=True, markup=False, max_lines=1000)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#embed-row").display = False
+        self.update_stats()
+        if self.process is not None:
+            self.start_run()
+        self.follow_events()
+
+    # ---- workers ------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="events", exit_on_error=False)
+    def follow_events(self) -> None:
+        """Poll the reader and post what it returns; never touches widgets."""
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            events = self.reader.poll()
+            if events:
+                self.post_message(EventsArrived(events))
+            time.sleep(POLL_S)
+
+    @work(thread=True, exclusive=True, group="process", exit_on_error=False)
+    def start_run(self) -> None:
+        """Start the child and wait for it to end."""
+        self.post_message(RunStarted(self.process.start()))
+        self.post_message(RunExited(self.process.wait()))
+
+    # ---- messages ----------------------------------------------------------------
+    @on(EventsArrived)
+    def events_arrived(self, event: EventsArrived) -> None:
+        changed = self.state.apply(event.events)
+        if "loss" in changed:
+            self.plot.mark_dirty()
+        if changed & {"stats", "loss", "progress"}:
+            self.update_stats()
+        if "progress" in changed:
+            self.update_progress()
+        if "validation" in changed:
+            self.validation_view.update_sets(self.state.validations)
+        if "log" in changed:
+            self.update_log()
+        if "end" in changed and self.quit_when_ended:
+            self.app.exit()
+
+    @on(RunStarted)
+    def _run_started(self, event: RunStarted) -> None:
+        self.write_log(LogLine(time.time(), "info", f"started pid {event.pid}: {' '.join(self.process.command)}"))
+
+    @on(RunExited)
+    def _run_exited(self, event: RunExited) -> None:
+        self.exit_code = event.returncode
+        # A last read: the events the run wrote just before exiting.
+        self.events_arrived(EventsArrived(self.reader.poll()))
+        if event.returncode not in (0, 130) and self.state.status in ("", "completed"):
+            tail = self.process.log_tail()
+            self.write_log(LogLine(time.time(), "error", f"floydtui run exited with {event.returncode}",
+                                   tail or f"see {self.process.log_path}"))
+            self.notify(f"The run exited with {event.returncode}; its last output is in the log pane.",
+                        severity="error", timeout=10)
+        self.update_stats()
+        if self.quit_when_ended:
+            self.app.exit()
+
+    # ---- drawing ------------------------------------------------------------------------
+    def update_stats(self) -> None:
+        s = self.state
+        title = Text()
+        title.append(" floydtui monitor ", style="bold reverse")
+        title.append(f"  {s.run_id or 'waiting for the run to start'}  ·  {self.run_dir}")
+        self.query_one("#run-title", Static).update(title)
+        stats = Text()
+        status = self._status_text()
+        stats.append(f" {status[0]} ", style=status[1] + " reverse")
+        if s.flavour:
+            stats.append(f"  {s.flavour} on {s.device}" + (f" x{s.world_size}" if s.world_size > 1 else ""))
+        stats.append(f"  phase {s.phase or '—'}\n")
+        total = f"/{s.total_steps:,}" if s.total_steps else ""
+        stats.append(f" step {s.step:,}{total}   epoch {s.epoch}   ")
+        stats.append(f"loss {s.loss:.4f}   " if s.loss is not None else "loss —   ")
+        stats.append(f"lr {s.lr:.2e}   " if s.lr is not None else "lr —   ")
+        stats.append(f"{s.samples_per_s:.1f} samples/s   " if s.samples_per_s is not None else "")
+        stats.append(f"ETA {format_duration(s.eta_s)}")
+        if s.last_checkpoint:
+            stats.append(f"   checkpoint {Path(s.last_checkpoint).name}", style="dim")
+        self.query_one("#run-stats", Static).update(stats)
+
+    def _status_text(self) -> tuple[str, str]:
+        s = self.state
+        if s.status == "completed":
+            return "COMPLETED", "green"
+        if s.status == "stopped":
+            return "STOPPED", "yellow"
+        if s.status == "failed" or (self.exit_code not in (None, 0, 130)):
+            return "FAILED", "red"
+        if self.stopping:
+            return "STOPPING", "yellow"
+        if s.running or (self.process is not None and self.process.alive):
+            return "RUNNING", "blue"
+        return "WAITING", "dim"
+
+    def update_progress(self) -> None:
+        prog = self.state.progress.get("embed_cache")
+        row = self.query_one("#embed-row")
+        if prog is None:
+            return
+        row.display = True
+        bar = self.query_one("#embed-bar", ProgressBar)
+        bar.update(total=max(prog.total, 1), progress=prog.done)
+        eta = "done" if prog.done >= prog.total else f"ETA {format_duration(prog.eta_s)}"
+        self.query_one("#embed-rate", Static).update(
+            f" {prog.done:,}/{prog.total:,} prompts · {prog.rate:.1f}/s · {eta}")
+
+    _logged = 0
+
+    def update_log(self) -> None:
+        new = self.state.new_logs(self._logged)
+        for line in new:
+            self.write_log(line)
+        # The newest few also pop up; a replayed history of many would bury the screen.
+        for line in [ln for ln in new if ln.level in ("warning", "error")][-3:]:
+            self.notify(line.message + (f"\nfix: {line.hint}" if line.hint else ""),
+                        severity=line.level, timeout=8 if line.level == "warning" else 15)
+        self._logged = self.state.log_total
+
+    def write_log(self, line: LogLine) -> None:
+        stamp = time.strftime("%H:%M:%S", time.localtime(line.t))
+        style = {"warning": "yellow", "error": "bold red"}.get(line.level, "")
+        text = Text(f"{stamp} ", style="dim")
+        text.append(f"{line.level}: " if line.level != "info" else "", style=style)
+        text.append(line.message, style=style)
+        if line.hint:
+            text.append(f"\n         fix: {line.hint}", style="dim")
+        self.log_view.write(text)
+
+    # ---- actions --------------------------------------------------------------------------
+    def action_toggle_log(self) -> None:
+        """Switch the loss axis between linear and log."""
+        self.plot.log_scale = not self.plot.log_scale
+
+    def action_page(self, delta: int) -> None:
+        self.validation_view.page(delta)
+
+    def action_stop(self) -> None:
+        """Stop the run: SIGINT, the trainer saves a checkpoint and exits."""
+        if self.process is None or not self.process.alive:
+            self.notify("This monitor did not start the run; stop it where it runs (Ctrl+C there).", timeout=5)
+            return
+        self.stopping = True
+        self.process.stop()
+        self.write_log(LogLine(time.time(), "warning", "stop requested: saving a checkpoint, then exiting"))
+        self.update_stats()
+
+    def request_quit(self) -> None:
+        """Quit; for a live run, ask whether to stop it or leave it running."""
+        if not self.live:
+            self.app.exit()
+            return
+        watch = f"floydtui watch {self.run_dir}"
+        if self.process is not None:
+            choices = [("leave", "l", "Leave it running"), ("stop", "s", "Stop it (checkpoint)"),
+                       ("cancel", "escape", "Cancel")]
+            detail = f"Leave it: it goes on; `{watch}` shows it again.\nStop it: it saves a checkpoint first."
+        else:
+            choices = [("leave", "l", "Leave it running"), ("cancel", "escape", "Cancel")]
+            detail = f"It goes on after this window closes; `{watch}` shows it again."
+
+        def answered(answer: str | None) -> None:
+            if answer == "leave":
+                self.app.exit()
+            elif answer == "stop":
+                self.quit_when_ended = True
+                self.action_stop()
+
+        self.app.push_screen(ChoiceDialog("The run is still going.", choices, detail), answered)

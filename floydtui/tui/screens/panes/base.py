@@ -1,0 +1,83 @@
+"""What every wizard pane shares: the state it edits, lazy building, and form rows."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+from textual import on
+from textual.containers import Container
+from textual.message import Message
+
+from floydtui.config.schema import FIELD_BY_KEY
+from floydtui.tui.state import DATASETS, WizardState, field_of
+from floydtui.tui.widgets.fields import FieldEditor
+
+if TYPE_CHECKING:
+    from floydtui.tui.screens.wizard import WizardScreen
+
+
+class PresetChanged(Message):
+    """A pane changed the preset; every built pane refreshes what depends on it."""
+
+    def __init__(self, source: "WizardPane | None" = None) -> None:
+        super().__init__()
+        self.source = source
+
+
+class WizardPane(Container):
+    """A step of the wizard. Its widgets are mounted when it is first shown, not at start-up,
+    so the first screen draws without building (or importing) the other six."""
+
+    built = False
+
+    @property
+    def wizard(self) -> "WizardScreen":
+        return self.screen  # type: ignore[return-value]
+
+    @property
+    def state(self) -> WizardState:
+        return self.wizard.state
+
+    def ensure_built(self) -> None:
+        """Mount the pane's widgets on first use."""
+        if not self.built:
+            self.built = True
+            self.mount_all(list(self.build()))
+            self.call_after_refresh(self.state_changed)
+
+    def build(self) -> Iterable:
+        """The pane's widgets."""
+        raise NotImplementedError
+
+    def state_changed(self) -> None:
+        """The preset changed (here or in another pane): refresh problems and derived values."""
+
+    def editors(self) -> list[FieldEditor]:
+        return list(self.query(FieldEditor))
+
+    def table_editor(self, key: str, label: str | None = None) -> FieldEditor:
+        """A form row for a top-level key (its table from the schema)."""
+        table = FIELD_BY_KEY[key][0]
+        return FieldEditor(table, field_of(table, key), self.state.get(table, key),
+                           resolved=self.state.resolved(table, key), label=label)
+
+    def refresh_editors(self, index: int | None = None) -> None:
+        """Show each row's problems, as the config layer words them."""
+        for ed in self.editors():
+            ed.show_problems(self.state.problems_for(ed.key, index if ed.scope == DATASETS else None))
+
+    @on(FieldEditor.Edited)
+    def _write(self, event: FieldEditor.Edited) -> None:
+        event.stop()
+        ed = event.editor
+        index = self.dataset_index if ed.scope == DATASETS else None
+        if event.is_text:
+            self.state.set_text(ed.scope, ed.key, str(event.value), index)
+        else:
+            self.state.set(ed.scope, ed.key, event.value, index)
+        self.post_message(PresetChanged(self))
+
+    @property
+    def dataset_index(self) -> int | None:
+        """The dataset the pane's dataset rows edit (datasets and text-embeds panes)."""
+        return None

@@ -1,0 +1,209 @@
+"""Step 5: image datasets. Add, edit, remove; a live scan summary; originals beside their crops."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from rich.text import Text
+from textual import on, work
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Button, Label, ListItem, ListView, Static
+
+from floydtui.config.schema import DATASET_FIELD_BY_KEY
+from floydtui.tui.screens.panes.base import PresetChanged, WizardPane
+from floydtui.tui.state import DATASETS
+from floydtui.tui.widgets.fields import FieldEditor
+
+DATASET_KEYS = ("id", "instance_data_dir", "caption_strategy", "instance_prompt", "prepend_instance_prompt",
+                "crop", "crop_aspect", "crop_style", "resolution", "minimum_image_size", "maximum_image_size",
+                "target_downsample_size", "repeats", "num_eval_images", "disable")
+PREVIEW_IMAGES = 3  # a few is enough to judge the crop; more would only slow the pane
+
+
+class PreviewReady(Message):
+    """Rendered original/crop pairs for the selected dataset."""
+
+    def __init__(self, dataset_id: str, pairs: list[tuple[str, Text, Text, str]]) -> None:
+        super().__init__()
+        self.dataset_id = dataset_id
+        self.pairs = pairs
+
+
+class DatasetItem(ListItem):
+    def __init__(self, index: int, ds: dict[str, Any]) -> None:
+        super().__init__(Label(str(ds.get("id") or f"#{index + 1}")))
+        self.index = index
+
+
+class DatasetsPane(WizardPane):
+    """The list of image datasets on the left, the selected one's fields, scan and preview on the right."""
+
+    BINDINGS = [Binding("a", "add", "Add dataset"), Binding("delete", "remove", "Remove dataset")]
+
+    selected: int | None = None
+    _listed: list[tuple[int, str]] | None = None  # (index, id) of the rows shown
+
+    def build(self) -> Iterable[Widget]:
+        yield Horizontal(
+            Vertical(
+                Static("Image datasets", classes="form-group"),
+                ListView(id="ds-list"),
+                Button("Add (a)", id="ds-add", compact=True),
+                Button("Remove (Del)", id="ds-remove", compact=True, variant="error"),
+                id="ds-side",
+            ),
+            VerticalScroll(
+                Static("No image dataset yet: press a (or Add) and give it a folder of images.", id="ds-empty",
+                       classes="form-note"),
+                Vertical(
+                    *(FieldEditor(DATASETS, DATASET_FIELD_BY_KEY[k], None,
+                                  folder_base=self.state.base_dir if k == "instance_data_dir" else None)
+                      for k in DATASET_KEYS),
+                    id="ds-fields",
+                ),
+                Static(id="ds-scan"),
+                Vertical(id="ds-preview"),
+                id="ds-editor",
+            ),
+            id="ds-body",
+        )
+
+    @property
+    def dataset_list(self) -> ListView:
+        return self.query_one("#ds-list", ListView)
+
+    @property
+    def dataset_index(self) -> int | None:
+        return self.selected
+
+    def state_changed(self) -> None:
+        indexes = self.state.image_dataset_indexes()
+        if self.selected not in indexes:
+            self.selected = indexes[0] if indexes else None
+        listed = [(i, str(self.state.datasets[i].get("id") or f"#{i + 1}")) for i in indexes]
+        if listed != self._listed:
+            self._listed = listed
+            self.dataset_list.clear()
+            self.dataset_list.extend(DatasetItem(i, self.state.datasets[i]) for i in indexes)
+            if self.selected is not None:
+                self.dataset_list.index = indexes.index(self.selected)
+        has = self.selected is not None
+        self.query_one("#ds-fields").display = has
+        self.query_one("#ds-empty").display = not has
+        self.query_one("#ds-remove").disabled = not has
+        if has:
+            self.fill_fields()
+            self.refresh_editors(self.selected)
+            self.query_one("#field-num_eval_images").display = self.state.stage == 2
+        self.show_scan()
+
+    def fill_fields(self) -> None:
+        """Show the selected dataset's values (the defaults where a key is not written)."""
+        ds = self.state.datasets[self.selected]
+        resolved = self._resolved_dataset()
+        for ed in self.editors():
+            ed.set_value(ds.get(ed.key), resolved.get(ed.key) if resolved else None)
+
+    def _resolved_dataset(self) -> dict[str, Any] | None:
+        preset = self.state.preset
+        if preset is None:
+            return None
+        ds_id = self.state.datasets[self.selected].get("id")
+        return next((d for d in preset.datasets if d["id"] == ds_id), None)
+
+    # ---- scan and preview -----------------------------------------------
+    def show_scan(self) -> None:
+        """The selected dataset's scan summary, from the screen's latest scan."""
+        out = self.query_one("#ds-scan", Static)
+        if self.selected is None:
+            out.update("")
+            return
+        ds_id = self.state.datasets[self.selected].get("id")
+        scans = self.wizard.scans
+        if self.state.preset is None:
+            out.update(Text("Scan: waiting for the preset's errors to be fixed.", style="dim"))
+            return
+        scan = next((s for s in scans or [] if s.id == ds_id), None)
+        if scan is None:
+            out.update(Text("Scanning…", style="dim"))
+            return
+        text = Text()
+        text.append("Scan\n", style="bold")
+        for line in scan.summary_lines()[2:]:
+            text.append(line.strip() + "\n")
+        for p in scan.problems:
+            text.append(f"{p.message}\n", style="red" if p.is_error else "yellow")
+            if p.hint:
+                text.append(f"  fix: {p.hint}\n", style="dim")
+        out.update(text)
+        usable = [r.path for r in scan.usable[:PREVIEW_IMAGES]]
+        if usable:
+            self.render_preview(self.state.preset, ds_id, usable, self.preview_width())
+        else:
+            self.query_one("#ds-preview").remove_children()
+
+    def preview_width(self) -> int:
+        """Cells for each image of a pair."""
+        return max(8, min(32, (self.query_one("#ds-editor").size.width - 6) // 2))
+
+    @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
+    def render_preview(self, preset, dataset_id: str, paths: list, width: int) -> None:
+        """Load and render the pairs off the UI thread."""
+        from floydtui.data.dataset import preview_pair
+        from floydtui.tui.halfblock import render_image
+
+        color = not self.app.no_color
+        pairs = []
+        for path in paths:
+            original, trained = preview_pair(preset, dataset_id, path)
+            caption = f"{original.width}x{original.height} → {trained.width}x{trained.height}"
+            pairs.append((str(path), render_image(original, width, width // 2, color),
+                          render_image(trained, width, width // 2, color), caption))
+        self.post_message(PreviewReady(dataset_id, pairs))
+
+    @on(PreviewReady)
+    def _show_preview(self, event: PreviewReady) -> None:
+        box = self.query_one("#ds-preview")
+        box.remove_children()
+        if not event.pairs:
+            return
+        widgets: list[Widget] = [Static("Preview: the original, and what training sees", classes="form-group")]
+        for path, original, trained, caption in event.pairs:
+            name = path.rsplit("/", 1)[-1]
+            widgets.append(Static(Text(f"{name}  {caption}", style="dim"), markup=False))
+            widgets.append(Horizontal(Static(original, classes="preview-image"),
+                                      Static(trained, classes="preview-image"), classes="preview-pair"))
+        box.mount_all(widgets)
+
+    # ---- actions --------------------------------------------------------
+    def action_add(self) -> None:
+        """A new dataset with the guide's values; the cursor goes to its folder."""
+        self.selected = self.state.add_dataset()
+        self.post_message(PresetChanged(self))
+        self.call_after_refresh(lambda: self.query_one("#field-instance_data_dir").editor.focus())
+
+    def action_remove(self) -> None:
+        if self.selected is None:
+            return
+        removed = self.state.datasets[self.selected].get("id")
+        self.state.remove_dataset(self.selected)
+        self.selected = None
+        self.notify(f"Removed dataset {removed}", timeout=2)
+        self.post_message(PresetChanged(self))
+
+    @on(Button.Pressed, "#ds-add")
+    def _add_pressed(self) -> None:
+        self.action_add()
+
+    @on(Button.Pressed, "#ds-remove")
+    def _remove_pressed(self) -> None:
+        self.action_remove()
+
+    @on(ListView.Highlighted, "#ds-list")
+    def _picked(self, event: ListView.Highlighted) -> None:
+        if isinstance(event.item, DatasetItem) and event.item.index != self.selected:
+            self.selected = event.item.index
+            self.state_changed()

@@ -1,0 +1,86 @@
+"""Steps 3 and 4: the training settings and the validation settings, as forms."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from textual.containers import VerticalScroll
+from textual.widget import Widget
+from textual.widgets import Static
+
+from floydtui.config.resolution import describe_sizes, parse_validation_resolution
+from floydtui.errors import FloydError
+from floydtui.tui.screens.panes.base import PresetChanged, WizardPane
+
+TRAINING_GROUPS = (
+    ("Adapter", ("model_type", "lora_rank", "lora_alpha", "use_dora", "use_bitfit")),
+    ("Learning rate", ("learning_rate", "lr_end", "lr_scheduler", "lr_warmup_steps")),
+    ("Length", ("train_batch_size", "gradient_accumulation_steps", "max_train_steps", "num_train_epochs")),
+    ("Precision and memory", ("mixed_precision", "optimizer", "attention_mechanism", "gradient_checkpointing",
+                              "resolution")),
+    ("Reproducibility and saving", ("seed", "checkpointing_steps", "checkpoints_total_limit", "output_dir")),
+)
+
+VALIDATION_KEYS = ("validation_resolution", "validation_prompt", "validation_negative_prompt", "validation_steps",
+                   "validation_num_inference_steps", "validation_guidance", "validation_seed", "num_eval_images")
+
+
+class TrainingPane(WizardPane):
+    """LoRA rank and alpha, DoRA, BitFit, learning rates, length, precision, attention, saving."""
+
+    def build(self) -> Iterable[Widget]:
+        rows: list[Widget] = []
+        for title, keys in TRAINING_GROUPS:
+            rows.append(Static(title, classes="form-group"))
+            rows.extend(self.table_editor(k) for k in keys)
+        rows.append(Static(id="xformers-note", classes="form-note"))
+        yield VerticalScroll(*rows, id="training-form")
+
+    def state_changed(self) -> None:
+        self.refresh_editors()
+        note = self.query_one("#xformers-note", Static)
+        xformers = self.wizard.xformers
+        chosen = self.state.resolved("training", "attention_mechanism") == "xformers"
+        if chosen and xformers is not None and not xformers[0]:
+            note.update(f"attention_mechanism = xformers will not work here: {xformers[1]}")
+            note.add_class("-warning")
+        else:
+            note.update("Steps or epochs: max_train_steps > 0 wins; set it to 0 to train num_train_epochs.")
+            note.remove_class("-warning")
+
+
+class ValidationPane(WizardPane):
+    """Validation sizes with a live parse, prompts, interval; stage II's num_eval_images."""
+
+    def build(self) -> Iterable[Widget]:
+        rows: list[Widget] = []
+        for key in VALIDATION_KEYS:
+            rows.append(self.table_editor(key))
+            if key == "validation_resolution":
+                rows.append(Static(id="resolution-parse", classes="form-note"))
+        rows.append(Static("More prompts (validation_prompts), one a line:", classes="form-group"))
+        from textual.widgets import TextArea  # only this pane uses it: keeps the first screen's imports small
+
+        prompts = self.state.get("validation", "validation_prompts") or []
+        rows.append(TextArea("\n".join(prompts), id="more-prompts", soft_wrap=True, show_line_numbers=False))
+        yield VerticalScroll(*rows, id="validation-form")
+
+    def state_changed(self) -> None:
+        self.refresh_editors()
+        parse = self.query_one("#resolution-parse", Static)
+        value = self.state.resolved("validation", "validation_resolution")
+        try:
+            parse.update("→ " + describe_sizes(parse_validation_resolution(value)))
+            parse.remove_class("-error")
+        except FloydError as e:
+            parse.update("→ " + "; ".join(p.message for p in e.problems))
+            parse.add_class("-error")
+        stage2 = self.state.stage == 2
+        self.query_one("#field-num_eval_images").display = stage2
+
+    def on_text_area_changed(self, event) -> None:
+        event.stop()
+        lines = [line.strip() for line in event.text_area.text.splitlines() if line.strip()]
+        if lines != (self.state.get("validation", "validation_prompts") or []):
+            self.state.set("validation", "validation_prompts", lines or None)
+            self.post_message(PresetChanged(self))

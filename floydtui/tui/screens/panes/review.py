@@ -1,0 +1,128 @@
+"""Step 7: every problem `floydtui check` would report, the preset as TOML, and the SimpleTuner
+JSON it exports; then save, export, launch."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual import on, work
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Button, Static
+
+from floydtui.errors import Problem
+from floydtui.tui.screens.panes.base import WizardPane
+
+EXPORT_FOLDER = "<export folder>"  # config.json names its multidatabackend.json by the folder it is exported to
+
+
+class ChecksDone(Message):
+    """`run_checks` sections plus the SimpleTuner files, for one version of the preset."""
+
+    def __init__(self, sections: list, simpletuner: dict[str, str], problems: list[Problem]) -> None:
+        super().__init__()
+        self.sections = sections
+        self.simpletuner = simpletuner
+        self.problems = problems
+
+
+def simpletuner_files(preset) -> dict[str, str]:
+    """The files `floydtui export` would write, by name, as text."""
+    from floydtui.config.simpletuner import export_simpletuner
+
+    with tempfile.TemporaryDirectory(prefix="floydtui-review-") as tmp:
+        written = export_simpletuner(preset, tmp)
+        files = {p.name: p.read_text(encoding="utf-8") for p in written}
+        real = str(Path(tmp).resolve())
+    return {name: text.replace(real, EXPORT_FOLDER) for name, text in files.items()}
+
+
+class ReviewPane(WizardPane):
+    """Problems first (they decide whether it can launch), then the two file views."""
+
+    def build(self) -> Iterable[Widget]:
+        yield VerticalScroll(
+            Horizontal(
+                Button("Save  ^s", id="review-save", variant="primary", compact=True),
+                Button("Export  ^e", id="review-export", compact=True),
+                Button("Launch  ^r", id="review-launch", variant="success", compact=True),
+                id="review-buttons",
+            ),
+            Static("Checking…", id="review-problems"),
+            Horizontal(
+                VerticalScroll(Static(id="review-toml"), id="review-toml-box"),
+                VerticalScroll(Static(id="review-json"), id="review-json-box"),
+                id="review-files",
+            ),
+            id="review-body",
+        )
+
+    def state_changed(self) -> None:
+        self.query_one("#review-toml", Static).update(
+            Syntax(self.state.to_toml(), "toml", theme="ansi_dark", word_wrap=True, background_color="default"))
+        self.query_one("#review-toml-box").border_title = f"Preset TOML ({self.state.source or 'unsaved'})"
+        if self.state.preset is None:
+            self.show_problems([], self.state.problems)
+            self.query_one("#review-json", Static).update(Text("Fix the errors to see the export.", style="dim"))
+        else:
+            self.query_one("#review-problems", Static).update(Text("Checking datasets and memory…", style="dim"))
+            self.run_checks_worker(self.state.preset)
+
+    @work(thread=True, exclusive=True, group="review", exit_on_error=False)
+    def run_checks_worker(self, preset) -> None:
+        """`floydtui check`'s own sections (it scans the datasets, so not on the UI thread)."""
+        from floydtui.checks import run_checks
+
+        sections = run_checks(preset)
+        self.post_message(ChecksDone(sections, simpletuner_files(preset), []))
+
+    @on(ChecksDone)
+    def _checked(self, event: ChecksDone) -> None:
+        self.show_problems(event.sections, [])
+        text = Text()
+        for name, body in event.simpletuner.items():
+            text.append(f"── {name}\n", style="bold")
+            text.append_text(Syntax(body, "json", theme="ansi_dark", word_wrap=True,
+                                    background_color="default").highlight(body))
+        self.query_one("#review-json", Static).update(text)
+        self.query_one("#review-json-box").border_title = "SimpleTuner export (floydtui export)"
+
+    def show_problems(self, sections: list, config_problems: list[Problem]) -> None:
+        problems = list(config_problems) + [p for s in sections for p in s.problems]
+        errors = [p for p in problems if p.is_error]
+        text = Text()
+        if errors:
+            text.append(f" {len(errors)} error(s) ", style="bold reverse red")
+            text.append("  Fix them to save or launch; each is also shown at its field.\n")
+        else:
+            text.append(" trainable ", style="bold reverse green")
+            text.append(f"  {len(problems)} warning(s)\n" if problems else "  no problems found\n")
+        for s in sections:
+            for line in s.lines:
+                text.append(f"  [{s.title}] {line}\n", style="dim")
+        for p in problems:
+            text.append(f"{p.severity}: ", style="bold red" if p.is_error else "bold yellow")
+            text.append(f"{p.where}: " if p.where else "", style="dim")
+            text.append(p.message + "\n")
+            if p.hint:
+                text.append(f"   fix: {p.hint}\n", style="dim")
+        self.query_one("#review-problems", Static).update(text)
+        self.query_one("#review-launch", Button).disabled = bool(errors)
+        self.query_one("#review-save", Button).disabled = self.state.preset is None
+
+    @on(Button.Pressed, "#review-save")
+    def _save(self) -> None:
+        self.wizard.action_save()
+
+    @on(Button.Pressed, "#review-export")
+    def _export(self) -> None:
+        self.wizard.action_export()
+
+    @on(Button.Pressed, "#review-launch")
+    def _launch(self) -> None:
+        self.wizard.action_launch()
