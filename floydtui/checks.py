@@ -44,5 +44,6 @@ def run_checks(preset: Preset) -> list[CheckSection]:
     """Config, then datasets, then memory, then disk: each layer's own section."""
     from floydtui.data.report import check_datasets
     from floydtui.hardware.report import check_memory
+    from floydtui.hub import disk_section
 
-    return [config_section(preset), check_datasets(preset), check_memory(preset)]
+    return [config_section(preset), check_datasets(preset), check_memory(preset), disk_section(preset)]

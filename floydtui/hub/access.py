@@ -100,6 +100,16 @@ def access_problem(exc: BaseException, repo_id: str, filename: str = "") -> Prob
     return None
 
 
+def is_unreachable(exc: BaseException) -> bool:
+    """The hub could not be asked (offline mode, no network, the hub down): it may work later."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    status = getattr(getattr(exc, "response", None), "status_code", None) or 0
+    return isinstance(exc, (httpx2.TransportError, LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError,
+                            TimeoutError)) or (isinstance(exc, HfHubHTTPError) and status >= 500)
+
+
 def access_error(exc: BaseException, repo_id: str, filename: str = "") -> FloydError | None:
     """`access_problem` as a raisable FloydError."""
     problem = access_problem(exc, repo_id, filename)
@@ -112,6 +122,6 @@ def offline_problem(repo_id: str, missing: list[str], cache: str = "") -> Proble
     more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
     return Problem(f"HF_HUB_OFFLINE=1 and {repo_id}: {first}{more} is not in the hub cache",
                    where=cache or f"model {repo_id}", key="pretrained_model_name_or_path",
-                   hint=f"run once with network (unset HF_HUB_OFFLINE) to download it, or on a machine with "
-                        f"network run `hf download {repo_id}` and copy its models--{repo_id.replace('/', '--')} "
-                        "folder into this hub cache (HF_HUB_CACHE)")
+                   hint=f"run once with network (unset HF_HUB_OFFLINE) to download it, or copy the "
+                        f"models--{repo_id.replace('/', '--')} folder of a hub cache that has it (`hf download "
+                        f"{repo_id}` fills one) into this one (HF_HUB_CACHE)")

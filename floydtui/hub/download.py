@@ -19,7 +19,8 @@ from floydtui.errors import FloydError
 from floydtui.events import EventWriter
 from floydtui.hub.access import access_error
 from floydtui.hub.cache import cached_commit, snapshot_dir, write_ref
-from floydtui.hub.disk import MIB, format_size, free_bytes, mount_point
+from floydtui.hub import disk
+from floydtui.hub.disk import format_size, mount_point
 from floydtui.hub.files import MODEL_INDEX, SAFETY_COMPONENTS, wanted_variant, weight_kind
 from floydtui.hub.repo import RepoPlan, plan_repo
 
@@ -87,7 +88,7 @@ def download(plan: RepoPlan, events: EventWriter | None = None) -> Path:
 
 
 def _ensure_room(plan: RepoPlan, left: int) -> None:
-    free = free_bytes(plan.cache_dir)
+    free = disk.free_bytes(plan.cache_dir)
     if free < left:
         mount = mount_point(plan.cache_dir)
         raise FloydError.one(

@@ -8,7 +8,7 @@ Not enough room is an error before anything is downloaded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,8 @@ from floydtui.config.flavours import BUILTIN_PREFIX
 from floydtui.errors import FloydError, Problem
 from floydtui.hub.access import hub_token, licence_url
 from floydtui.hub.cache import hub_cache_dir, is_offline
-from floydtui.hub.disk import MIB, device_of, format_size, free_bytes, mount_point
+from floydtui.hub import disk
+from floydtui.hub.disk import MIB, device_of, format_size, mount_point
 from floydtui.hub.download import text_encoder_source
 from floydtui.hub.files import MODEL_INDEX
 from floydtui.hub.repo import PlannedFile, RepoPlan, plan_repo
@@ -78,17 +79,19 @@ class DownloadPlan:
 
     def lines(self) -> list[str]:
         """The human summary `floydtui check` prints."""
-        out = list(self.notes)
+        out = []
         for repo in self.repos:
             out.append(repo.summary())
             if repo.gated:
                 out.append(f"  gated: accept the licence at {licence_url(repo.repo_id)}")
             out += [f"  {n}" for n in repo.notes]
+        out += self.notes
         if self.kind == "hub":
             out.append(f"hub cache {self.cache_dir}" + (" (HF_HUB_OFFLINE=1: the cache alone)" if self.offline else ""))
         for d in self.disks:
-            out.append(f"disk {d.mount} ({', '.join(d.labels)}): {format_size(d.free)} free, needs "
-                       f"{format_size(d.download)} to download + {d.min_free_mib} MiB kept free (min_free_disk_mib)")
+            needs = f"{format_size(d.download)} to download + " if d.download else ""
+            out.append(f"disk {d.mount} ({', '.join(d.labels)}): {format_size(d.free)} free, needs {needs}"
+                       f"{d.min_free_mib} MiB kept free (min_free_disk_mib)")
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,10 +128,16 @@ def plan_download(preset) -> DownloadPlan:
             source = text_encoder_source(base, 2)
             plan.notes.append(f"stage II repos hold no text encoder: T5 comes from {source}")
             plan.repos.append(plan_repo(source, stage=1, variant=variant, role="text encoder"))
-        plan.problems += [p for r in plan.repos for p in r.problems]
+        for repo in plan.repos:
+            plan.problems += [_until_reachable(p) if repo.unreachable else p for p in repo.problems]
         plan.notes.append("logged in to the hub" if hub_token() else "not logged in to the hub")
     _check_room(preset, plan)
     return plan
+
+
+def _until_reachable(problem: Problem) -> Problem:
+    """Offline or without network a check warns: the cache may be filled, the network come back."""
+    return replace(problem, severity="warning", hint=problem.hint + "; until then a run stops at this point")
 
 
 def _check_local(folder: Path, plan: DownloadPlan) -> None:
@@ -152,11 +161,11 @@ def _check_room(preset, plan: DownloadPlan) -> None:
     for label, path in places:
         dev = device_of(path)
         if dev not in by_device:
-            by_device[dev] = DiskRoom(mount_point(path), [], [], free_bytes(path), 0, plan.min_free_mib)
+            by_device[dev] = DiskRoom(mount_point(path), [], [], disk.free_bytes(path), 0, plan.min_free_mib)
         by_device[dev].labels.append(label)
         by_device[dev].paths.append(Path(path))
-        if label == "hub cache":
-            by_device[dev].download += plan.left_bytes
+        if label == "hub cache":  # what cannot be fetched now (offline) takes no room now
+            by_device[dev].download += sum(r.left_bytes for r in plan.repos if not r.unreachable)
     plan.disks = list(by_device.values())
     for d in plan.disks:
         if d.ok:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from floydtui.errors import Problem
-from floydtui.hub.access import access_problem, offline_problem
+from floydtui.hub.access import access_problem, is_unreachable, offline_problem
 from floydtui.hub.cache import (
     blob_exists,
     cached_commit,
@@ -26,7 +26,14 @@ from floydtui.hub.cache import (
     snapshot_files,
 )
 from floydtui.hub.disk import format_size
-from floydtui.hub.files import MODEL_INDEX, components_for, expected_files, select_files, weight_kind
+from floydtui.hub.files import (
+    MODEL_INDEX,
+    components_for,
+    expected_files,
+    select_files,
+    wanted_variant,
+    weight_kind,
+)
 
 HUB_TIMEOUT_S = 10.0  # huggingface_hub's own default for metadata calls
 
@@ -57,6 +64,7 @@ class RepoPlan:
     variants: dict[str, str | None] = field(default_factory=dict)  # per weights folder: "fp16" or None
     files: list[PlannedFile] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)  # what stops a download (access, network, offline)
+    unreachable: bool = False  # the hub could not be asked (offline, no network): the problems may pass
     notes: list[str] = field(default_factory=list)
     cache_dir: Path = field(default_factory=hub_cache_dir)
 
@@ -112,7 +120,7 @@ def plan_repo(repo_id: str, *, stage: int, revision: str = "main", variant: str 
     plan = RepoPlan(repo_id, revision, role, stage, cache_dir=cache)
     components = components_for(stage, role, text_encoder=text_encoder, safety=safety)
     pipeline = role == "model"
-    offline = is_offline()
+    offline = plan.unreachable = is_offline()
     remote_problem: Problem | None = None
     listing: dict[str, dict] | None = None
     if not offline:
@@ -124,6 +132,7 @@ def plan_repo(repo_id: str, *, stage: int, revision: str = "main", variant: str 
             remote_problem = access_problem(exc, repo_id)
             if remote_problem is None:
                 raise
+            plan.unreachable = is_unreachable(exc)
     if listing is None:
         saved = load_listing(repo_id, revision)
         plan.commit = cached_commit(repo_id, revision, cache) or (saved or {}).get("commit")
@@ -140,6 +149,8 @@ def plan_repo(repo_id: str, *, stage: int, revision: str = "main", variant: str 
         for name, size in _gaps(repo_id, components, chosen, plan.variants, variant, pipeline, on_disk, plan.snapshot):
             chosen.append(name)
             estimates[name] = size
+            if weight_kind(name.replace("*", "")):
+                plan.variants.setdefault(name.split("/", 1)[0], wanted_variant(variant))
     for name in chosen:
         meta = (listing or {}).get(name, {})
         blob = meta.get("blob")
@@ -158,8 +169,10 @@ def plan_repo(repo_id: str, *, stage: int, revision: str = "main", variant: str 
             f"{repo_id} has no {needed}/ weights that diffusers can load", where=f"model {repo_id}",
             key="pretrained_model_name_or_path",
             hint="use a diffusers-format DeepFloyd IF repo, e.g. DeepFloyd/IF-I-M-v1.0"))
-    if variant == "fp16" and pipeline and plan.variants.get("unet", "fp16") is None:
-        plan.notes.append(f"{repo_id} has no fp16 weights: fetching the full-precision ones")
+    if variant == "fp16" and listing is not None and plan.variants.get(needed, "fp16") is None:
+        plan.problems.append(Problem(f"{repo_id} has no fp16 {needed} weights", where=f"model {repo_id}",
+                                     key="variant", hint="set variant = \"auto\" or \"none\" in [model] to "
+                                                         "fetch the full-precision ones"))
     _record_problems(plan, offline, remote_problem, check_access)
     return plan
 
