@@ -101,7 +101,7 @@ def load_unet(folder: Path, dtype, variant: str | None = None):
     """The IF UNet from a model folder, in `dtype`, frozen."""
     from diffusers import UNet2DConditionModel
 
-    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype,
+    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", dtype=dtype,
                                                 variant=weight_variant(folder, variant))
     unet.requires_grad_(False)
     return unet
@@ -151,7 +151,7 @@ def load_pipeline(folder: Path, stage: int, *, unet=None, dtype=None, variant: s
         extra.update(text_encoder=None, tokenizer=None)
     if unet is not None:
         extra["unet"] = unet
-    pipe = cls.from_pretrained(folder, torch_dtype=dtype, variant=weight_variant(folder, variant), **extra)
+    pipe = cls.from_pretrained(folder, dtype=dtype, variant=weight_variant(folder, variant), **extra)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -176,3 +176,16 @@ def load_lora(pipe, lora: str | Path) -> None:
     pipe.load_lora_weights(str(folder), weight_name=name)
     if (folder / BITFIT_FILE).is_file():
         apply_bitfit(pipe.unet, folder / BITFIT_FILE)
+
+
+def quiet_libraries() -> None:
+    """Silence diffusers/transformers/peft chatter and their progress bars: floydtui reports progress itself."""
+    import warnings
+
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for lib in (diffusers_logging, transformers_logging):
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(diffusers|transformers|peft)\.")

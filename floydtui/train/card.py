@@ -1,0 +1,48 @@
+"""The model card (README.md) a run writes beside its LoRA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+_SETTINGS = ("model_type", "lora_rank", "lora_alpha", "lora_dropout", "lora_target_modules", "use_dora", "use_bitfit",
+             "learning_rate", "lr_end", "lr_scheduler", "lr_warmup_steps", "train_batch_size",
+             "gradient_accumulation_steps", "mixed_precision", "optimizer", "snr_gamma",
+             "caption_dropout_probability", "resolution", "seed")
+
+
+def model_card(preset: Any, *, base_model: str, note: str, steps: int, world_size: int,
+               validation_images: list[dict[str, Any]]) -> str:
+    """Markdown: what was trained on what, with which settings, and how to load it."""
+    stage = preset.stage
+    pipeline = "IFPipeline" if stage == 1 else "IFSuperResolutionPipeline"
+    t = preset.training
+    lines = [
+        f"# DeepFloyd IF stage {'I' if stage == 1 else 'II'} LoRA",
+        "",
+        f"- base model: `{base_model}`" + (f"\n- note: {note}" if note else ""),
+        f"- flavour: {preset.flavour.name}",
+        f"- trained for {steps} steps on {world_size} process(es) with floydtui",
+        "",
+        "## How to load it",
+        "",
+        "```python",
+        f"from diffusers import {pipeline}",
+        "",
+        f'pipe = {pipeline}.from_pretrained("{base_model}")',
+        f'pipe.load_lora_weights("{preset.output_dir}")',
+        "# IF's inference scheduler setting (the guide's line):",
+        'pipe.scheduler = pipe.scheduler.__class__.from_config(pipe.scheduler.config, variance_type="fixed_small")',
+        "```",
+        "",
+    ]
+    if t["use_bitfit"]:
+        lines += ["BitFit biases trained too: they are in `bitfit_biases.safetensors`, which "
+                  "`load_lora_weights` does not read. Apply them with "
+                  "`floydtui.train.models.load_lora(pipe, OUTPUT_DIR)` (it loads both) or `floydtui generate`.", ""]
+    lines += ["## Settings", "", "| key | value |", "| --- | --- |"]
+    lines += [f"| {k} | `{t[k]}` |" for k in _SETTINGS]
+    if validation_images:
+        lines += ["", "## Validation images (last)", ""]
+        lines += [f"- `{Path(i['path']).name}`: {i['prompt']} ({i['width']}x{i['height']})" for i in validation_images]
+    return "\n".join(lines) + "\n"

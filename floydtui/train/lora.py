@@ -1,0 +1,119 @@
+"""What trains: LoRA adapters through peft, the UNet's biases (BitFit), or the whole UNet.
+
+`use_bitfit` adds the UNet's own biases to what trains, beside the LoRA adapters. diffusers'
+LoRA format has no place for a base layer's bias, so the trained biases go into their own
+file, `bitfit_biases.safetensors`, next to `pytorch_lora_weights.safetensors`;
+`floydtui.train.models.load_lora` applies both (plain `load_lora_weights` applies the LoRA
+only). `model_type = "full"` trains every UNet weight and saves the whole UNet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from floydtui.errors import FloydError
+from floydtui.fsutil import atomic_dir, atomic_path
+
+LORA_FILE = "pytorch_lora_weights.safetensors"
+BITFIT_FILE = "bitfit_biases.safetensors"
+
+
+def setup_trainable(unet, training: dict[str, Any]) -> list:
+    """Add adapters / unfreeze biases per the preset; returns the parameters that train (fp32)."""
+    import torch
+
+    if training["model_type"] == "full":
+        unet.requires_grad_(True)
+    else:
+        from peft import LoraConfig
+
+        targets = list(training["lora_target_modules"])
+        present = {name.rsplit(".", 1)[-1] for name, _ in unet.named_modules()} | \
+            {".".join(name.split(".")[-2:]) for name, _ in unet.named_modules()}
+        absent = [t for t in targets if t not in present]
+        if absent:
+            raise FloydError.one(f"lora_target_modules {absent} match no module of this UNet",
+                                 key="lora_target_modules",
+                                 hint="IF's attention modules are to_q, to_k, to_v, to_out.0, add_k_proj, add_v_proj")
+        unet.add_adapter(LoraConfig(r=training["lora_rank"], lora_alpha=training["lora_alpha"],
+                                    lora_dropout=training["lora_dropout"], use_dora=training["use_dora"],
+                                    init_lora_weights="gaussian", target_modules=targets))
+    if training["use_bitfit"]:
+        for name, p in unet.named_parameters():
+            if name.endswith(".bias") and "lora_" not in name:
+                p.requires_grad_(True)
+    params = [p for p in unet.parameters() if p.requires_grad]
+    for p in params:  # trainable weights in fp32 (the frozen base stays in the weight dtype)
+        p.data = p.data.to(torch.float32)
+    return params
+
+
+def trainable_state_dict(unet) -> dict:
+    """Every trainable parameter by its UNet name (for checkpoints)."""
+    return {n: p.detach().to("cpu").clone() for n, p in unet.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state_dict(unet, state: dict) -> None:
+    """Restore the trainable parameters; raises FloydError when the checkpoint does not fit."""
+    own = {n: p for n, p in unet.named_parameters() if p.requires_grad}
+    if set(own) != set(state) or any(own[n].shape != state[n].shape for n in own):
+        raise FloydError.one("the checkpoint's trainable weights do not match this preset "
+                             f"({len(state)} tensors saved, {len(own)} expected)",
+                             hint="resume with the preset the run started with (lora_rank, lora_target_modules, "
+                             "use_dora, use_bitfit, model), or start over with --resume none")
+    for n, p in own.items():
+        p.data.copy_(state[n].to(p.device, p.dtype))
+
+
+def lora_layers(unet) -> dict:
+    """The adapters in the PEFT key format that load_lora_weights reads for every module.
+
+    Not convert_state_dict_to_diffusers: it renames to_q/to_k/to_v/to_out.0 to the old
+    `lora.down`/`lora.up` names but leaves add_k_proj/add_v_proj as `lora_A`/`lora_B`, and
+    the loader, seeing PEFT keys, then silently drops the attention layers.
+    """
+    from peft.utils import get_peft_model_state_dict
+
+    return {k: v.detach().to("cpu").contiguous() for k, v in get_peft_model_state_dict(unet).items()}
+
+
+def bitfit_biases(unet) -> dict:
+    """The trained base-layer biases by their plain UNet names (adapter wrappers removed)."""
+    return {name.replace(".base_layer.", "."): p.detach().to("cpu").contiguous()
+            for name, p in unet.named_parameters()
+            if p.requires_grad and name.endswith(".bias") and "lora_" not in name}
+
+
+def apply_bitfit(unet, path: Path) -> int:
+    """Copy saved BitFit biases into a UNet (with or without adapters); returns how many."""
+    from safetensors.torch import load_file
+
+    biases = load_file(str(path))
+    params = {name.replace(".base_layer.", "."): p for name, p in unet.named_parameters()}
+    unknown = [k for k in biases if k not in params]
+    if unknown:
+        raise FloydError.one(f"{path} has biases this UNet lacks ({unknown[0]}, ...)",
+                             hint="load it into the base model the run trained")
+    for k, v in biases.items():
+        params[k].data.copy_(v.to(params[k].device, params[k].dtype))
+    return len(biases)
+
+
+def save_lora(output_dir: Path, unet, stage: int, training: dict[str, Any]) -> Path:
+    """Write the final weights: the LoRA file (diffusers format, + BitFit biases), or the whole UNet."""
+    from diffusers import IFPipeline, IFSuperResolutionPipeline
+    from safetensors.torch import save_file
+
+    if training["model_type"] == "full":
+        with atomic_dir(output_dir / "unet") as tmp:
+            unet.save_pretrained(tmp, safe_serialization=True)
+        return output_dir / "unet"
+    cls = IFPipeline if stage == 1 else IFSuperResolutionPipeline
+    with atomic_path(output_dir / LORA_FILE) as tmp:
+        cls.save_lora_weights(tmp.parent, unet_lora_layers=lora_layers(unet), weight_name=tmp.name,
+                              safe_serialization=True)
+    if training["use_bitfit"]:
+        with atomic_path(output_dir / BITFIT_FILE) as tmp:
+            save_file(bitfit_biases(unet), str(tmp))
+    return output_dir / LORA_FILE

@@ -1,0 +1,358 @@
+"""The training run: scan, embed cache, the loop, checkpoints, validation, the LoRA.
+
+`train()` sets everything up and then runs a loop whose step fits on one screen (batch,
+noise, timesteps, forward, loss, backward, step); the cache, checkpoints, validation and
+events are called from the loop, not woven into it.
+
+Randomness is per step: noise, timesteps, caption dropout and LoRA dropout come from a
+generator seeded by (seed, step, micro-batch, rank), and the data order from (seed, epoch).
+A run resumed from a checkpoint therefore replays exactly what an unbroken run would do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import shutil
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from floydtui.config.preset import Preset
+from floydtui.errors import FloydError
+from floydtui.events import EventWriter
+from floydtui.fsutil import atomic_write_text
+from floydtui.train import checkpoint as ckpt
+from floydtui.train.card import model_card
+from floydtui.train.embed_cache import TextEmbedCache, build_cache, encoder_identity
+from floydtui.train.lora import load_trainable_state_dict, save_lora, setup_trainable, trainable_state_dict
+from floydtui.train.models import (builtin_note, load_noise_scheduler, load_pipeline, load_unet, model_label,
+                                   resolve_model_dir)
+from floydtui.train.optim import make_lr_scheduler, make_optimizer
+from floydtui.train.validation import NO_EFFECT_ATOL, load_check, run_validation
+
+WEIGHT_DTYPES = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+# ---- what the UNet is fed ------------------------------------------------------------
+@dataclass
+class StageInputs:
+    """One micro-batch as the UNet sees it, and what its first three channels should predict."""
+
+    sample: torch.Tensor  # the UNet's input
+    timesteps: torch.Tensor
+    target: torch.Tensor  # the noise (epsilon)
+    class_labels: torch.Tensor | None = None
+
+
+def stage1_inputs(x0: torch.Tensor, noise_scheduler, gen: torch.Generator) -> StageInputs:
+    """Stage I: the clean 64px image noised at a random timestep of the model's own schedule."""
+    noise = torch.randn(x0.shape, generator=gen).to(x0.device)
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen)
+    timesteps = timesteps.to(x0.device)
+    return StageInputs(noise_scheduler.add_noise(x0, noise, timesteps), timesteps, noise)
+
+
+def input_builder(preset: Preset, model_dir: Path) -> Callable[[torch.Tensor, Any, torch.Generator], StageInputs]:
+    """The function that turns clean pixels into UNet inputs for the preset's stage."""
+    if preset.stage == 1:
+        return stage1_inputs
+    raise FloydError.one(f"{preset.flavour.name} is a stage II flavour; stage II training is not in this version",
+                         key="model_flavour", hint="train a stage I flavour (i-medium-400m, ...) for now")
+
+
+def pixels_to_tensor(pixels, device) -> torch.Tensor:
+    """uint8 [B, H, W, 3] RGB to float [B, 3, H, W] in [-1, 1], IF's pixel range."""
+    return (torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0).contiguous()
+
+
+def caption_embeds(cache: TextEmbedCache, captions: list[str], dropout: float, gen: torch.Generator, device,
+                   dtype) -> torch.Tensor:
+    """Cached embeds of a batch's captions, each replaced by the empty prompt's with chance `dropout`."""
+    drop = torch.rand(len(captions), generator=gen) < dropout
+    return cache.batch(["" if d else c for c, d in zip(captions, drop.tolist())], device=device, dtype=dtype)
+
+
+def diffusion_loss(pred: torch.Tensor, inputs: StageInputs, alphas_cumprod: torch.Tensor, snr_gamma: float):
+    """Epsilon MSE on the first 3 of IF's 6 output channels (the rest is learned variance).
+
+    With snr_gamma > 0, each sample is weighted by min(SNR, gamma) / SNR (Min-SNR).
+    """
+    per_sample = ((pred[:, :3].float() - inputs.target.float()) ** 2).mean(dim=(1, 2, 3))
+    if snr_gamma > 0:
+        a = alphas_cumprod.to(inputs.timesteps.device)[inputs.timesteps]
+        snr = a / (1 - a)
+        per_sample = per_sample * torch.clamp(snr, max=snr_gamma) / snr
+    return per_sample.mean()
+
+
+def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
+    """A CPU generator for one micro-batch, the same in an unbroken and a resumed run."""
+    digest = hashlib.sha256(f"{seed}:{step}:{micro}:{rank}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def batch_stream(data, position: ckpt.Position, batch_size: int, rank: int, world: int) -> Iterator[Any]:
+    """Batches forever, epoch after epoch, from `position`; keeps `position` at the next batch."""
+    while True:
+        for batch in data.batches(position.epoch, batch_size, start=position.batch_index, rank=rank,
+                                  world_size=world):
+            position.batch_index = batch.index + 1
+            yield batch
+        position.epoch += 1
+        position.batch_index = 0
+
+
+# ---- stopping on Ctrl-C / SIGTERM --------------------------------------------------
+class StopSignal:
+    """SIGINT/SIGTERM: before training, stop at once; during training, stop after the step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.armed = False
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if not self.armed:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def agreed(self, accelerator) -> bool:
+        """True on every process once any process was asked to stop."""
+        if accelerator.num_processes == 1:
+            return self.requested
+        flag = torch.tensor([int(self.requested)], device=accelerator.device)
+        return bool(accelerator.reduce(flag, reduction="sum").item())
+
+
+# ---- the run -------------------------------------------------------------------------
+def train(preset: Preset, events: EventWriter, *, resume: str = "latest", accelerator=None) -> str:
+    """Train per the preset; returns the run_end status ("completed" or "stopped").
+
+    Raises FloydError for problems the user can fix; the caller turns exceptions into a
+    `run_end` failed event and the exit code.
+    """
+    from accelerate import Accelerator
+
+    stop = StopSignal()
+    stop.install()
+    try:
+        accelerator = accelerator or Accelerator(mixed_precision=preset.training["mixed_precision"])
+        return _train(preset, events, resume, accelerator, stop)
+    except KeyboardInterrupt:
+        return "stopped"
+    finally:
+        stop.restore()
+
+
+def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: StopSignal) -> str:
+    from floydtui.data.dataset import TrainingData
+
+    t, v = preset.training, preset.validation
+    out = preset.output_dir
+    main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
+    device, weight_dtype = accelerator.device, WEIGHT_DTYPES[t["mixed_precision"]]
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "preset.toml", preset.to_toml(absolute_paths=True))
+    torch.manual_seed(t["seed"])
+
+    data = TrainingData(preset, events=events)
+    batch_size, accum = t["train_batch_size"], t["gradient_accumulation_steps"]
+    per_epoch = data.steps_per_epoch(batch_size, world)
+    if per_epoch == 0:
+        raise FloydError.one(f"{len(data.records)} usable image(s) make no full batch of {batch_size} per process",
+                             key="train_batch_size", hint="lower train_batch_size or add images")
+    total = t["max_train_steps"] or max(1, t["num_train_epochs"] * per_epoch // accum)
+
+    model_id = preset.base_model
+    with accelerator.main_process_first():
+        model_dir = resolve_model_dir(model_id, stage=preset.stage, revision=preset.model["revision"],
+                                      variant=preset.model["variant"], events=events if main else None)
+    base_label, note = model_label(model_id, model_dir), builtin_note(model_id)
+    make_inputs = input_builder(preset, model_dir)
+    events.emit("run_start", run_id=f"{time.strftime('%Y%m%d-%H%M%S')}-{out.name}", flavour=preset.flavour.name,
+                base_model=base_label, model_id=model_id, note=note, total_steps=total, world_size=world,
+                device=str(device))
+    for problem in data.warnings:
+        events.warning(problem.message, problem.hint)
+
+    # Every prompt through T5 once; T5 is gone before the UNet loads.
+    events.emit("phase", name="embed_cache")
+    negative = v["validation_negative_prompt"]
+    cache = TextEmbedCache(preset.text_embeds_cache_dir, encoder_identity(model_dir), weight_dtype)
+    build_cache(cache, [*data.captions(), *preset.validation_prompt_list, negative, ""], model_dir,
+                placement=t["text_encoder_placement"], batch_size=t["embed_batch_size"],
+                variant=preset.model["variant"], events=events if main else None, rank=rank, world_size=world,
+                barrier=accelerator.wait_for_everyone)
+
+    unet = load_unet(model_dir, weight_dtype, preset.model["variant"])
+    set_attention(unet, t["attention_mechanism"])
+    if t["gradient_checkpointing"]:
+        unet.enable_gradient_checkpointing()
+    params = setup_trainable(unet, t)
+    unet.to(device)
+    noise_scheduler = load_noise_scheduler(model_dir)
+    optimizer = make_optimizer(params, t)
+    lr_scheduler = make_lr_scheduler(optimizer, t, total)
+    unet, optimizer = accelerator.prepare(unet, optimizer)
+
+    position = ckpt.Position()
+    fingerprint = run_fingerprint(preset, model_id, world)
+    found = ckpt.find_resume(out, resume)
+    if resume == "none" and main:
+        old = ckpt.list_checkpoints(out)
+        for p in old:
+            shutil.rmtree(p, ignore_errors=True)
+        if old:
+            events.warning(f"--resume none: removed {len(old)} earlier checkpoint(s) of {out}",
+                           hint="a later --resume latest continues this run, not the old one")
+    if found:
+        position, weights, state = ckpt.load_checkpoint(found, fingerprint)
+        load_trainable_state_dict(accelerator.unwrap_model(unet), weights)
+        optimizer.load_state_dict(state["optimizer"])
+        lr_scheduler.load_state_dict(state["lr_scheduler"])
+        ckpt.restore_rng(state["rng"])
+        events.warning(f"resuming from {found.name} (step {position.step} of {total})",
+                       hint="pass --resume none to start over")
+
+    def save_checkpoint() -> None:
+        if main:
+            path = ckpt.save_checkpoint(out, position, trainable=trainable_state_dict(accelerator.unwrap_model(unet)),
+                                        optimizer=optimizer, lr_scheduler=lr_scheduler, fingerprint=fingerprint,
+                                        limit=t["checkpoints_total_limit"])
+            events.emit("checkpoint", step=position.step, path=str(path))
+        accelerator.wait_for_everyone()
+
+    last_images: list[dict[str, Any]] = []
+
+    def validate() -> None:
+        nonlocal last_images
+        if main:
+            events.emit("phase", name="validate")
+            bare = accelerator.unwrap_model(unet)
+            bare.eval()
+            pipe = load_pipeline(model_dir, preset.stage, unet=bare, dtype=weight_dtype)
+            pipe.to(device)
+            with accelerator.autocast():
+                last_images = run_validation(pipe, cache, prompts=preset.validation_prompt_list,
+                                             negative_prompt=negative, sizes=preset.validation_sizes, validation=v,
+                                             folder=out / "validation" / f"step-{position.step:06d}")
+            bare.train()
+            events.emit("validation", step=position.step, images=last_images)
+            events.emit("phase", name="train")
+        accelerator.wait_for_everyone()
+
+    # ---- the loop ----
+    events.emit("phase", name="train")
+    stop.armed = True
+    alphas_cumprod = noise_scheduler.alphas_cumprod
+    batches = batch_stream(data, position, batch_size, rank, world)
+    samples_per_step = batch_size * accum * world
+    started, start_step, last_checkpoint = time.perf_counter(), position.step, position.step
+    unet.train()
+    while position.step < total:
+        loss_sum = torch.zeros((), device=device)
+        for micro in range(accum):
+            batch = next(batches)
+            gen = step_generator(t["seed"], position.step, micro, rank)
+            torch.manual_seed(gen.initial_seed())  # LoRA dropout: per step too, so a resume replays it
+            x0 = pixels_to_tensor(batch.pixels, device)
+            inputs = make_inputs(x0, noise_scheduler, gen)
+            cond = caption_embeds(cache, batch.captions, t["caption_dropout_probability"], gen, device, weight_dtype)
+            sync = accelerator.no_sync(unet) if micro < accum - 1 else nullcontext()
+            with sync, accelerator.autocast():
+                pred = unet(inputs.sample.to(weight_dtype), inputs.timesteps, encoder_hidden_states=cond,
+                            class_labels=inputs.class_labels).sample
+                loss = diffusion_loss(pred, inputs, alphas_cumprod, t["snr_gamma"])
+                accelerator.backward(loss / accum)
+            loss_sum += loss.detach() / accum
+        if t["max_grad_norm"] > 0:
+            accelerator.clip_grad_norm_(params, t["max_grad_norm"])
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        position.step += 1
+
+        loss_value = accelerator.reduce(loss_sum, reduction="mean").item()
+        elapsed = time.perf_counter() - started
+        rate = (position.step - start_step) * samples_per_step / max(elapsed, 1e-9)
+        events.emit("step", step=position.step, epoch=position.epoch, loss=round(loss_value, 6),
+                    lr=lr_scheduler.get_last_lr()[0], samples_per_s=round(rate, 2),
+                    eta_s=round((total - position.step) * samples_per_step / max(rate, 1e-9), 1))
+        if stop.agreed(accelerator):
+            save_checkpoint()
+            return "stopped"
+        if t["checkpointing_steps"] and position.step % t["checkpointing_steps"] == 0 and position.step < total:
+            save_checkpoint()
+            last_checkpoint = position.step
+        if v["validation_steps"] and position.step % v["validation_steps"] == 0 and position.step < total:
+            validate()
+    stop.armed = False
+
+    # ---- the end ----
+    if last_checkpoint != position.step or not ckpt.list_checkpoints(out):
+        save_checkpoint()
+    validate()
+    if main:
+        finish(preset, events, accelerator.unwrap_model(unet), model_dir, cache, base_label=base_label, note=note,
+               steps=position.step, world=world, images=last_images)
+    accelerator.wait_for_everyone()
+    return "completed"
+
+
+def finish(preset: Preset, events: EventWriter, unet, model_dir: Path, cache: TextEmbedCache, *, base_label: str,
+           note: str, steps: int, world: int, images: list[dict[str, Any]]) -> Path:
+    """Save the LoRA and model card, then load the LoRA the way users will and check it does something."""
+    out = preset.output_dir
+    events.emit("phase", name="save")
+    path = save_lora(out, unet, preset.stage, preset.training)
+    atomic_write_text(out / "README.md", model_card(preset, base_model=base_label, note=note, steps=steps,
+                                                    world_size=world, validation_images=images))
+    if preset.is_lora:
+        diff, landed, saved = load_check(model_dir, preset.stage, out, cache, prompt=preset.validation_prompt_list[0],
+                                         negative_prompt=preset.validation["validation_negative_prompt"],
+                                         size=preset.validation_sizes[0], validation=preset.validation)
+        if landed < saved:
+            events.warning(f"my LoRA is partly lost: load_lora_weights placed {landed} of the {saved} tensors in "
+                           f"{out / 'pytorch_lora_weights.safetensors'}",
+                           hint="this is a bug in floydtui or a diffusers version it does not know; report it")
+        if diff <= NO_EFFECT_ATOL:
+            events.warning(
+                "my LoRA has no effect: the saved LoRA, loaded with load_lora_weights into a fresh pipeline, gives "
+                "the same image as the base model for the same seed",
+                hint="train longer or with a higher learning_rate; check lora_target_modules includes "
+                     "add_k_proj/add_v_proj (IF's text conditioning) and that the loss went down")
+    return path
+
+
+def set_attention(unet, mechanism: str) -> None:
+    """sdpa is diffusers' default for IF's attention; xformers only where it is installed."""
+    if mechanism == "xformers":
+        if importlib.util.find_spec("xformers") is None:
+            raise FloydError.one("attention_mechanism = \"xformers\" but xformers is not installed",
+                                 key="attention_mechanism",
+                                 hint="pip install xformers (NVIDIA GPUs only), or set attention_mechanism = \"sdpa\"")
+        unet.enable_xformers_memory_efficient_attention()
+
+
+def run_fingerprint(preset: Preset, model_id: str, world: int) -> dict[str, Any]:
+    """Settings a checkpoint must share with the run that resumes it."""
+    t = preset.training
+    keys = ("model_type", "lora_rank", "lora_alpha", "lora_target_modules", "use_dora", "use_bitfit",
+            "train_batch_size", "gradient_accumulation_steps", "optimizer", "seed")
+    return json.loads(json.dumps({"model": model_id, "world_size": world, **{k: t[k] for k in keys}}))
