@@ -102,7 +102,8 @@ def _fetch_files(plan: RepoPlan, todo: list, left: int, events: EventWriter | No
 
     if events is not None:
         events.emit("phase", name="download")
-    bar = sys.stderr.isatty() and not (events is not None and events.echo_json)
+    # our own bar only where nobody else renders the events (a JSON echo, `floydtui run`'s console view)
+    bar = sys.stderr.isatty() and (events is None or not (events.echo_json or events.listeners))
     progress = _Progress(left, events, f"{plan.repo_id}", bar)
     try:
         for f in todo:

@@ -47,7 +47,6 @@ class PlannedFile:
     size: int | None
     size_source: str  # "hub" (asked now) | "listing" (saved when online) | "cache" (on disk) | "estimate"
     cached: bool  # its bytes are in the hub cache (the snapshot's file or the blob it links to)
-    blob: str | None = None
 
 
 @dataclass
@@ -108,8 +107,7 @@ class RepoPlan:
 
 
 def plan_repo(repo_id: str, *, stage: int, revision: str = "main", variant: str | None = None,
-              role: str = "model", text_encoder: bool = True, safety: bool = False,
-              check_access: bool = True) -> RepoPlan:
+              role: str = "model", text_encoder: bool = True, safety: bool = False) -> RepoPlan:
     """The files `repo_id` must provide for a stage-`stage` run, checked against the hub cache.
 
     Online, the hub lists the repo (and, for a gated repo with files left to fetch, says whether
@@ -162,7 +160,7 @@ def plan_repo(repo_id: str, *, stage: int, revision: str = "main", variant: str 
             size, source = on_disk[name], "cache"
         else:
             size, source = estimates.get(name), "estimate"
-        plan.files.append(PlannedFile(repo_id, name, size, source, cached, blob))
+        plan.files.append(PlannedFile(repo_id, name, size, source, cached))
     needed = "unet" if pipeline else "text_encoder"
     if listing is not None and needed not in plan.variants:
         plan.problems.append(Problem(
@@ -173,7 +171,7 @@ def plan_repo(repo_id: str, *, stage: int, revision: str = "main", variant: str 
         plan.problems.append(Problem(f"{repo_id} has no fp16 {needed} weights", where=f"model {repo_id}",
                                      key="variant", hint="set variant = \"auto\" or \"none\" in [model] to "
                                                          "fetch the full-precision ones"))
-    _record_problems(plan, offline, remote_problem, check_access)
+    _record_problems(plan, offline, remote_problem)
     return plan
 
 
@@ -221,7 +219,7 @@ def _gaps(repo_id: str, components, chosen: list[str], variants: dict, variant: 
     return out
 
 
-def _record_problems(plan: RepoPlan, offline: bool, remote_problem: Problem | None, check_access: bool) -> None:
+def _record_problems(plan: RepoPlan, offline: bool, remote_problem: Problem | None) -> None:
     missing = [f.filename for f in plan.missing]
     if not missing:
         if remote_problem:
@@ -231,7 +229,7 @@ def _record_problems(plan: RepoPlan, offline: bool, remote_problem: Problem | No
         plan.problems.append(offline_problem(plan.repo_id, missing, str(repo_folder(plan.repo_id, plan.cache_dir))))
     elif remote_problem:
         plan.problems.append(remote_problem)
-    elif check_access and plan.gated:
+    elif plan.gated:
         problem = _access_check(plan.repo_id)
         if problem:
             plan.problems.append(problem)
