@@ -344,10 +344,10 @@ def test_explicit_fp16_on_a_repo_without_it_is_an_error(hub_cache, monkeypatch):
 
 
 # ---- access errors ----------------------------------------------------------------
-def _problem(exc, token):
+def _problem(monkeypatch, exc, token):
     import floydtui.hub.access as access
 
-    access.hub_token = lambda: token
+    monkeypatch.setattr(access, "hub_token", lambda: token)
     return access.access_problem(exc, M_REPO, "unet/config.json")
 
 
@@ -355,21 +355,18 @@ def test_the_four_access_failures_are_four_messages_each_with_a_fix(monkeypatch)
     import httpx2
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-    import floydtui.hub.access as access
-
-    monkeypatch.setattr(access, "hub_token", access.hub_token)  # restored after _problem's swaps
-    no_login = _problem(http_error(GatedRepoError, 401), None)
-    no_licence = _problem(http_error(GatedRepoError, 403), "hf_sometoken")
-    no_repo = _problem(http_error(RepositoryNotFoundError, 404), "hf_sometoken")
-    no_network = _problem(httpx2.ConnectError("name resolution failed"), None)
-    via_cache = _problem(LocalEntryNotFoundError("cannot find the requested files"), None)
+    no_login = _problem(monkeypatch, http_error(GatedRepoError, 401), None)
+    no_licence = _problem(monkeypatch, http_error(GatedRepoError, 403), "hf_sometoken")
+    no_repo = _problem(monkeypatch, http_error(RepositoryNotFoundError, 404), "hf_sometoken")
+    no_network = _problem(monkeypatch, httpx2.ConnectError("name resolution failed"), None)
+    via_cache = _problem(monkeypatch, LocalEntryNotFoundError("cannot find the requested files"), None)
     assert "login" in no_login.message and "hf auth login" in no_login.hint and "HF_TOKEN" in no_login.hint
     assert "licence" in no_licence.message and "https://huggingface.co/DeepFloyd/IF-I-M-v1.0" in no_licence.hint
     assert "no model" in no_repo.message and "pretrained_model_name_or_path" in no_repo.hint
     assert "no network" in no_network.message and via_cache.message == no_network.message
     messages = {p.message for p in (no_login, no_licence, no_repo, no_network)}
     assert len(messages) == 4 and all(p.hint for p in (no_login, no_licence, no_repo, no_network))
-    assert _problem(ValueError("not a hub error"), None) is None
+    assert _problem(monkeypatch, ValueError("not a hub error"), None) is None
 
 
 # ---- tokens --------------------------------------------------------------------------
@@ -386,7 +383,7 @@ def test_server_messages_are_redacted_in_errors(monkeypatch):
     from huggingface_hub.errors import HfHubHTTPError
 
     monkeypatch.setenv("HF_TOKEN", MARKER)
-    problem = _problem(http_error(HfHubHTTPError, 500, f"500 Server Error: echo {MARKER}"), MARKER)
+    problem = _problem(monkeypatch, http_error(HfHubHTTPError, 500, f"500 Server Error: echo {MARKER}"), MARKER)
     assert MARKER not in problem.format() and "***" in problem.message
 
 
