@@ -250,11 +250,11 @@ class TrainingData:
 
 
 def _entry(r: FileRecord) -> Path:
-    return entry_path(r.path, r.file_size, r.mtime_ns, r.plan.intermediate)
+    return entry_path(Path(r.path), r.file_size, r.mtime_ns, r.plan.intermediate)
 
 
 def _image_record(r: FileRecord, s: DatasetSettings) -> ImageRecord:
-    return ImageRecord(path=str(r.path), rel=r.rel, caption=r.caption or "", dataset=r.dataset,
+    return ImageRecord(path=r.path, rel=r.rel, caption=r.caption or "", dataset=r.dataset,
                        original_size=r.original_size, intermediate_size=r.plan.intermediate,
                        bucket=r.plan.bucket, repeats=s.repeats, settings=s, steps=r.plan.steps,
                        file_size=r.file_size, mtime_ns=r.mtime_ns)

@@ -110,7 +110,7 @@ def _bad(reason: str, detail: str) -> dict[str, Any]:
     return {"status": "skipped", "reason": reason, "detail": detail}
 
 
-def _os_detail(e: OSError, path: Path) -> str:
+def _os_detail(e: OSError, path: str | Path) -> str:
     if e.errno == errno.ENOENT and os.path.islink(path):
         return "broken symbolic link"
     return e.strerror or str(e)
@@ -134,17 +134,15 @@ class MetadataCache:
         except (OSError, ValueError, KeyError, TypeError):
             pass  # no cache yet, or a damaged one: rescan
 
-    def facts(self, rel: str, path: Path) -> dict[str, Any]:
+    def facts(self, rel: str, path: str | Path, st: os.stat_result | OSError) -> dict[str, Any]:
         """The file's facts, from the cache when its size and mtime are unchanged."""
-        try:
-            st = os.stat(path)
-        except OSError as e:
-            return _bad(CANNOT_READ, _os_detail(e, path))
+        if isinstance(st, OSError):
+            return _bad(CANNOT_READ, _os_detail(st, path))
         entry = self.files.get(rel)
-        if entry and entry["size"] == st.st_size and entry["mtime_ns"] == st.st_mtime_ns:
+        if entry is not None and entry["size"] == st.st_size and entry["mtime_ns"] == st.st_mtime_ns:
             return entry
         self.probed += 1
-        entry = probe_file(path, st) | {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        entry = probe_file(Path(path), st) | {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
         self.files[rel] = entry
         self.dirty = True
         return entry

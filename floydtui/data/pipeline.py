@@ -207,7 +207,7 @@ def has_alpha(mode: str, info: dict) -> bool:
 def downsample(im: Image.Image, steps: tuple[tuple[int, int], ...]) -> Image.Image:
     """Apply the 25% steps one after another (never one big leap, as the guide asks)."""
     for size in steps:
-        im = im.resize(size, Image.Resampling.LANCZOS, reducing_gap=None)
+        im = im.resize(size, Image.Resampling.BICUBIC)
     return im
 
 

@@ -37,7 +37,7 @@ def preview_pair(preset: Any, dataset_id: str, path: str | Path, *, epoch: int =
     wanted = Path(path)
     target = wanted if wanted.is_absolute() else s.folder / wanted
     scan = scan_dataset(s, preset.stage)
-    rec = next((r for r in scan.records if r.path == target or r.rel == wanted.as_posix()), None)
+    rec = next((r for r in scan.records if r.path == str(target) or r.rel == wanted.as_posix()), None)
     if rec is None:
         raise FloydError.one(f"{path} is not an image of this dataset", where=where,
                              hint=f"images are found under {s.folder}")

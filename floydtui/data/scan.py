@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from floydtui.data import metadata as md
@@ -31,12 +30,12 @@ LOW_COVERAGE = 0.25
 STAGE_II_SIZE = 256  # stage II trains at its 256px output size
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a scan makes one per file, and a rescan should cost little more than stat
 class FileRecord:
     """The pipeline's decision for one file (DESIGN.md section 5's JSON shape, plus where and why)."""
 
     rel: str
-    path: Path
+    path: str
     dataset: str
     status: str  # "ok" | "skipped"
     reason: str | None = None  # the skip reason, one of a few fixed phrases
@@ -56,7 +55,7 @@ class FileRecord:
         """The `scan --json` line for this file."""
         plan = self.plan if self.usable else None
         return {
-            "path": str(self.path), "status": self.status, "reason": self.reason,
+            "path": self.path, "status": self.status, "reason": self.reason,
             "original_size": list(self.original_size) if self.original_size else None,
             "intermediate_size": list(plan.intermediate) if plan else None,
             "bucket": list(plan.bucket) if plan else None,
@@ -148,15 +147,20 @@ def scan_dataset(s: DatasetSettings, stage: int = 1, progress: Progress | None =
     found = discover_images(s.folder)
     cache = md.MetadataCache(s.folder)
     total = len(found.files)
-    for i, (rel, path) in enumerate(found.files):
-        facts = cache.facts(rel, path)
-        scan.records.append(_record(rel, path, facts, s, lambda txt: cache.sidecar(txt, s.folder / txt)))
+
+    plans: dict[tuple[int, int], Plan] = {}  # sizes repeat (one camera, one size): plan each once
+
+    def read_sidecar(txt: str) -> dict:
+        return cache.sidecar(txt, s.folder / txt)
+    for i, (rel, path, st) in enumerate(found.files):
+        scan.records.append(_record(rel, path, cache.facts(rel, path, st), s, read_sidecar, plans))
         if progress and (i + 1) % 64 == 0:
             progress(i + 1, total)
     if progress:
         progress(total, total)
-    sidecars = {sidecar_of(r) for r, _ in found.files} if s.caption_strategy == "textfile" else set(cache.sidecars)
-    cache.keep_only({r for r, _ in found.files}, sidecars)
+    rels = {rel for rel, _, _ in found.files}
+    sidecars = {sidecar_of(r) for r in rels} if s.caption_strategy == "textfile" else set(cache.sidecars)
+    cache.keep_only(rels, sidecars)
     cache.save()
     scan.probed = cache.probed
     scan.unlisted, scan.loops = found.unlisted, found.loops
@@ -165,15 +169,17 @@ def scan_dataset(s: DatasetSettings, stage: int = 1, progress: Progress | None =
     return scan
 
 
-def _record(rel: str, path: Path, facts: dict[str, Any], s: DatasetSettings,
-            read_sidecar: Callable[[str], dict]) -> FileRecord:
+def _record(rel: str, path: str, facts: dict[str, Any], s: DatasetSettings,
+            read_sidecar: Callable[[str], dict], plans: dict[tuple[int, int], Plan]) -> FileRecord:
     rec = FileRecord(rel, path, s.id, "skipped", file_size=facts.get("size", 0),
                      mtime_ns=facts.get("mtime_ns", 0))
     if facts["status"] != "ok":
         rec.reason, rec.detail = facts["reason"], facts["detail"]
         return rec
-    rec.original_size = (facts["w"], facts["h"])
-    plan = plan_image(facts["w"], facts["h"], s)
+    size = rec.original_size = (facts["w"], facts["h"])
+    plan = plans.get(size)
+    if plan is None:
+        plan = plans[size] = plan_image(*size, s)
     rec.plan = plan
     if not plan.usable:
         rec.reason, rec.detail = plan.skip_reason, plan.detail
