@@ -1,0 +1,131 @@
+"""`floydtui generate`: images from a base model + LoRA, saved as PNG and previewed in the terminal.
+
+This module turns flags into a `floydtui.generate.Request` (every flag problem reported at
+once, exit 2) and draws each image as it is saved; the engine does the rest. Progress goes to
+stderr, saved paths and previews to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from floydtui.errors import FloydError, Problem
+
+
+def build_request(args: argparse.Namespace):
+    """The engine's Request from parsed flags; FloydError listing every problem found."""
+    from floydtui.generate import Request, find_lora_file, parse_size, read_run
+
+    problems: list[Problem] = []
+
+    def attempt(fn, *a):
+        try:
+            return fn(*a)
+        except FloydError as e:
+            problems.extend(e.problems)
+            return None
+
+    prompts = [p for p in args.prompt if p.strip()]
+    if not prompts:
+        problems.append(Problem("no prompt given", where="--prompt",
+                                hint='add --prompt "a red circle on a blue background" (repeat it for more)'))
+    for flag, value in (("--steps", args.steps), ("--stage2-steps", args.stage2_steps),
+                        ("--num-images", args.num_images)):
+        if value < 1:
+            problems.append(Problem(f"{flag} {value} must be at least 1", where=flag, hint=f"e.g. {flag} 30"))
+    if args.guidance < 0:
+        problems.append(Problem(f"--guidance {args.guidance} is negative", where="--guidance",
+                                hint="IF's usual value is 7; 1 or less turns classifier-free guidance off"))
+    size = attempt(parse_size, args.size) if args.size is not None else None
+    output = Path(args.output).expanduser()
+    if output.exists() and not output.is_dir():
+        problems.append(Problem(f"{output} is a file, not a folder", where="-o/--output",
+                                hint="give a folder for the PNGs (it is created if missing)"))
+
+    base, lora, stage2, stage2_lora = args.base, None, args.stage2, None
+    unet, revision, variant = None, "main", "auto"
+    flags = {"base": "--base", "lora": "--lora", "stage2": "--stage2", "stage2_lora": "--stage2-lora"}
+    if args.lora:
+        lora = attempt(find_lora_file, args.lora, "--lora")
+    if args.stage2_lora:
+        stage2_lora = attempt(find_lora_file, args.stage2_lora, "--stage2-lora")
+        if not args.stage2 and not args.run:
+            problems.append(Problem("--stage2-lora needs --stage2 MODEL, the stage II model it was trained on",
+                                    where="--stage2-lora", hint="add e.g. --stage2 DeepFloyd/IF-II-M-v1.0"))
+    run = attempt(read_run, args.run) if args.run else None
+    if run and run.stage == 1:
+        for flag, value in (("--base", args.base), ("--lora", args.lora)):
+            if value:
+                problems.append(Problem(f"--run takes the base model and LoRA from the run; {flag} too is ambiguous",
+                                        where=flag, hint=f"drop {flag}, or drop --run and give --base and --lora"))
+        base, lora, unet, revision, variant = run.base, run.lora, run.unet, run.revision, run.variant
+        flags.update(base="--run", lora="--run")
+    elif run and run.stage == 2:
+        for flag, value in (("--stage2", args.stage2), ("--stage2-lora", args.stage2_lora)):
+            if value:
+                problems.append(Problem(f"--run of a stage II run gives the stage II model and LoRA; {flag} too "
+                                        "is ambiguous", where=flag, hint=f"drop {flag}, or drop --run"))
+        if run.unet:
+            problems.append(Problem(f"the stage II run in {run.folder} is a full fine-tune (unet/, no LoRA); "
+                                    "generate upscales with LoRAs only", where="--run",
+                                    hint=f"pass --stage2 {run.unet.parent} after saving it as a whole pipeline, "
+                                         "or train a LoRA"))
+        stage2, stage2_lora = run.base, run.lora
+        flags.update(stage2="--run", stage2_lora="--run")
+        if not args.base:
+            problems.append(Problem(f"{run.folder} is a stage II (upscaler) run: it needs a stage I image to upscale",
+                                    where="--base", hint="add the stage I model, e.g. --base DeepFloyd/IF-I-M-v1.0 "
+                                                         "(and its LoRA with --lora)"))
+    elif not args.run and not args.base:
+        problems.append(Problem("no model: give --base MODEL or --run RUN_DIR", where="--base",
+                                hint="e.g. --base DeepFloyd/IF-I-M-v1.0 --lora output/my-lora, or "
+                                     "--run output/my-lora, or --base builtin:tiny-if-i to try it"))
+    if problems:
+        raise FloydError(problems)
+    return Request(base=base, prompts=prompts, output=output, lora=lora, negative_prompt=args.negative_prompt,
+                   steps=args.steps, guidance=args.guidance, seed=args.seed, size=size, num_images=args.num_images,
+                   stage2=stage2, stage2_lora=stage2_lora, stage2_steps=args.stage2_steps, revision=revision,
+                   variant=variant, unet=unet, run=run.folder if run else None, flags=flags)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Generate, save and preview; 0 done, 1 out of memory, 2 bad flags (raised as FloydError)."""
+    from rich.console import Console
+
+    from floydtui.generate import STAGE_NAMES, generate
+    from floydtui.preview import colour_enabled, render
+
+    req = build_request(args)
+    _quiet_libraries()
+    out, err = Console(highlight=False), Console(stderr=True, highlight=False)
+    colour = colour_enabled() and out.is_terminal  # half-blocks mean nothing in a pipe or a log file
+
+    def show(item) -> None:
+        out.print(f"{item.path}  {item.width}x{item.height}  seed {item.seed}  stage {STAGE_NAMES[item.stage]}",
+                  markup=False, soft_wrap=True)
+        if not args.no_preview:
+            out.print(render(item.image, max_cols=min(64, out.width), max_rows=32, colour=colour), markup=False)
+
+    try:
+        images = generate(req, on_image=show, say=lambda msg: err.print(msg, markup=False))
+    except RuntimeError as e:
+        if "out of memory" not in str(e).lower():
+            raise
+        err.print(f"error: out of memory: {e}\n  fix: lower --size or --num-images, or free the GPU "
+                  "(other processes on it show in nvidia-smi)", markup=False)
+        return 1
+    out.print(f"{len(images)} image(s), each with a .json sidecar of its settings, in {req.output}", markup=False, soft_wrap=True)
+    return 0
+
+
+def _quiet_libraries() -> None:
+    """Library progress bars and advisories off: generate reports its own progress and checks its inputs."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()  # before diffusers imports its pipelines, which warn on import
+    transformers_logging.disable_progress_bar()
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()

@@ -1,0 +1,575 @@
+"""Images from a DeepFloyd IF base model and a LoRA: the engine behind `floydtui generate`.
+
+The guide's inference snippet, done the way it should be: the pipeline's scheduler set to
+variance_type="fixed_small" (the step people miss), the LoRA checked against the UNet
+before diffusers loads it (a LoRA for the other stage or another base fails with the key and
+both shapes, not with a size-mismatch traceback halfway through), prompts encoded by T5 once
+and T5 freed when memory is short, and an optional stage II upscale that reuses the same
+prompt embeds. Each PNG gets a JSON sidecar with every setting that made it.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from floydtui import __version__
+from floydtui.config.flavours import FLAVOURS, stage_of_model_id
+from floydtui.errors import FloydError
+from floydtui.fsutil import atomic_path, atomic_write_text
+from floydtui.train.lora import LORA_FILE
+
+STAGE_NAMES = {1: "I", 2: "II"}
+UPSCALE = 4  # IF stage II: 64 -> 256
+STAGE2_GUIDANCE = 4.0  # IFSuperResolutionPipeline's own default, as in the IF model card
+STAGE2_NOISE_LEVEL = 250  # likewise
+SIZE_MULTIPLE = 8  # IF stage I halves the image three times
+CUDA_MARGIN = 2 << 30  # bytes kept free beside a UNet's weights for activations and the CUDA context
+SLUG_MAX = 60
+
+
+@dataclass
+class Request:
+    """Everything one `generate` call does; flags already resolved to model ids and LoRA files."""
+
+    base: str
+    prompts: list[str]
+    output: Path
+    lora: Path | None = None
+    negative_prompt: str = ""
+    steps: int = 50
+    guidance: float = 7.0
+    seed: int = 0
+    size: tuple[int, int] | None = None  # None: the UNet's native size
+    num_images: int = 1
+    stage2: str | None = None
+    stage2_lora: Path | None = None
+    stage2_steps: int = 50
+    revision: str = "main"
+    variant: str | None = "auto"
+    unet: Path | None = None  # a full fine-tune's UNet folder (a run with model_type = "full")
+    run: Path | None = None
+    flags: dict[str, str] = field(default_factory=lambda: {
+        "base": "--base", "lora": "--lora", "stage2": "--stage2", "stage2_lora": "--stage2-lora"})
+
+
+@dataclass
+class Generated:
+    """One saved image: the PNG, its sidecar, and the picture for a preview."""
+
+    path: Path
+    sidecar: Path
+    prompt: str
+    seed: int
+    stage: int
+    width: int
+    height: int
+    image: Any  # PIL.Image
+
+
+@dataclass
+class RunInfo:
+    """What a run directory says about its result."""
+
+    folder: Path
+    base: str
+    stage: int
+    revision: str
+    variant: str | None
+    lora: Path | None
+    unet: Path | None
+
+
+# ---- small parsers --------------------------------------------------------------------
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(?:[xX×]\s*(\d+))?\s*$")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """`WxH` (or `N` for N×N) to (width, height); both positive multiples of 8."""
+    m = _SIZE.match(text)
+    if not m:
+        raise FloydError.one(f"--size {text!r} is not WxH", where="--size",
+                             hint="give width x height in pixels, e.g. --size 64x64 or --size 96x64")
+    w, h = int(m.group(1)), int(m.group(2) or m.group(1))
+    bad = [str(v) for v in (w, h) if v <= 0 or v % SIZE_MULTIPLE]
+    if bad:
+        near = "x".join(str(max(SIZE_MULTIPLE, round(v / SIZE_MULTIPLE) * SIZE_MULTIPLE)) for v in (w, h))
+        raise FloydError.one(f"--size {w}x{h}: {', '.join(bad)} is not a positive multiple of {SIZE_MULTIPLE}",
+                             where="--size", hint=f"IF's UNet halves the image three times; try --size {near}")
+    return w, h
+
+
+def slug(prompt: str) -> str:
+    """A file-name piece from a prompt: lower case words joined by '-', at most 60 characters."""
+    s = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")
+    if len(s) > SLUG_MAX:
+        s = s[:SLUG_MAX].rsplit("-", 1)[0]
+    return s or "empty"
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---- where a LoRA comes from ----------------------------------------------------------
+
+def find_lora_file(path: str | Path, flag: str = "--lora") -> Path:
+    """A LoRA .safetensors file, given the file or a folder holding pytorch_lora_weights.safetensors."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        if (p / LORA_FILE).is_file():
+            return (p / LORA_FILE).resolve()
+        others = sorted(q.name for q in p.glob("*.safetensors"))
+        hint = (f"pass the file itself, e.g. {flag} {p / others[0]}" if others else
+                "pass a finished run directory or the .safetensors file itself")
+        raise FloydError.one(f"{p} holds no {LORA_FILE}", where=flag, hint=hint)
+    if not p.is_file():
+        raise FloydError.one(f"no such LoRA file: {p}", where=flag,
+                             hint="check the path; a run writes its LoRA to OUTPUT_DIR/" + LORA_FILE)
+    if p.suffix != ".safetensors":
+        raise FloydError.one(f"{p} is not a .safetensors file", where=flag,
+                             hint="floydtui loads LoRAs in diffusers' safetensors format "
+                                  "(pytorch_lora_weights.safetensors)")
+    return p.resolve()
+
+
+def read_run(run_dir: str | Path) -> RunInfo:
+    """The base model, stage and final LoRA of a run directory; FloydError when it has none yet."""
+    from floydtui.events import read_events
+
+    folder = Path(run_dir).expanduser().resolve()
+    if not folder.is_dir():
+        raise FloydError.one(f"no such run directory: {folder}", where="--run",
+                             hint="pass the output_dir of a `floydtui run` (it holds preset.toml and events.jsonl)")
+    events = read_events(folder / "events.jsonl") if (folder / "events.jsonl").is_file() else []
+    if (folder / "preset.toml").is_file():
+        from floydtui.config.preset import load_preset
+
+        preset = load_preset(folder / "preset.toml")
+        base, stage = preset.base_model, preset.stage
+        revision, variant = preset.model["revision"], preset.model["variant"]
+    else:
+        start = next((e for e in events if e.get("type") == "run_start"), None)
+        if start is None:
+            raise FloydError.one(f"{folder} is not a floydtui run directory: no preset.toml and no run_start "
+                                 "in events.jsonl", where="--run",
+                                 hint="pass the output_dir of a `floydtui run`, or use --base and --lora")
+        base = start.get("model_id") or start["base_model"]
+        stage, revision, variant = FLAVOURS[start["flavour"]].stage, "main", "auto"
+    lora = folder / LORA_FILE
+    unet = folder / "unet"
+    if lora.is_file():
+        return RunInfo(folder, base, stage, revision, variant, lora, None)
+    if (unet / "config.json").is_file():
+        return RunInfo(folder, base, stage, revision, variant, None, unet)
+    end = next((e for e in reversed(events) if e.get("type") == "run_end"), None)
+    if end is None:
+        state = "is still running or was interrupted"
+    elif end.get("status") == "failed":
+        state = f"failed ({end.get('error', 'see events.jsonl')})"
+    else:
+        state = f"ended as {end.get('status')!r}"
+    raise FloydError.one(f"the run in {folder} {state}: it has no LoRA yet ({LORA_FILE} is missing)", where="--run",
+                         hint=f"wait for it to finish (`floydtui watch {folder}`), or finish it with "
+                              f"`floydtui run {folder / 'preset.toml'}` (it resumes from the newest checkpoint)")
+
+
+def lora_origin(lora: Path) -> tuple[int | None, str | None]:
+    """(stage, base model) of the run a LoRA file sits in, when it sits in one; else (None, None)."""
+    from floydtui.events import read_events
+
+    folder = lora.parent
+    if (folder / "preset.toml").is_file():
+        from floydtui.config.preset import load_preset
+
+        try:
+            preset = load_preset(folder / "preset.toml")
+        except FloydError:  # a hint source only: an unreadable preset leaves the shape check to decide
+            return None, None
+        return preset.stage, preset.base_model
+    if (folder / "events.jsonl").is_file():
+        for e in read_events(folder / "events.jsonl"):
+            if e.get("type") == "run_start" and e.get("flavour") in FLAVOURS:
+                return FLAVOURS[e["flavour"]].stage, e.get("model_id") or e.get("base_model")
+    return None, None
+
+
+# ---- checks before anything heavy loads -----------------------------------------------
+
+def check_model_stage(model_id: str, stage: int, flag: str) -> None:
+    """Refuse a model of the other stage early, in generate's words (a stage II model under --base)."""
+    found = stage_of_model_id(model_id)
+    local = Path(model_id).expanduser() / "unet" / "config.json"
+    if found is None and local.is_file():
+        found = {3: 1, 6: 2}.get(json.loads(local.read_text()).get("in_channels"))
+    if found is None or found == stage:
+        return
+    if stage == 1:
+        hint = f"a stage II model upscales: pass it as --stage2 {model_id}, and a stage I model as --base"
+    else:
+        hint = f"--stage2 takes a stage II model (DeepFloyd/IF-II-M-v1.0, builtin:tiny-if-ii); {model_id} goes " \
+               "under --base"
+    raise FloydError.one(f"{model_id} is a stage {STAGE_NAMES[found]} model, but {flag} needs a stage "
+                         f"{STAGE_NAMES[stage]} model", where=flag, hint=hint)
+
+
+def resolve_model(model_id: str, stage: int, flag: str, revision: str = "main", variant: str | None = "auto"):
+    """The model's local folder (builtin built, hub id fetched); problems name the flag."""
+    import dataclasses
+
+    from floydtui.train.models import resolve_model_dir
+
+    check_model_stage(model_id, stage, flag)
+    try:
+        return resolve_model_dir(model_id, stage=stage, revision=revision, variant=variant)
+    except FloydError as e:
+        raise FloydError([dataclasses.replace(p, where=flag, key="") for p in e.problems]) from None
+
+
+def meta_unet(folder: Path):
+    """The folder's UNet built on the meta device: every module and shape, no weights, no memory."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    config = UNet2DConditionModel.load_config(folder / "unet")
+    with torch.device("meta"):
+        return UNet2DConditionModel.from_config(config)
+
+
+_LORA_KEY = re.compile(r"^(?P<module>.+?)\.(?P<part>lora_A\.weight|lora\.down\.weight|lora_B\.weight|"
+                       r"lora\.up\.weight|lora_B\.bias|lora_magnitude_vector|alpha)$")
+
+
+def _expected_shape(module, part: str, found: list[int]) -> list[int] | None:
+    """The shape `part` must have on `module`, the rank taken from the file; None where no LoRA fits."""
+    import math
+
+    import torch
+
+    if isinstance(module, torch.nn.Linear):
+        n_in, n_out, kernel = module.in_features, module.out_features, []
+    elif isinstance(module, torch.nn.Conv2d):
+        n_in, n_out, kernel = module.in_channels, module.out_channels, list(module.kernel_size)
+    else:
+        return None
+    if part in ("lora_A.weight", "lora.down.weight"):
+        return [found[0], n_in, *kernel]
+    if part in ("lora_B.weight", "lora.up.weight"):
+        return [n_out, found[1] if len(found) > 1 else 0, *([1, 1] if kernel else [])]
+    if part == "alpha":
+        return found
+    # a DoRA magnitude or a LoRA bias: one value per output ([out] on Linear, [1, out, 1, 1] on Conv2d)
+    return found if math.prod(found) == n_out else [n_out]
+
+
+def check_lora(lora: Path, unet, *, stage: int, model_id: str, flag: str) -> list[str]:
+    """Refuse a LoRA whose UNet keys or shapes do not fit `unet`, naming the first bad key and both shapes.
+
+    Reads only the safetensors header, so a wrong file fails in a second, before any weights load.
+    Returns warnings: a LoRA that fits but whose run trained on another base model.
+    """
+    from safetensors import safe_open
+
+    origin_stage, origin_base = lora_origin(lora)
+    if origin_stage is not None and origin_stage != stage:
+        other = "--stage2-lora (with --stage2 MODEL)" if origin_stage == 2 else "--lora (with a stage I --base)"
+        raise FloydError.one(f"{lora} is a stage {STAGE_NAMES[origin_stage]} LoRA (its run trained stage "
+                             f"{STAGE_NAMES[origin_stage]}), but {flag} is for the stage {STAGE_NAMES[stage]} "
+                             f"model {model_id}", where=flag, hint=f"pass it as {other}")
+    try:
+        with safe_open(str(lora), framework="pt") as f:
+            shapes = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types for a file that is not one
+        raise FloydError.one(f"{lora} is not a readable safetensors file: {e}", where=flag,
+                             hint="pass the pytorch_lora_weights.safetensors a run wrote") from None
+    modules = dict(unet.named_modules())
+    unet_keys = {k[len("unet."):]: v for k, v in shapes.items() if k.startswith("unet.")}
+    if not unet_keys:
+        raise FloydError.one(f"{lora} has no UNet LoRA weights (no key starts with 'unet.'; "
+                             f"found e.g. {next(iter(shapes), 'nothing')!r})", where=flag,
+                             hint="pass a diffusers-format DeepFloyd IF LoRA, as `floydtui run` or "
+                                  "IFPipeline.save_lora_weights writes it")
+    bad: list[str] = []
+    for key, found in sorted(unet_keys.items()):
+        m = _LORA_KEY.match(key)
+        if not m:
+            bad.append(f"'unet.{key}' is not a LoRA weight floydtui knows (lora_A/lora_B/lora.down/lora.up)")
+            continue
+        name = m.group("module")
+        module = modules.get(name)
+        if module is None:
+            bad.append(f"'unet.{key}' is for a module {model_id}'s UNet does not have ({name})")
+            continue
+        expected = _expected_shape(module, m.group("part"), found)
+        if expected is None:
+            bad.append(f"'unet.{key}' targets {name}, a {type(module).__name__}, which takes no LoRA")
+        elif expected != found:
+            bad.append(f"'unet.{key}' has shape {found}, but {model_id}'s {name} needs {expected}")
+    if bad:
+        more = f" (and {len(bad) - 1} more mismatching key{'s' * (len(bad) > 2)})" if len(bad) > 1 else ""
+        if stage == 1:
+            hint = (f"this LoRA was trained on another base model or is a stage II LoRA: pass the base it was "
+                    f"trained on with --base (its run's preset.toml says which), or give a stage II LoRA as "
+                    f"--stage2-lora")
+        else:
+            hint = ("this LoRA was trained on another stage II model or is a stage I LoRA: pass the model it was "
+                    "trained on with --stage2, or give a stage I LoRA as --lora")
+        raise FloydError.one(f"{lora} does not fit {model_id}: {bad[0]}{more}", where=flag, hint=hint)
+    if origin_base and not _same_model(origin_base, model_id):
+        return [f"{flag} {lora} was trained on {origin_base}; generating with {model_id} (the shapes fit, "
+                "the result may not look like the run's validation images)"]
+    return []
+
+
+def _same_model(a: str, b: str) -> bool:
+    """Two model ids name the same model: equal ids, or the same local folder."""
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    return a == b or (pa.exists() and pb.exists() and pa.resolve() == pb.resolve())
+
+
+def check_text_width(folder1: Path, unet2, stage2_id: str) -> None:
+    """Stage II reuses stage I's prompt embeds: its UNet must take the width of stage I's text encoder."""
+    width = json.loads((folder1 / "text_encoder" / "config.json").read_text()).get("d_model")
+    takes = unet2.config.encoder_hid_dim
+    if width and takes and width != takes:
+        raise FloydError.one(f"{stage2_id} takes text embeds of width {takes}, but the base model's text encoder "
+                             f"gives {width}", where="--stage2",
+                             hint="use the stage II model of the same family as --base (every DeepFloyd IF stage "
+                                  "uses T5 v1.1 XXL; builtin:tiny-if-i goes with builtin:tiny-if-ii)")
+
+
+# ---- the run ---------------------------------------------------------------------------
+
+def load_lora_fully(pipe, lora: Path) -> int:
+    """Load a LoRA file into a pipeline with every adapter it holds; returns how many modules it adapts.
+
+    diffusers 0.42 decides a file's key format from its first key alone, and the files made by
+    convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)) mix both formats on IF
+    (add_k_proj.lora_A beside to_q.lora.down): loaded as they are, the to_q/to_k/to_v/to_out
+    adapters are silently dropped. Keys are normalised to peft's names first, and the result
+    is checked module by module. BitFit biases saved beside the file are applied as load_lora does.
+    """
+    from diffusers.utils.state_dict_utils import convert_unet_state_dict_to_peft
+    from safetensors.torch import load_file
+
+    from floydtui.train.lora import BITFIT_FILE, apply_bitfit
+
+    state = convert_unet_state_dict_to_peft(load_file(str(lora)))
+    wanted = {k[len("unet."):].split(".lora_A.")[0] for k in state if k.startswith("unet.") and ".lora_A." in k}
+    pipe.load_lora_weights(state)
+    adapted = {name for name, m in pipe.unet.named_modules() if getattr(m, "lora_A", None)}
+    missing = sorted(wanted - adapted)
+    if missing:
+        raise FloydError.one(f"diffusers loaded {len(wanted) - len(missing)} of the {len(wanted)} adapters in "
+                             f"{lora}; {missing[0]} got none", where=str(lora),
+                             hint="this is a bug in floydtui or diffusers: please report it with the LoRA file")
+    if (lora.parent / BITFIT_FILE).is_file():
+        apply_bitfit(pipe.unet, lora.parent / BITFIT_FILE)
+    return len(wanted)
+
+
+
+def _device_and_dtype():
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda"), torch.float16
+    return torch.device("cpu"), torch.float32
+
+
+def _must_free_text_encoder(device, unet_bytes: int) -> bool:
+    """Free T5 after encoding: on a CPU always (T5-XXL is ~19 GB of RAM in fp32), on CUDA when the
+    largest UNet still to run would not fit in the memory T5 leaves free."""
+    import torch
+
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return free < unet_bytes + CUDA_MARGIN
+
+
+def _param_bytes(unet, dtype) -> int:
+    import torch
+
+    return sum(p.numel() for p in unet.parameters()) * torch.finfo(dtype).bits // 8
+
+
+def _release(device) -> None:
+    import torch
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _to_pil(image):
+    """A [1, 3, H, W] tensor in [-1, 1] (the pipelines' "pt" output) to a PIL image, as their "pil" output does."""
+    from PIL import Image
+
+    array = (image[0].float().cpu() / 2 + 0.5).clamp(0, 1).permute(1, 2, 0).numpy()
+    return Image.fromarray((array * 255).round().astype("uint8"))
+
+
+def _names(prompts: list[str]) -> dict[str, str]:
+    """A distinct file-name slug per prompt; prompts that slug alike get a short hash of their text."""
+    slugs = [slug(p) for p in prompts]
+    return {p: s if slugs.count(s) == 1 else f"{s}-{hashlib.sha1(p.encode()).hexdigest()[:6]}"
+            for p, s in zip(prompts, slugs)}
+
+
+def _lora_record(path: Path | None) -> dict[str, str] | None:
+    return {"path": str(path), "sha256": file_sha256(path)} if path else None
+
+
+def _save(image, sidecar: dict[str, Any], path: Path) -> Path:
+    """The PNG and its JSON sidecar, both written atomically."""
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+    side = path.with_suffix(".json")
+    atomic_write_text(side, json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n")
+    return side
+
+
+def generate(req: Request, on_image: Callable[[Generated], None] | None = None,
+             say: Callable[[str], None] | None = None) -> list[Generated]:
+    """Run stage I (and stage II when asked) for every prompt and seed; save and report each image.
+
+    Every input is checked before weights load: both models' stages, both LoRAs' keys and
+    shapes, the size. Seeds run seed, seed+1, ... per prompt, one image per pipeline call,
+    so an image depends only on its own prompt, seed and settings.
+    """
+    import torch
+    from diffusers.utils import is_bs4_available, is_ftfy_available
+
+    from floydtui.train.models import builtin_note, load_pipeline
+
+    say = say or (lambda _msg: None)
+    flags = req.flags
+    started = time.time()
+    folder1 = resolve_model(req.base, 1, flags["base"], req.revision, req.variant)
+    unet1 = meta_unet(folder1)
+    warnings = []
+    if req.lora:
+        warnings += check_lora(req.lora, unet1, stage=1, model_id=req.base, flag=flags["lora"])
+    folder2 = unet2 = None
+    if req.stage2:
+        folder2 = resolve_model(req.stage2, 2, flags["stage2"])
+        unet2 = meta_unet(folder2)
+        check_text_width(folder1, unet2, req.stage2)
+        if req.stage2_lora:
+            warnings += check_lora(req.stage2_lora, unet2, stage=2, model_id=req.stage2, flag=flags["stage2_lora"])
+    width, height = req.size or (unet1.config.sample_size, unet1.config.sample_size)
+    for model_id in (req.base, req.stage2):
+        if model_id and builtin_note(model_id):
+            say(builtin_note(model_id))
+    for warning in warnings:
+        say(f"warning: {warning}")
+
+    device, dtype = _device_and_dtype()
+    clean_caption = is_bs4_available() and is_ftfy_available()  # IF's caption cleaner needs both
+    say(f"loading {req.base} (stage I) on {device.type}")
+    unet = None
+    if req.unet:
+        from diffusers import UNet2DConditionModel
+
+        unet = UNet2DConditionModel.from_pretrained(req.unet, torch_dtype=dtype)
+    pipe = load_pipeline(folder1, 1, unet=unet, dtype=dtype, variant=req.variant, text_encoder=True)
+    if req.lora:
+        say(f"LoRA {req.lora}: {load_lora_fully(pipe, req.lora)} modules adapted")
+
+    # One prompt per T5 call: the embeds, and so the image, never depend on the other prompts.
+    pipe.text_encoder.to(device)
+    prompts = list(dict.fromkeys(req.prompts))
+    embeds = {}
+    with torch.no_grad():
+        for prompt in prompts:
+            embeds[prompt] = pipe.encode_prompt(prompt, do_classifier_free_guidance=True, device=device,
+                                                negative_prompt=req.negative_prompt, clean_caption=clean_caption)
+    unet_bytes = max(_param_bytes(u, dtype) for u in (unet1, unet2) if u is not None)
+    freed = _must_free_text_encoder(device, unet_bytes)
+    if freed:
+        pipe.text_encoder = None
+        _release(device)
+        say("text encoder freed after encoding")
+    pipe.to(device)
+
+    scheduler = pipe.scheduler
+    settings: dict[str, Any] = {
+        "floydtui_version": __version__,
+        "base": req.base, "base_folder": str(folder1), "revision": req.revision,
+        "lora": _lora_record(req.lora), "unet": str(req.unet) if req.unet else None,
+        "run": str(req.run) if req.run else None,
+        "negative_prompt": req.negative_prompt, "steps": req.steps, "guidance": req.guidance,
+        "size": [width, height],
+        "scheduler": {"class": type(scheduler).__name__, "variance_type": scheduler.config.variance_type},
+        "clean_caption": clean_caption, "device": device.type, "dtype": str(dtype).removeprefix("torch."),
+        "text_encoder_freed": freed,
+        "stage2": None,
+    }
+    if req.stage2:
+        settings["stage2"] = {"model": req.stage2, "model_folder": str(folder2),
+                              "lora": _lora_record(req.stage2_lora), "steps": req.stage2_steps,
+                              "guidance": STAGE2_GUIDANCE, "noise_level": STAGE2_NOISE_LEVEL,
+                              "size": [width * UPSCALE, height * UPSCALE]}
+    names = _names(prompts)
+    jobs = [(prompt, req.seed + i) for prompt in prompts for i in range(req.num_images)]
+    out: list[Generated] = []
+    stage1: dict[tuple[str, int], Any] = {}
+
+    def keep(image, prompt: str, seed: int, stage: int, suffix: str, extra: dict[str, Any]) -> None:
+        pil = _to_pil(image)
+        path = req.output / f"{seed}-{names[prompt]}{suffix}.png"
+        sidecar = {"file": path.name, "stage": stage, "prompt": prompt, "seed": seed,
+                   "width": pil.width, "height": pil.height, **extra, **settings}
+        side = _save(pil, sidecar, path)
+        item = Generated(path, side, prompt, seed, stage, pil.width, pil.height, pil)
+        out.append(item)
+        if on_image:
+            on_image(item)
+
+    say(f"stage I: {len(jobs)} image(s) at {width}x{height}, {req.steps} steps")
+    with torch.no_grad():
+        for prompt, seed in jobs:
+            positive, negative = embeds[prompt]
+            image = pipe(prompt_embeds=positive, negative_prompt_embeds=negative, height=height, width=width,
+                         num_inference_steps=req.steps, guidance_scale=req.guidance, output_type="pt",
+                         generator=torch.Generator("cpu").manual_seed(seed)).images
+            if req.stage2:
+                stage1[(prompt, seed)] = image
+            keep(image, prompt, seed, 1, "", {})
+    del pipe, unet
+    _release(device)
+
+    if req.stage2:
+        say(f"loading {req.stage2} (stage II)")
+        pipe2 = load_pipeline(folder2, 2, dtype=dtype, variant="auto")
+        if req.stage2_lora:
+            say(f"stage II LoRA {req.stage2_lora}: {load_lora_fully(pipe2, req.stage2_lora)} modules adapted")
+        pipe2.to(device)
+        say(f"stage II: {len(jobs)} image(s) at {width * UPSCALE}x{height * UPSCALE}, {req.stage2_steps} steps")
+        with torch.no_grad():
+            for prompt, seed in jobs:
+                positive, negative = embeds[prompt]
+                image = pipe2(image=stage1[(prompt, seed)], prompt_embeds=positive.to(dtype),
+                              negative_prompt_embeds=negative.to(dtype), height=height * UPSCALE,
+                              width=width * UPSCALE, num_inference_steps=req.stage2_steps,
+                              guidance_scale=STAGE2_GUIDANCE, noise_level=STAGE2_NOISE_LEVEL, output_type="pt",
+                              generator=torch.Generator("cpu").manual_seed(seed)).images
+                keep(image, prompt, seed, 2, "-stage2",
+                     {"stage1_file": f"{seed}-{names[prompt]}.png"})
+        del pipe2
+        _release(device)
+    say(f"{len(out)} image(s) in {time.time() - started:.1f}s")
+    return out

@@ -1,0 +1,251 @@
+"""`floydtui generate` on the built-in tiny models (issue 8).
+
+Real pipelines, real LoRA files: a LoRA is made the way DESIGN.md section 9 says (a peft
+adapter on the tiny UNet, lora_B set to small random values, saved with
+IFPipeline.save_lora_weights), and run directories are laid out as DESIGN.md section 6 says.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from floydtui.cli import main
+
+TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "add_k_proj", "add_v_proj"]
+FAST = ["--steps", "2", "--no-preview"]
+
+
+def make_lora(folder, stage, seed=1, rank=4, zero=()):
+    """A diffusers-format LoRA for the tiny model of `stage`, with effect (lora_B non-zero but in `zero`)."""
+    import torch
+    from diffusers import IFPipeline, IFSuperResolutionPipeline, UNet2DConditionModel
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from floydtui.train.tiny import ensure_builtin
+
+    model = ensure_builtin("builtin:tiny-if-i" if stage == 1 else "builtin:tiny-if-ii")
+    unet = UNet2DConditionModel.from_pretrained(model, subfolder="unet")
+    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=TARGETS))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in unet.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5 * (not any(z in name for z in zero)))
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    cls = IFPipeline if stage == 1 else IFSuperResolutionPipeline
+    cls.save_lora_weights(str(folder), unet_lora_layers=layers)
+    return folder / "pytorch_lora_weights.safetensors"
+
+
+def make_run(folder, stage, lora=None, finished=True):
+    """A run directory as `floydtui run` leaves it: preset.toml, events.jsonl, the LoRA."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    flavour, model, res = (("i-medium-400m", "builtin:tiny-if-i", 64) if stage == 1 else
+                           ("ii-medium-450m", "builtin:tiny-if-ii", 256))
+    (folder / "preset.toml").write_text(
+        f'[model]\nmodel_flavour = "{flavour}"\npretrained_model_name_or_path = "{model}"\n'
+        f'[training]\nresolution = {res}\n[validation]\nvalidation_resolution = "{res}"\n'
+        f'[output]\noutput_dir = "{folder}"\n'
+        '[[datasets]]\nid = "d"\ntype = "local"\ninstance_data_dir = "/data"\n')
+    events = [{"t": 1, "type": "run_start", "run_id": "r", "flavour": flavour, "base_model": "/cache/x",
+               "model_id": model, "total_steps": 10, "world_size": 1, "device": "cpu"}]
+    if lora:
+        shutil.copy(lora, folder / "pytorch_lora_weights.safetensors")
+    if finished:
+        events.append({"t": 2, "type": "run_end", "status": "completed",
+                       "lora_path": str(folder / "pytorch_lora_weights.safetensors")})
+    (folder / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def loras(tmp_path_factory):
+    """Stage I and stage II LoRAs, bare and inside finished runs."""
+    root = tmp_path_factory.mktemp("loras")
+    with pytest.MonkeyPatch.context() as mp:  # the conftest's cache, set before its per-test fixture runs
+        mp.setenv("FLOYDTUI_CACHE", os.environ.get("FLOYDTUI_TEST_CACHE",
+                                                   str(tmp_path_factory.getbasetemp() / "floydtui-cache")))
+        one = make_lora(root / "one", 1)
+        two = make_lora(root / "two", 2)
+    return {"one": one, "two": two, "run1": make_run(root / "run1", 1, one), "run2": make_run(root / "run2", 2, two)}
+
+
+def pixels(path):
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def gen(*args):
+    return main(["generate", *args])
+
+
+def test_same_seed_same_image_a_lora_changes_it(tmp_path, loras, capsys):
+    base = ["--base", "builtin:tiny-if-i", "--prompt", "a red circle", *FAST]
+    assert gen(*base, "-o", str(tmp_path / "a")) == 0
+    assert gen(*base, "-o", str(tmp_path / "b")) == 0
+    assert gen(*base, "--seed", "1", "-o", str(tmp_path / "c")) == 0
+    assert gen(*base, "--lora", str(loras["one"].parent), "-o", str(tmp_path / "d")) == 0
+    a, b = pixels(tmp_path / "a/0-a-red-circle.png"), pixels(tmp_path / "b/0-a-red-circle.png")
+    assert a.shape == (64, 64, 3)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, pixels(tmp_path / "c/1-a-red-circle.png"))
+    with_lora = pixels(tmp_path / "d/0-a-red-circle.png")
+    assert np.abs(with_lora.astype(int) - a.astype(int)).max() > 8
+    out = capsys.readouterr().out
+    assert str(tmp_path / "d/0-a-red-circle.png") in out and "1 image(s)" in out
+
+
+def test_every_adapter_loads_not_only_the_first_keys_format(tmp_path):
+    # diffusers 0.42 reads the key format off the first key (add_k_proj.lora_A) and, loading such a
+    # file as it is, drops the to_q/to_k/to_v/to_out adapters (saved as lora.down/lora.up)
+    lora = make_lora(tmp_path / "lora", 1, seed=2, zero=("add_k_proj", "add_v_proj"))
+    base = ["--base", "builtin:tiny-if-i", "--prompt", "x", *FAST]
+    assert gen(*base, "-o", str(tmp_path / "a")) == 0
+    assert gen(*base, "--lora", str(lora), "-o", str(tmp_path / "b")) == 0
+    assert np.abs(pixels(tmp_path / "a/0-x.png").astype(int) - pixels(tmp_path / "b/0-x.png").astype(int)).max() > 8
+
+
+def test_stage_one_to_two_chain_is_four_times_larger(tmp_path, loras):
+    assert gen("--base", "builtin:tiny-if-i", "--lora", str(loras["one"]), "--prompt", "a blue square",
+               "--size", "24x16", "--stage2", "builtin:tiny-if-ii", "--stage2-lora", str(loras["two"]),
+               "--stage2-steps", "2", "--num-images", "2", "--seed", "5", *FAST, "-o", str(tmp_path)) == 0
+    for seed in (5, 6):
+        assert Image.open(tmp_path / f"{seed}-a-blue-square.png").size == (24, 16)
+        assert Image.open(tmp_path / f"{seed}-a-blue-square-stage2.png").size == (96, 64)
+    side = json.loads((tmp_path / "5-a-blue-square-stage2.json").read_text())
+    assert side["stage"] == 2 and side["stage1_file"] == "5-a-blue-square.png"
+    assert side["stage2"]["model"] == "builtin:tiny-if-ii" and side["stage2"]["size"] == [96, 64]
+    assert side["stage2"]["lora"]["sha256"] == hashlib.sha256(loras["two"].read_bytes()).hexdigest()
+    assert side["scheduler"]["variance_type"] == "fixed_small"
+
+
+def test_sidecar_holds_every_setting(tmp_path, loras):
+    assert gen("--run", str(loras["run1"]), "--prompt", "A Cat, sleeping!", "--negative-prompt", "blurry",
+               "--guidance", "5", "--seed", "3", "--size", "32x48", *FAST, "-o", str(tmp_path)) == 0
+    side = json.loads((tmp_path / "3-a-cat-sleeping.json").read_text())
+    lora = loras["run1"] / "pytorch_lora_weights.safetensors"
+    assert side["file"] == "3-a-cat-sleeping.png" and side["prompt"] == "A Cat, sleeping!"
+    assert side["base"] == "builtin:tiny-if-i" and side["run"] == str(loras["run1"])
+    assert side["lora"] == {"path": str(lora), "sha256": hashlib.sha256(lora.read_bytes()).hexdigest()}
+    assert (side["negative_prompt"], side["steps"], side["guidance"], side["seed"]) == ("blurry", 2, 5.0, 3)
+    assert (side["width"], side["height"], side["size"]) == (32, 48, [32, 48])
+    assert side["scheduler"] == {"class": "DDPMScheduler", "variance_type": "fixed_small"}
+    assert side["stage2"] is None and side["floydtui_version"]
+    assert side["text_encoder_freed"] is True and side["device"] == "cpu"
+    assert Image.open(tmp_path / "3-a-cat-sleeping.png").size == (32, 48)
+
+
+def test_wrong_stage_lora_is_refused(tmp_path, loras, capsys):
+    assert gen("--base", "builtin:tiny-if-i", "--lora", str(loras["run2"]), "--prompt", "x", *FAST,
+               "-o", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "is a stage II LoRA" in err and "--stage2-lora" in err
+    assert gen("--base", "builtin:tiny-if-i", "--prompt", "x", "--stage2", "builtin:tiny-if-ii",
+               "--stage2-lora", str(loras["run1"]), *FAST, "-o", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "is a stage I LoRA" in err and "pass it as --lora" in err
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_lora_for_another_base_names_the_key_and_both_shapes(tmp_path, loras, capsys):
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(loras["one"]))
+    key = next(k for k in sorted(tensors) if ".to_q.lora.down." in k)
+    width = tensors[key].shape[1]
+    tensors[key] = tensors[key][:, : width - 16].clone()  # a base whose attention is 16 narrower
+    save_file(tensors, str(tmp_path / "narrow.safetensors"))
+    assert gen("--base", "builtin:tiny-if-i", "--lora", str(tmp_path / "narrow.safetensors"), "--prompt", "x",
+               *FAST, "-o", str(tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert f"'{key}' has shape [4, {width - 16}]" in err and f"needs [4, {width}]" in err and "--lora" in err
+
+    tensors = load_file(str(loras["one"]))
+    tensors["unet.down_blocks.9.attentions.0.to_q.lora_A.weight"] = tensors[key].clone()  # a deeper UNet
+    save_file(tensors, str(tmp_path / "deep.safetensors"))
+    assert gen("--base", "builtin:tiny-if-i", "--lora", str(tmp_path / "deep.safetensors"), "--prompt", "x",
+               *FAST, "-o", str(tmp_path / "out")) == 2
+    assert "does not have (down_blocks.9.attentions.0.to_q)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_stage_two_run_upscales_a_stage_one_base(tmp_path, loras, capsys):
+    assert gen("--run", str(loras["run2"]), "--prompt", "x", *FAST, "-o", str(tmp_path)) == 2
+    assert "stage II (upscaler) run" in capsys.readouterr().err
+    assert gen("--run", str(loras["run2"]), "--base", "builtin:tiny-if-i", "--size", "16x16", "--stage2-steps", "2",
+               "--prompt", "x", *FAST, "-o", str(tmp_path)) == 0
+    side = json.loads((tmp_path / "0-x-stage2.json").read_text())
+    assert side["stage2"]["lora"]["path"] == str(loras["run2"] / "pytorch_lora_weights.safetensors")
+    assert Image.open(tmp_path / "0-x-stage2.png").size == (64, 64)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--base", "builtin:tiny-if-i", "--size", "65x64"], "65 is not a positive multiple of 8"),
+    (["--base", "builtin:tiny-if-i", "--size", "64by64"], "--size '64by64' is not WxH"),
+    ([], "no model: give --base MODEL or --run RUN_DIR"),
+    (["--base", "builtin:tiny-if-i", "--lora", "/no/such/lora.safetensors"], "no such LoRA file"),
+    (["--base", "builtin:tiny-if-ii"], "builtin:tiny-if-ii is a stage II model, but --base needs a stage I"),
+    (["--base", "builtin:tiny-if-i", "--stage2", "builtin:tiny-if-i"], "--stage2 needs a stage II model"),
+    (["--base", "builtin:tiny-if-i", "--stage2-lora", "/no/such.safetensors"], "--stage2-lora needs --stage2"),
+    (["--run", "/no/such/run"], "no such run directory"),
+])
+def test_bad_input_exits_2_with_what_and_fix(tmp_path, args, message, capsys):
+    assert gen(*args, "--prompt", "x", *FAST, "-o", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert message in err and "fix:" in err
+
+
+def test_unfinished_run_says_it_has_no_lora_yet(tmp_path, capsys):
+    run = make_run(tmp_path / "run", 1, finished=False)
+    assert gen("--run", str(run), "--prompt", "x", *FAST, "-o", str(tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert "still running or was interrupted" in err and "no LoRA yet" in err and "floydtui watch" in err
+
+
+def test_previews_are_half_blocks_in_colour_and_ascii_under_no_color(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    args = ["--base", "builtin:tiny-if-i", "--prompt", "x", "--steps", "2", "-o", str(tmp_path)]
+    assert gen(*args) == 0
+    assert "▀" in capsys.readouterr().out
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert gen(*args) == 0
+    out = capsys.readouterr().out
+    art = [line for line in out.splitlines() if line and not line.startswith(("/", "1 image"))]
+    assert len(art) >= 8 and all(set(line) <= set(" .:-=+*#%@") for line in art)
+    assert "\x1b[" not in out
+
+
+def test_full_finetune_run_uses_its_unet(tmp_path, capsys):
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from floydtui.train.tiny import ensure_builtin
+
+    unet = UNet2DConditionModel.from_pretrained(ensure_builtin("builtin:tiny-if-i"), subfolder="unet")
+    with torch.no_grad():
+        unet.conv_out.bias.add_(0.3)
+    run = make_run(tmp_path / "run", 1)
+    unet.save_pretrained(run / "unet")
+    assert gen("--run", str(run), "--prompt", "x", *FAST, "-o", str(tmp_path / "full")) == 0
+    assert gen("--base", "builtin:tiny-if-i", "--prompt", "x", *FAST, "-o", str(tmp_path / "base")) == 0
+    assert not np.array_equal(pixels(tmp_path / "full/0-x.png"), pixels(tmp_path / "base/0-x.png"))
+    assert json.loads((tmp_path / "full/0-x.json").read_text())["unet"] == str(run / "unet")
+
+
+def test_generate_modules_import_no_torch():
+    code = ("import sys, floydtui.generate, floydtui.commands.generate, floydtui.cli; "
+            "floydtui.cli.build_parser().parse_args(['generate', '--base', 'b', '--prompt', 'p', '-o', 'o']); "
+            "print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'textual') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"
