@@ -29,10 +29,11 @@ def bad_corpus(folder: Path) -> dict[str, str]:
     (folder / "truncated.png").write_bytes(png[: len(png) // 2])
     (folder / "notes.png").write_text("this is a text file named .png\n")
     png_bomb(folder / "bomb.png")
+    png_bomb(folder / "bomb-warning.png", 10000, 10000)  # between PIL's limits: a warning, not an error
     os.symlink(folder / "gone.jpg", folder / "dangling.jpg")
     os.mkfifo(folder / "pipe.png")
     return {"zero.png": md.EMPTY, "truncated.jpg": md.TRUNCATED, "truncated.png": md.TRUNCATED,
-            "notes.png": md.NOT_AN_IMAGE, "bomb.png": md.BOMB, "dangling.jpg": md.CANNOT_READ,
+            "notes.png": md.NOT_AN_IMAGE, "bomb.png": md.BOMB, "bomb-warning.png": md.BOMB, "dangling.jpg": md.CANNOT_READ,
             "pipe.png": md.NOT_A_FILE}
 
 
@@ -242,3 +243,14 @@ def test_cache_folders_live_under_cache_root(tmp_path):
     shutil.rmtree(root / "pixels")
     TrainingData(make_preset(tmp_path, [guide()], train_batch_size=1))
     assert any((root / "pixels").rglob("*.px")), "a removed cache is rebuilt"
+
+
+def test_pixel_build_checks_the_bomb_limit_itself(tmp_path, monkeypatch):
+    """The threaded cache build cannot rely on a (process-wide) warnings filter."""
+    from floydtui.data.pipeline import load_rgb
+
+    path = write_image(tmp_path / "a.png", 64, 64)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4000)
+    with pytest.warns(Image.DecompressionBombWarning), pytest.raises(Image.DecompressionBombError) as e:
+        load_rgb(path)
+    assert md.decode_failure(e.value)[0] == md.BOMB

@@ -51,6 +51,8 @@ def probe_file(path: Path, st: os.stat_result | None = None) -> dict[str, Any]:
     if st.st_size == 0:
         return _bad(EMPTY, "zero bytes")
     try:
+        # A bomb between PIL's two limits only warns; here it is a skip. (The filter is process-wide
+        # while it lasts: scans run on one thread, the threaded pixel-cache build checks explicitly.)
         with open(path, "rb") as f, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             try:

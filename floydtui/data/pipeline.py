@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,11 +177,13 @@ def load_rgb(path: str | Path) -> tuple[Image.Image, str]:
     Transparent pixels are composited onto white, the usual page colour of product shots
     and clip art, so a transparent background does not turn black.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
+    with Image.open(path) as im:
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit and im.width * im.height > limit:
+            # An explicit check, not a warnings filter: this runs in threads, and filters are global.
+            raise Image.DecompressionBombError(f"{im.width}x{im.height} is more than PIL's limit of {limit} pixels")
+        im.load()
+        im = ImageOps.exif_transpose(im)
     note = ""
     if im.mode in _SIXTEEN_BIT:
         # 16-bit greyscale: scale 0..65535 to 0..255 (PIL's convert would clip it to white).
