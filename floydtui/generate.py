@@ -54,6 +54,7 @@ class Request:
     revision: str = "main"
     variant: str | None = "auto"
     unet: Path | None = None  # a full fine-tune's UNet folder (a run with model_type = "full")
+    stage2_unet: Path | None = None  # likewise for stage II
     run: Path | None = None
     flags: dict[str, str] = field(default_factory=lambda: {
         "base": "--base", "lora": "--lora", "stage2": "--stage2", "stage2_lora": "--stage2-lora"})
@@ -334,9 +335,15 @@ def check_lora(lora: Path, unet, *, stage: int, model_id: str, flag: str) -> lis
 
 
 def _same_model(a: str, b: str) -> bool:
-    """Two model ids name the same model: equal ids, or the same local folder."""
-    pa, pb = Path(a).expanduser(), Path(b).expanduser()
-    return a == b or (pa.exists() and pb.exists() and pa.resolve() == pb.resolve())
+    """Two model ids name the same model: equal ids, or the same local folder (a builtin id counts as its folder)."""
+    from floydtui.config.flavours import BUILTIN_MODELS
+    from floydtui.train.tiny import builtin_model_dir
+
+    def folder(model_id: str) -> Path | None:
+        p = builtin_model_dir(model_id) if model_id in BUILTIN_MODELS else Path(model_id).expanduser()
+        return p.resolve() if p.exists() else None
+
+    return a == b or (folder(a) is not None and folder(a) == folder(b))
 
 
 def check_text_width(folder1: Path, unet2, stage2_id: str) -> None:
@@ -429,6 +436,15 @@ def _names(prompts: list[str]) -> dict[str, str]:
             for p, s in zip(prompts, slugs)}
 
 
+def _full_unet(folder: Path | None, dtype):
+    """A full fine-tune's UNet to use instead of the model's own; None when there is none."""
+    if folder is None:
+        return None
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel.from_pretrained(folder, torch_dtype=dtype)
+
+
 def _lora_record(path: Path | None) -> dict[str, str] | None:
     return {"path": str(path), "sha256": file_sha256(path)} if path else None
 
@@ -480,12 +496,8 @@ def generate(req: Request, on_image: Callable[[Generated], None] | None = None,
     device, dtype = _device_and_dtype()
     clean_caption = is_bs4_available() and is_ftfy_available()  # IF's caption cleaner needs both
     say(f"loading {req.base} (stage I) on {device.type}")
-    unet = None
-    if req.unet:
-        from diffusers import UNet2DConditionModel
-
-        unet = UNet2DConditionModel.from_pretrained(req.unet, torch_dtype=dtype)
-    pipe = load_pipeline(folder1, 1, unet=unet, dtype=dtype, variant=req.variant, text_encoder=True)
+    pipe = load_pipeline(folder1, 1, unet=_full_unet(req.unet, dtype), dtype=dtype, variant=req.variant,
+                         text_encoder=True)
     if req.lora:
         say(f"LoRA {req.lora}: {load_lora_fully(pipe, req.lora)} modules adapted")
 
@@ -520,8 +532,9 @@ def generate(req: Request, on_image: Callable[[Generated], None] | None = None,
     }
     if req.stage2:
         settings["stage2"] = {"model": req.stage2, "model_folder": str(folder2),
-                              "lora": _lora_record(req.stage2_lora), "steps": req.stage2_steps,
-                              "guidance": STAGE2_GUIDANCE, "noise_level": STAGE2_NOISE_LEVEL,
+                              "lora": _lora_record(req.stage2_lora),
+                              "unet": str(req.stage2_unet) if req.stage2_unet else None,
+                              "steps": req.stage2_steps, "guidance": STAGE2_GUIDANCE, "noise_level": STAGE2_NOISE_LEVEL,
                               "size": [width * UPSCALE, height * UPSCALE]}
     names = _names(prompts)
     jobs = [(prompt, req.seed + i) for prompt in prompts for i in range(req.num_images)]
@@ -549,12 +562,12 @@ def generate(req: Request, on_image: Callable[[Generated], None] | None = None,
             if req.stage2:
                 stage1[(prompt, seed)] = image
             keep(image, prompt, seed, 1, "", {})
-    del pipe, unet
+    del pipe
     _release(device)
 
     if req.stage2:
         say(f"loading {req.stage2} (stage II)")
-        pipe2 = load_pipeline(folder2, 2, dtype=dtype, variant="auto")
+        pipe2 = load_pipeline(folder2, 2, unet=_full_unet(req.stage2_unet, dtype), dtype=dtype, variant="auto")
         if req.stage2_lora:
             say(f"stage II LoRA {req.stage2_lora}: {load_lora_fully(pipe2, req.stage2_lora)} modules adapted")
         pipe2.to(device)

@@ -178,6 +178,20 @@ def test_lora_for_another_base_names_the_key_and_both_shapes(tmp_path, loras, ca
     assert not (tmp_path / "out").exists()
 
 
+def test_a_lora_on_another_base_of_the_right_shape_warns(tmp_path, loras, capsys):
+    import shutil
+
+    from floydtui.train.tiny import ensure_builtin
+
+    same = str(ensure_builtin("builtin:tiny-if-i"))
+    assert gen("--base", same, "--lora", str(loras["run1"]), "--prompt", "x", *FAST, "-o", str(tmp_path / "a")) == 0
+    assert "was trained on" not in capsys.readouterr().err
+    other = shutil.copytree(same, tmp_path / "my-if")
+    assert gen("--base", str(other), "--lora", str(loras["run1"]), "--prompt", "x", *FAST,
+               "-o", str(tmp_path / "b")) == 0
+    assert "was trained on builtin:tiny-if-i; generating with " + str(other) in capsys.readouterr().err
+
+
 def test_a_stage_two_run_upscales_a_stage_one_base(tmp_path, loras, capsys):
     assert gen("--run", str(loras["run2"]), "--prompt", "x", *FAST, "-o", str(tmp_path)) == 2
     assert "stage II (upscaler) run" in capsys.readouterr().err
@@ -226,21 +240,33 @@ def test_previews_are_half_blocks_in_colour_and_ascii_under_no_color(tmp_path, m
     assert "\x1b[" not in out
 
 
-def test_full_finetune_run_uses_its_unet(tmp_path, capsys):
+def full_run(folder, stage):
+    """A finished full fine-tune: the tiny UNet with a shifted output bias saved as RUN/unet."""
     import torch
     from diffusers import UNet2DConditionModel
 
     from floydtui.train.tiny import ensure_builtin
 
-    unet = UNet2DConditionModel.from_pretrained(ensure_builtin("builtin:tiny-if-i"), subfolder="unet")
+    unet = UNet2DConditionModel.from_pretrained(ensure_builtin(f"builtin:tiny-if-{'i' * stage}"), subfolder="unet")
     with torch.no_grad():
         unet.conv_out.bias.add_(0.3)
-    run = make_run(tmp_path / "run", 1)
+    run = make_run(folder, stage)
     unet.save_pretrained(run / "unet")
+    return run
+
+
+def test_full_finetune_runs_use_their_unet(tmp_path):
+    run = full_run(tmp_path / "run", 1)
     assert gen("--run", str(run), "--prompt", "x", *FAST, "-o", str(tmp_path / "full")) == 0
     assert gen("--base", "builtin:tiny-if-i", "--prompt", "x", *FAST, "-o", str(tmp_path / "base")) == 0
     assert not np.array_equal(pixels(tmp_path / "full/0-x.png"), pixels(tmp_path / "base/0-x.png"))
     assert json.loads((tmp_path / "full/0-x.json").read_text())["unet"] == str(run / "unet")
+
+    run2 = full_run(tmp_path / "run2", 2)
+    assert gen("--run", str(run2), "--base", "builtin:tiny-if-i", "--size", "16x16", "--stage2-steps", "2",
+               "--prompt", "x", *FAST, "-o", str(tmp_path / "up")) == 0
+    side = json.loads((tmp_path / "up/0-x-stage2.json").read_text())
+    assert side["stage2"]["unet"] == str(run2 / "unet") and side["stage2"]["lora"] is None
 
 
 def test_generate_modules_import_no_torch():

@@ -44,34 +44,26 @@ def build_request(args: argparse.Namespace):
                                 hint="give a folder for the PNGs (it is created if missing)"))
 
     base, lora, stage2, stage2_lora = args.base, None, args.stage2, None
-    unet, revision, variant = None, "main", "auto"
+    unet, stage2_unet, revision, variant = None, None, "main", "auto"
     flags = {"base": "--base", "lora": "--lora", "stage2": "--stage2", "stage2_lora": "--stage2-lora"}
     if args.lora:
         lora = attempt(find_lora_file, args.lora, "--lora")
     if args.stage2_lora:
         stage2_lora = attempt(find_lora_file, args.stage2_lora, "--stage2-lora")
-        if not args.stage2 and not args.run:
-            problems.append(Problem("--stage2-lora needs --stage2 MODEL, the stage II model it was trained on",
-                                    where="--stage2-lora", hint="add e.g. --stage2 DeepFloyd/IF-II-M-v1.0"))
     run = attempt(read_run, args.run) if args.run else None
     if run and run.stage == 1:
         for flag, value in (("--base", args.base), ("--lora", args.lora)):
             if value:
-                problems.append(Problem(f"--run takes the base model and LoRA from the run; {flag} too is ambiguous",
+                problems.append(Problem(f"--run already gives the base model and LoRA; {flag} would compete with it",
                                         where=flag, hint=f"drop {flag}, or drop --run and give --base and --lora"))
         base, lora, unet, revision, variant = run.base, run.lora, run.unet, run.revision, run.variant
         flags.update(base="--run", lora="--run")
     elif run and run.stage == 2:
         for flag, value in (("--stage2", args.stage2), ("--stage2-lora", args.stage2_lora)):
             if value:
-                problems.append(Problem(f"--run of a stage II run gives the stage II model and LoRA; {flag} too "
-                                        "is ambiguous", where=flag, hint=f"drop {flag}, or drop --run"))
-        if run.unet:
-            problems.append(Problem(f"the stage II run in {run.folder} is a full fine-tune (unet/, no LoRA); "
-                                    "generate upscales with LoRAs only", where="--run",
-                                    hint=f"pass --stage2 {run.unet.parent} after saving it as a whole pipeline, "
-                                         "or train a LoRA"))
-        stage2, stage2_lora = run.base, run.lora
+                problems.append(Problem(f"--run of a stage II run already gives the stage II model and LoRA; {flag} "
+                                        "would compete with it", where=flag, hint=f"drop {flag}, or drop --run"))
+        stage2, stage2_lora, stage2_unet = run.base, run.lora, run.unet
         flags.update(stage2="--run", stage2_lora="--run")
         if not args.base:
             problems.append(Problem(f"{run.folder} is a stage II (upscaler) run: it needs a stage I image to upscale",
@@ -81,12 +73,15 @@ def build_request(args: argparse.Namespace):
         problems.append(Problem("no model: give --base MODEL or --run RUN_DIR", where="--base",
                                 hint="e.g. --base DeepFloyd/IF-I-M-v1.0 --lora output/my-lora, or "
                                      "--run output/my-lora, or --base builtin:tiny-if-i to try it"))
+    if args.stage2_lora and not stage2:
+        problems.append(Problem("--stage2-lora needs --stage2 MODEL, the stage II model it was trained on",
+                                where="--stage2-lora", hint="add e.g. --stage2 DeepFloyd/IF-II-M-v1.0"))
     if problems:
         raise FloydError(problems)
     return Request(base=base, prompts=prompts, output=output, lora=lora, negative_prompt=args.negative_prompt,
                    steps=args.steps, guidance=args.guidance, seed=args.seed, size=size, num_images=args.num_images,
                    stage2=stage2, stage2_lora=stage2_lora, stage2_steps=args.stage2_steps, revision=revision,
-                   variant=variant, unet=unet, run=run.folder if run else None, flags=flags)
+                   variant=variant, unet=unet, stage2_unet=stage2_unet, run=run.folder if run else None, flags=flags)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -108,14 +103,15 @@ def main(args: argparse.Namespace) -> int:
             out.print(render(item.image, max_cols=min(64, out.width), max_rows=32, colour=colour), markup=False)
 
     try:
-        images = generate(req, on_image=show, say=lambda msg: err.print(msg, markup=False))
+        images = generate(req, on_image=show, say=lambda msg: err.print(msg, markup=False, soft_wrap=True))
     except RuntimeError as e:
         if "out of memory" not in str(e).lower():
             raise
         err.print(f"error: out of memory: {e}\n  fix: lower --size or --num-images, or free the GPU "
                   "(other processes on it show in nvidia-smi)", markup=False)
         return 1
-    out.print(f"{len(images)} image(s), each with a .json sidecar of its settings, in {req.output}", markup=False, soft_wrap=True)
+    out.print(f"{len(images)} image(s), each with a .json sidecar of its settings, in {req.output}",
+              markup=False, soft_wrap=True)
     return 0
 
 
