@@ -520,7 +520,7 @@ def generate(req: Request, on_image: Callable[[Generated], None] | None = None,
     scheduler = pipe.scheduler
     settings: dict[str, Any] = {
         "floydtui_version": __version__,
-        "base": req.base, "base_folder": str(folder1), "revision": req.revision,
+        "base": req.base, "base_folder": str(folder1), "base_note": builtin_note(req.base), "revision": req.revision,
         "lora": _lora_record(req.lora), "unet": str(req.unet) if req.unet else None,
         "run": str(req.run) if req.run else None,
         "negative_prompt": req.negative_prompt, "steps": req.steps, "guidance": req.guidance,
@@ -531,7 +531,7 @@ def generate(req: Request, on_image: Callable[[Generated], None] | None = None,
         "stage2": None,
     }
     if req.stage2:
-        settings["stage2"] = {"model": req.stage2, "model_folder": str(folder2),
+        settings["stage2"] = {"model": req.stage2, "model_folder": str(folder2), "note": builtin_note(req.stage2),
                               "lora": _lora_record(req.stage2_lora),
                               "unet": str(req.stage2_unet) if req.stage2_unet else None,
                               "steps": req.stage2_steps, "guidance": STAGE2_GUIDANCE, "noise_level": STAGE2_NOISE_LEVEL,

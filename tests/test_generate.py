@@ -135,6 +135,7 @@ def test_sidecar_holds_every_setting(tmp_path, loras):
     lora = loras["run1"] / "pytorch_lora_weights.safetensors"
     assert side["file"] == "3-a-cat-sleeping.png" and side["prompt"] == "A Cat, sleeping!"
     assert side["base"] == "builtin:tiny-if-i" and side["run"] == str(loras["run1"])
+    assert "not a model of anything" in side["base_note"]
     assert side["lora"] == {"path": str(lora), "sha256": hashlib.sha256(lora.read_bytes()).hexdigest()}
     assert (side["negative_prompt"], side["steps"], side["guidance"], side["seed"]) == ("blurry", 2, 5.0, 3)
     assert (side["width"], side["height"], side["size"]) == (32, 48, [32, 48])
