@@ -118,8 +118,7 @@ class TrainingData:
         failed: dict[str, list[FileRecord]] = {}
         workers = max(1, min(8, (os.cpu_count() or 2)))
         with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while it decodes and resizes
-            futures = {pool.submit(build_entry, r.path, r.plan.steps, r.plan.intermediate, _entry(r)): (scan, r)
-                       for scan, r in todo}
+            futures = {pool.submit(_store, r): (scan, r) for scan, r in todo}
             for done, future in enumerate(as_completed(futures), 1):
                 scan, r = futures[future]
                 try:
@@ -247,6 +246,11 @@ class TrainingData:
                 self._emit("warning", message=problem.message, hint=problem.hint)
         raise FloydError([Problem(f"every image of bucket {bucket[0]}x{bucket[1]} became unreadable during the run",
                                   hint="check the disk holding the dataset and the pixel cache")])
+
+
+def _store(r: FileRecord) -> None:
+    """Fill one cache entry; the pixels are not kept (a big dataset would not fit in memory)."""
+    build_entry(Path(r.path), r.plan.steps, r.plan.intermediate, _entry(r))
 
 
 def _entry(r: FileRecord) -> Path:

@@ -171,28 +171,27 @@ def scan_dataset(s: DatasetSettings, stage: int = 1, progress: Progress | None =
 
 def _record(rel: str, path: str, facts: dict[str, Any], s: DatasetSettings,
             read_sidecar: Callable[[str], dict], plans: dict[tuple[int, int], Plan]) -> FileRecord:
-    rec = FileRecord(rel, path, s.id, "skipped", file_size=facts.get("size", 0),
-                     mtime_ns=facts.get("mtime_ns", 0))
     if facts["status"] != "ok":
-        rec.reason, rec.detail = facts["reason"], facts["detail"]
-        return rec
-    size = rec.original_size = (facts["w"], facts["h"])
+        return FileRecord(rel, path, s.id, "skipped", facts["reason"], facts["detail"], "", None, None, None,
+                          facts.get("size", 0), facts.get("mtime_ns", 0))
+    size = (facts["w"], facts["h"])
     plan = plans.get(size)
     if plan is None:
         plan = plans[size] = plan_image(*size, s)
-    rec.plan = plan
     if not plan.usable:
-        rec.reason, rec.detail = plan.skip_reason, plan.detail
-        return rec
-    rec.status = "ok"
-    rec.caption, caption_note = caption_for(rel, s, read_sidecar)
-    rec.note = "; ".join(n for n in (_mode_note(facts), caption_note) if n)
-    return rec
+        return FileRecord(rel, path, s.id, "skipped", plan.skip_reason, plan.detail, "", size, plan, None,
+                          facts["size"], facts["mtime_ns"])
+    caption, caption_note = caption_for(rel, s, read_sidecar)
+    mode_note = _mode_note(facts)
+    note = f"{mode_note}; {caption_note}" if mode_note and caption_note else mode_note or caption_note
+    return FileRecord(rel, path, s.id, "ok", None, "", note, size, plan, caption, facts["size"], facts["mtime_ns"])
 
 
 def _mode_note(facts: dict[str, Any]) -> str:
     """How the file's colour mode becomes RGB, decided from the header."""
     mode = facts["mode"]
+    if mode == "RGB" and not facts["alpha"]:
+        return ""
     if facts["alpha"]:
         return TRANSPARENCY_NOTE
     if mode.startswith("I;16") or mode == "I":
