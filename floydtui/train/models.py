@@ -84,17 +84,29 @@ def builtin_note(model_id: str) -> str:
 
 
 def weight_variant(folder: Path, variant: str | None, component: str = "unet") -> str | None:
-    """The weight variant to load: "fp16" where asked for and present; `auto` takes it when there."""
-    if variant in (None, "none"):
-        return None
-    v = "fp16" if variant == "auto" else variant
-    has = any(f".{v}." in p.name or f".{v}-" in p.name for p in (folder / component).glob("*.safetensors"))
-    if variant == "auto":
-        return "fp16" if has else None
-    if not has:
-        raise FloydError.one(f"{folder / component} has no {variant} weights", key="variant",
-                             hint="set variant = \"none\" in [model] to load the full-precision files")
-    return variant
+    """The weight variant to load from `folder/component`: "fp16" where wanted and present, else None."""
+    from floydtui.hub import weights_variant
+
+    return weights_variant(folder / component, variant)
+
+
+def resolve_text_encoder_dir(model_id: str, model_dir: Path, *, stage: int, revision: str = "main",
+                             variant: str | None = None, events: Any = None) -> Path:
+    """The folder whose text_encoder/ and tokenizer/ encode prompts for this model.
+
+    The model's own folder where it holds T5 (stage I repos, the builtin models, most local
+    folders); DeepFloyd's stage II repos hold none, so their T5 comes from a stage I repo.
+    """
+    if (model_dir / "text_encoder" / "config.json").is_file() and (model_dir / "tokenizer").is_dir():
+        return model_dir
+    if model_id.startswith(BUILTIN_PREFIX) or Path(model_id).expanduser().exists():
+        raise FloydError.one(f"{model_dir} has no text_encoder/ and tokenizer/ to encode prompts with",
+                             key="pretrained_model_name_or_path",
+                             hint="copy text_encoder/ and tokenizer/ from a stage I model folder into it")
+    from floydtui.hub import fetch_text_encoder, text_encoder_source
+
+    return Path(fetch_text_encoder(text_encoder_source(model_id, stage), revision=revision, variant=variant,
+                                   events=events))
 
 
 def load_unet(folder: Path, dtype, variant: str | None = None):

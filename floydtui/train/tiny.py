@@ -115,16 +115,19 @@ def build_tiny(stage: int, dest: Path, label: str = "") -> None:
         sample_size=64 if stage == 1 else 256,
         in_channels=3 if stage == 1 else 6,
         out_channels=6,  # IF predicts epsilon (3) and the learned variance range (3)
-        down_block_types=["ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"],
+        # IF's layout in miniature: plain resnet blocks at full size, cross-attention below.
+        down_block_types=["ResnetDownsampleBlock2D", "ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"],
         mid_block_type="UNetMidBlock2DSimpleCrossAttn",
-        up_block_types=["SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"],
-        block_out_channels=(32, 64), layers_per_block=1, attention_head_dim=16, norm_num_groups=8,
+        up_block_types=["SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D", "ResnetUpsampleBlock2D"],
+        block_out_channels=(16, 32, 64), layers_per_block=1, attention_head_dim=16, norm_num_groups=8,
         cross_attention_dim=64, encoder_hid_dim=TEXT_DIM, addition_embed_type="text",
         addition_embed_type_num_heads=4, cross_attention_norm="group_norm",
         resnet_time_scale_shift="scale_shift", act_fn="gelu", only_cross_attention=False,
         class_embed_type="timestep" if stage == 2 else None,
     )
     unet.set_attn_processor(AttnAddedKVProcessor())
+    with torch.no_grad():  # a quiet output layer: the untrained miniature predicts near-zero noise, not chaos
+        unet.conv_out.weight.mul_(0.1)
     scheduler = DDPMScheduler(  # IF's own scheduler settings
         num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", variance_type="learned_range",
         thresholding=True, dynamic_thresholding_ratio=0.95, sample_max_value=1.5 if stage == 1 else 1.0,

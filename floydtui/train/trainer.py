@@ -33,7 +33,7 @@ from floydtui.train.card import model_card
 from floydtui.train.embed_cache import TextEmbedCache, build_cache, encoder_identity
 from floydtui.train.lora import load_trainable_state_dict, save_lora, setup_trainable, trainable_state_dict
 from floydtui.train.models import (builtin_note, load_noise_scheduler, load_pipeline, load_unet, model_label,
-                                   resolve_model_dir)
+                                   resolve_model_dir, resolve_text_encoder_dir)
 from floydtui.train.optim import make_lr_scheduler, make_optimizer
 from floydtui.train.validation import NO_EFFECT_ATOL, load_check, run_validation
 
@@ -169,7 +169,6 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
     if main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "preset.toml", preset.to_toml(absolute_paths=True))
-    torch.manual_seed(t["seed"])
 
     data = TrainingData(preset, events=events)
     batch_size, accum = t["train_batch_size"], t["gradient_accumulation_steps"]
@@ -183,6 +182,9 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
     with accelerator.main_process_first():
         model_dir = resolve_model_dir(model_id, stage=preset.stage, revision=preset.model["revision"],
                                       variant=preset.model["variant"], events=events if main else None)
+        text_dir = resolve_text_encoder_dir(model_id, model_dir, stage=preset.stage,
+                                            revision=preset.model["revision"], variant=preset.model["variant"],
+                                            events=events if main else None)
     base_label, note = model_label(model_id, model_dir), builtin_note(model_id)
     make_inputs = input_builder(preset, model_dir)
     events.emit("run_start", run_id=f"{time.strftime('%Y%m%d-%H%M%S')}-{out.name}", flavour=preset.flavour.name,
@@ -194,8 +196,8 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
     # Every prompt through T5 once; T5 is gone before the UNet loads.
     events.emit("phase", name="embed_cache")
     negative = v["validation_negative_prompt"]
-    cache = TextEmbedCache(preset.text_embeds_cache_dir, encoder_identity(model_dir), weight_dtype)
-    build_cache(cache, [*data.captions(), *preset.validation_prompt_list, negative, ""], model_dir,
+    cache = TextEmbedCache(preset.text_embeds_cache_dir, encoder_identity(text_dir), weight_dtype)
+    build_cache(cache, [*data.captions(), *preset.validation_prompt_list, negative, ""], text_dir,
                 placement=t["text_encoder_placement"], batch_size=t["embed_batch_size"],
                 variant=preset.model["variant"], events=events if main else None, rank=rank, world_size=world,
                 barrier=accelerator.wait_for_everyone)
@@ -204,6 +206,7 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
     set_attention(unet, t["attention_mechanism"])
     if t["gradient_checkpointing"]:
         unet.enable_gradient_checkpointing()
+    torch.manual_seed(t["seed"])  # adapter init must not depend on whether T5 ran (a warm cache skips it)
     params = setup_trainable(unet, t)
     unet.to(device)
     noise_scheduler = load_noise_scheduler(model_dir)
