@@ -65,6 +65,10 @@ def test_scan_human_summary(preset_file, capsys):
     assert "buckets: 64x64: 3" in out.out and "crops keep" in out.out
     assert "skipped tiny.png: smaller than minimum_image_size (50x80 is below 64)" in out.out
     assert "2 of 5 files skipped" in out.err
+    preset_file.write_text(PRESET.replace('"filename"', '"textfile"'))
+    assert main(["scan", str(preset_file)]) == 0
+    out = capsys.readouterr().out
+    assert "caption ok.png: caption file ok.txt is missing: used the filename caption 'ok'" in out
 
 
 def test_scan_exit_codes(tmp_path, preset_file, capsys):

@@ -32,6 +32,11 @@ def main(args) -> int:
                 out.write(f"    skipped {record.rel}: {record.reason} ({record.detail})\n")
             if len(skipped) > LIST_SKIPPED:
                 out.write(f"    ... and {len(skipped) - LIST_SKIPPED} more (--json lists every file)\n")
+            fallbacks = [r for r in scan.usable if "caption file" in r.note]
+            for record in fallbacks[:LIST_SKIPPED]:
+                out.write(f"    caption {record.rel}: {record.note}\n")
+            if len(fallbacks) > LIST_SKIPPED:
+                out.write(f"    ... and {len(fallbacks) - LIST_SKIPPED} more caption fallbacks\n")
         for problem in scan.problems:
             sys.stderr.write(problem.format() + "\n")
     return 0
