@@ -302,8 +302,9 @@ def test_model_folders_local_copy_trains_and_bad_folders_say_what_to_do(tmp_path
     shutil.copytree(tiny, local, dirs_exist_ok=True)
 
     # A local folder goes through the same loaders as a downloaded snapshot: a run on it.
-    preset = write_preset(tmp_path, steps=1, model=str(local), training="checkpointing_steps = 0")
-    code, _, err = finish(floydtui("run", str(preset), "--json", "--set", "validation_steps=0"))
+    preset = write_preset(tmp_path, steps=1, model=str(local))
+    code, _, err = finish(floydtui("run", str(preset), "--json", "--set", "validation_steps=0",
+                                   "--set", "checkpointing_steps=0"))
     assert code == 0, err
     start = next(e for e in read_events(tmp_path / "out" / "events.jsonl") if e["type"] == "run_start")
     assert start["base_model"] == str(local) and start["note"] == ""

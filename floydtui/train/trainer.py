@@ -243,7 +243,7 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
 
     last_images: list[dict[str, Any]] = []
 
-    def validate() -> None:
+    def validate(then_train: bool = True) -> None:
         nonlocal last_images
         if main:
             events.emit("phase", name="validate")
@@ -257,7 +257,8 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
                                              folder=out / "validation" / f"step-{position.step:06d}")
             bare.train()
             events.emit("validation", step=position.step, images=last_images)
-            events.emit("phase", name="train")
+            if then_train:
+                events.emit("phase", name="train")
         accelerator.wait_for_everyone()
 
     # ---- the loop ----
@@ -310,7 +311,7 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
     # ---- the end ----
     if last_checkpoint != position.step or not ckpt.list_checkpoints(out):
         save_checkpoint()
-    validate()
+    validate(then_train=False)
     if main:
         finish(preset, events, accelerator.unwrap_model(unet), model_dir, cache, base_label=base_label, note=note,
                steps=position.step, world=world, images=last_images)
