@@ -114,6 +114,56 @@ def test_every_adapter_loads_not_only_the_first_keys_format(tmp_path):
     assert np.abs(pixels(tmp_path / "a/0-x.png").astype(int) - pixels(tmp_path / "b/0-x.png").astype(int)).max() > 8
 
 
+def test_the_png_is_what_the_guides_snippet_gives(tmp_path):
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from floydtui.train.tiny import ensure_builtin
+
+    assert gen("--base", "builtin:tiny-if-i", "--prompt", "a red circle", "--seed", "4", *FAST,
+               "-o", str(tmp_path)) == 0
+    pipe = DiffusionPipeline.from_pretrained(ensure_builtin("builtin:tiny-if-i"), use_safetensors=True)
+    pipe.scheduler = pipe.scheduler.__class__.from_config(pipe.scheduler.config, variance_type="fixed_small")
+    image = pipe("a red circle", num_inference_steps=2, generator=torch.Generator("cpu").manual_seed(4),
+                 clean_caption=False).images[0]
+    assert np.array_equal(np.asarray(image), pixels(tmp_path / "4-a-red-circle.png"))
+
+
+def test_generate_from_a_real_tiny_run(tmp_path, repo):
+    import shutil
+    from safetensors import safe_open
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for png in sorted((repo / "examples/demo-data").glob("*.png"))[:4]:
+        shutil.copy(png, data)
+        shutil.copy(png.with_suffix(".txt"), data)
+    (tmp_path / "preset.toml").write_text(
+        '[model]\nmodel_flavour = "i-medium-400m"\npretrained_model_name_or_path = "builtin:tiny-if-i"\n'
+        '[training]\nlora_rank = 4\nlearning_rate = 1e-2\ntrain_batch_size = 2\nmax_train_steps = 3\n'
+        'mixed_precision = "no"\nresolution = 32\n'
+        '[validation]\nvalidation_resolution = "32"\nvalidation_prompt = "a red circle"\n'
+        'validation_num_inference_steps = 2\n[output]\noutput_dir = "run"\n'
+        '[[datasets]]\nid = "shapes"\ninstance_data_dir = "data"\nminimum_image_size = 32\n'
+        'caption_strategy = "textfile"\n'
+        '[[datasets]]\nid = "text-embeds"\ndataset_type = "text_embeds"\ndefault = true\ncache_dir = "cache"\n')
+    r = subprocess.run([sys.executable, "-m", "floydtui", "run", str(tmp_path / "preset.toml")], cwd=tmp_path,
+                       capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "floydtui", "generate", "--run", str(run), "--prompt", "a red circle",
+                        "--size", "32x32", *FAST, "-o", str(tmp_path / "out")], capture_output=True, text=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lora = run / "pytorch_lora_weights.safetensors"
+    with safe_open(str(lora), framework="pt") as f:
+        modules = {k.split(".lora")[0] for k in f.keys() if ".lora_A." in k or ".lora.down." in k}
+    assert f"{len(modules)} modules adapted" in r.stderr  # every adapter the trainer saved, not the first format's
+    side = json.loads((tmp_path / "out/0-a-red-circle.json").read_text())
+    assert side["base"] == "builtin:tiny-if-i" and side["run"] == str(run)
+    assert side["lora"]["sha256"] == hashlib.sha256(lora.read_bytes()).hexdigest()
+
+
 def test_stage_one_to_two_chain_is_four_times_larger(tmp_path, loras):
     assert gen("--base", "builtin:tiny-if-i", "--lora", str(loras["one"]), "--prompt", "a blue square",
                "--size", "24x16", "--stage2", "builtin:tiny-if-ii", "--stage2-lora", str(loras["two"]),
