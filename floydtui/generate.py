@@ -23,6 +23,7 @@ from floydtui import __version__
 from floydtui.config.flavours import FLAVOURS, stage_of_model_id
 from floydtui.errors import FloydError
 from floydtui.fsutil import atomic_path, atomic_write_text
+from floydtui.train.checkpoint import STATE_FILE
 from floydtui.train.lora import LORA_FILE
 
 STAGE_NAMES = {1: "I", 2: "II"}
@@ -132,6 +133,10 @@ def find_lora_file(path: str | Path, flag: str = "--lora") -> Path:
     if p.is_dir():
         if (p / LORA_FILE).is_file():
             return (p / LORA_FILE).resolve()
+        if (p / STATE_FILE).is_file():
+            raise FloydError.one(f"{p} is a training checkpoint (what a run resumes from), not a LoRA", where=flag,
+                                 hint="generate from the finished run (--run RUN_DIR); an unfinished run continues "
+                                      "from its newest checkpoint with `floydtui run RUN_DIR/preset.toml`")
         others = sorted(q.name for q in p.glob("*.safetensors"))
         hint = (f"pass the file itself, e.g. {flag} {p / others[0]}" if others else
                 "pass a finished run directory or the .safetensors file itself")

@@ -269,6 +269,15 @@ def test_bad_input_exits_2_with_what_and_fix(tmp_path, args, message, capsys):
     assert message in err and "fix:" in err
 
 
+def test_a_checkpoint_folder_is_not_taken_for_a_lora(tmp_path, capsys):
+    ckpt = tmp_path / "run/checkpoints/checkpoint-000010"
+    ckpt.mkdir(parents=True)
+    (ckpt / "state.json").write_text("{}")
+    (ckpt / "trainable.safetensors").write_bytes(b"")
+    assert gen("--base", "builtin:tiny-if-i", "--lora", str(ckpt), "--prompt", "x", *FAST, "-o", str(tmp_path)) == 2
+    assert "is a training checkpoint" in capsys.readouterr().err
+
+
 def test_unfinished_run_says_it_has_no_lora_yet(tmp_path, capsys):
     run = make_run(tmp_path / "run", 1, finished=False)
     assert gen("--run", str(run), "--prompt", "x", *FAST, "-o", str(tmp_path / "out")) == 2
