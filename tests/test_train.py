@@ -309,6 +309,14 @@ def test_model_folders_local_copy_trains_and_bad_folders_say_what_to_do(tmp_path
     start = next(e for e in read_events(tmp_path / "out" / "events.jsonl") if e["type"] == "run_start")
     assert start["base_model"] == str(local) and start["note"] == ""
 
+    # A disk below min_free_disk_mib stops the run before it writes, with the fix.
+    code, _, err = finish(floydtui("run", str(preset), "--json", "--output-dir", str(tmp_path / "full"),
+                                   "--set", "validation_steps=0", "--set", f"min_free_disk_mib={2**40}"))
+    assert code == 2, err
+    events = read_events(tmp_path / "full" / "events.jsonl")
+    assert events[-1]["status"] == "failed" and "min_free_disk_mib" in events[-2]["message"]
+    assert not (tmp_path / "full" / "checkpoints").exists()
+
 
 def test_tiny_model_is_deterministic(tmp_path):
     from floydtui.train.tiny import build_tiny

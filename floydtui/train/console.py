@@ -64,6 +64,9 @@ class ConsoleView:
             self.say(f"-- {e['name']}")
 
     def on_progress(self, e: dict) -> None:
+        if e["total"] == 0:  # nothing to do: everything was cached by an earlier run
+            self.bar(e["phase"], 1, 1, "all cached")
+            return
         self.bar(e["phase"], e["done"], e["total"], f"{e['rate']:.1f}/s")
         if not self.progress and e["done"] == e["total"] and e["total"]:
             self.say(f"{e['phase']}: {e['done']}/{e['total']} ({e['rate']:.1f}/s)")

@@ -28,6 +28,7 @@ from floydtui.config.preset import Preset
 from floydtui.errors import FloydError
 from floydtui.events import EventWriter
 from floydtui.fsutil import atomic_write_text
+from floydtui.hub import DiskGuard
 from floydtui.train import checkpoint as ckpt
 from floydtui.train.card import model_card
 from floydtui.train.embed_cache import TextEmbedCache, build_cache, encoder_identity
@@ -233,7 +234,10 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
         events.warning(f"resuming from {found.name} (step {position.step} of {total})",
                        hint="pass --resume none to start over")
 
+    guard = DiskGuard.for_preset(preset)  # every rank checks (same disks), so all stop together
+
     def save_checkpoint() -> None:
+        guard.check(f"checkpoint-{position.step:06d}")
         if main:
             path = ckpt.save_checkpoint(out, position, trainable=trainable_state_dict(accelerator.unwrap_model(unet)),
                                         optimizer=optimizer, lr_scheduler=lr_scheduler, fingerprint=fingerprint,
@@ -245,6 +249,7 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
 
     def validate(then_train: bool = True) -> None:
         nonlocal last_images
+        guard.check(f"validation/step-{position.step:06d}")
         if main:
             events.emit("phase", name="validate")
             bare = accelerator.unwrap_model(unet)
@@ -312,6 +317,7 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
     if last_checkpoint != position.step or not ckpt.list_checkpoints(out):
         save_checkpoint()
     validate(then_train=False)
+    guard.check("pytorch_lora_weights.safetensors")
     if main:
         finish(preset, events, accelerator.unwrap_model(unet), model_dir, cache, base_label=base_label, note=note,
                steps=position.step, world=world, images=last_images)
