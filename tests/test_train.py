@@ -374,3 +374,33 @@ def test_stop_signal_before_and_during_training():
         assert stop.requested
     finally:
         stop.restore()
+
+
+def test_bitfit_with_lora_trains_in_bf16_and_loads_both_files(tmp_path):
+    from floydtui.config.schema import TRAINING_FIELDS
+    from floydtui.train.lora import BITFIT_FILE, LORA_FILE, save_lora, setup_trainable
+    from floydtui.train.models import load_lora, load_pipeline, load_unet, resolve_model_dir
+
+    folder = resolve_model_dir("builtin:tiny-if-i", stage=1)
+    training = {f.key: f.default for f in TRAINING_FIELDS} | {"lora_rank": 4, "lora_alpha": 4, "use_bitfit": True}
+    unet = load_unet(folder, torch.bfloat16)
+    params = setup_trainable(unet, training)
+    assert all(p.dtype == torch.float32 for p in params)
+    assert any(n.endswith("norm1.bias") for n, p in unet.named_parameters() if p.requires_grad)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # norms with fp32 biases inside a bf16 UNet
+        out = unet(x.to(torch.bfloat16), torch.tensor([10]), encoder_hidden_states=torch.randn(1, 77, 64)).sample
+    out.float().mean().backward()
+    with torch.no_grad():
+        for n, p in unet.named_parameters():
+            if p.requires_grad and n.endswith(".bias"):
+                p.add_(0.5)
+    save_lora(tmp_path, unet, 1, training)
+    assert (tmp_path / LORA_FILE).is_file() and (tmp_path / BITFIT_FILE).is_file()
+    pipe = load_pipeline(folder, 1)
+    before = pipe.unet.conv_in.bias.detach().clone()
+    load_lora(pipe, tmp_path)
+    from safetensors.torch import load_file
+    saved = load_file(str(tmp_path / BITFIT_FILE))
+    torch.testing.assert_close(pipe.unet.conv_in.bias, saved["conv_in.bias"])
+    torch.testing.assert_close(pipe.unet.conv_in.bias, before + 0.5, atol=0.01, rtol=0)  # bf16-rounded base + 0.5

@@ -46,7 +46,33 @@ def setup_trainable(unet, training: dict[str, Any]) -> list:
     params = [p for p in unet.parameters() if p.requires_grad]
     for p in params:  # trainable weights in fp32 (the frozen base stays in the weight dtype)
         p.data = p.data.to(torch.float32)
+    _fp32_norms_with_trained_bias(unet)
     return params
+
+
+def _fp32_norms_with_trained_bias(unet) -> None:
+    """Run a norm layer whose bias trains (BitFit) in fp32, as a whole.
+
+    Autocast does not cover layer/group norm on every device, and a norm cannot mix a
+    bf16 weight with an fp32 bias: the layer computes in fp32 and hands back the input's dtype.
+    """
+    import torch
+
+    for module in unet.modules():
+        if isinstance(module, (torch.nn.LayerNorm, torch.nn.GroupNorm)) and module.bias is not None \
+                and module.bias.requires_grad and module.weight is not None:
+            module.weight.data = module.weight.data.float()
+            module.register_forward_pre_hook(_upcast_input)
+            module.register_forward_hook(_restore_dtype)
+
+
+def _upcast_input(module, args):
+    module._input_dtype = args[0].dtype
+    return (args[0].float(), *args[1:])
+
+
+def _restore_dtype(module, args, output):
+    return output.to(module._input_dtype)
 
 
 def trainable_state_dict(unet) -> dict:
