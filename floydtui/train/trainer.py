@@ -311,22 +311,22 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
             last_checkpoint = position.step
         if v["validation_steps"] and position.step % v["validation_steps"] == 0 and position.step < total:
             validate()
-    stop.armed = False
 
     # ---- the end ----
     if last_checkpoint != position.step or not ckpt.list_checkpoints(out):
         save_checkpoint()
+    stop.armed = False  # from here a Ctrl-C stops at once: the final checkpoint lets a rerun redo the end
     validate(then_train=False)
     guard.check("pytorch_lora_weights.safetensors")
     if main:
         finish(preset, events, accelerator.unwrap_model(unet), model_dir, cache, base_label=base_label, note=note,
-               steps=position.step, world=world, images=last_images)
+               steps=position.step, world=world, images=last_images, device=device, dtype=weight_dtype)
     accelerator.wait_for_everyone()
     return "completed"
 
 
 def finish(preset: Preset, events: EventWriter, unet, model_dir: Path, cache: TextEmbedCache, *, base_label: str,
-           note: str, steps: int, world: int, images: list[dict[str, Any]]) -> Path:
+           note: str, steps: int, world: int, images: list[dict[str, Any]], device="cpu", dtype=None) -> Path:
     """Save the LoRA and model card, then load the LoRA the way users will and check it does something."""
     out = preset.output_dir
     events.emit("phase", name="save")
@@ -336,7 +336,8 @@ def finish(preset: Preset, events: EventWriter, unet, model_dir: Path, cache: Te
     if preset.is_lora:
         diff, landed, saved = load_check(model_dir, preset.stage, out, cache, prompt=preset.validation_prompt_list[0],
                                          negative_prompt=preset.validation["validation_negative_prompt"],
-                                         size=preset.validation_sizes[0], validation=preset.validation)
+                                         size=preset.validation_sizes[0], validation=preset.validation,
+                                         device=device, dtype=dtype)
         if landed < saved:
             events.warning(f"my LoRA is partly lost: load_lora_weights placed {landed} of the {saved} tensors in "
                            f"{out / 'pytorch_lora_weights.safetensors'}",

@@ -65,7 +65,7 @@ def run_validation(pipe, cache, *, prompts: list[str], negative_prompt: str, siz
 
 
 def load_check(model_dir: Path, stage: int, lora_dir: Path, cache, *, prompt: str, negative_prompt: str,
-               size: tuple[int, int], validation: dict[str, Any]) -> tuple[float, int, int]:
+               size: tuple[int, int], validation: dict[str, Any], device="cpu", dtype=None) -> tuple[float, int, int]:
     """Load the saved LoRA into a fresh pipeline the way users will, and measure its effect.
 
     Returns (largest pixel difference from the base model for the same seed, adapter
@@ -79,7 +79,7 @@ def load_check(model_dir: Path, stage: int, lora_dir: Path, cache, *, prompt: st
     from floydtui.train.lora import LORA_FILE
     from floydtui.train.models import load_lora, load_pipeline
 
-    pipe = load_pipeline(model_dir, stage)
+    pipe = load_pipeline(model_dir, stage, dtype=dtype).to(device)
     kwargs = dict(width=size[0], height=size[1], steps=min(4, validation["validation_num_inference_steps"]),
                   guidance=validation["validation_guidance"], seed=validation["validation_seed"])
     embeds, negative = cache.get(prompt), cache.get(negative_prompt)
