@@ -33,7 +33,8 @@ def generate(pipe, embeds, negative, *, width: int, height: int, steps: int, gui
     out = pipe(prompt_embeds=embeds[None].to(pipe.device, dtype), negative_prompt_embeds=negative[None].to(
         pipe.device, dtype), height=height, width=width, num_inference_steps=steps, guidance_scale=guidance,
         generator=generator, output_type="pt")
-    return out.images[0].float().cpu()
+    # output_type="pt" skips IF's post-processing: the samples are still in [-1, 1]
+    return (out.images[0].float().cpu() / 2 + 0.5).clamp(0, 1)
 
 
 def save_png(image, path: Path) -> Path:
