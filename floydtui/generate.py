@@ -193,9 +193,19 @@ def read_run(run_dir: str | Path) -> RunInfo:
 
 
 def lora_origin(lora: Path) -> tuple[int | None, str | None]:
-    """(stage, base model) of the run a LoRA file sits in, when it sits in one; else (None, None)."""
-    from floydtui.events import read_events
+    """(stage, base model) of a LoRA: from its file's floydtui metadata, else from the run it sits in.
 
+    (None, None) when neither says; a bare file written by floydtui carries both in its header.
+    """
+    from floydtui.events import read_events
+    from floydtui.train.lora import lora_file_metadata
+
+    try:
+        meta = lora_file_metadata(lora)
+    except Exception:  # not a readable safetensors file: check_lora reports that in its own words
+        meta = {}
+    if meta.get("floydtui_stage") in ("1", "2"):
+        return int(meta["floydtui_stage"]), meta.get("base_model") or None
     folder = lora.parent
     if (folder / "preset.toml").is_file():
         from floydtui.config.preset import load_preset
@@ -378,9 +388,15 @@ def load_lora_fully(pipe, lora: Path) -> int:
 
     from floydtui.train.lora import BITFIT_FILE, apply_bitfit
 
-    state = convert_unet_state_dict_to_peft(load_file(str(lora)))
+    raw = load_file(str(lora))
+    state = convert_unet_state_dict_to_peft(raw)
     wanted = {k[len("unet."):].split(".lora_A.")[0] for k in state if k.startswith("unet.") and ".lora_A." in k}
-    pipe.load_lora_weights(state)
+    if set(state) == set(raw):
+        # Already peft keys (floydtui's files): load the file itself, so its header's adapter config
+        # (lora_alpha, DoRA) is used rather than one guessed from the shapes.
+        pipe.load_lora_weights(str(lora.parent), weight_name=lora.name)
+    else:
+        pipe.load_lora_weights(state)
     adapted = {name for name, m in pipe.unet.named_modules() if getattr(m, "lora_A", None)}
     missing = sorted(wanted - adapted)
     if missing:

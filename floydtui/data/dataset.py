@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,7 +87,7 @@ class TrainingData:
         self._emit("phase", name="scan")
         self.scans: list[DatasetScan] = [
             scan_dataset(DatasetSettings.from_preset(preset, ds, resolution), preset.stage,
-                         progress=self._progress_reporter())
+                         progress=self._progress_reporter(), flavour=preset.flavour.name)
             for ds in preset.image_datasets]
         self._recheck()
         self._fill_pixel_cache()
@@ -97,12 +98,13 @@ class TrainingData:
             self._by_bucket.setdefault(r.bucket, []).append(i)
         self._keys = [record_key(r.dataset, r.rel) for r in self.records]
         self._broken: set[int] = set()
+        self._unreported: deque[Problem] = deque()  # found in worker threads, emitted by the consumer
 
     # ---- scan and cache ------------------------------------------------
     def _recheck(self) -> None:
         """Recompute the problems (after files failed to decode) and stop on errors."""
         for scan in self.scans:
-            scan.problems = dataset_problems(scan, self.preset.stage)
+            scan.problems = dataset_problems(scan, self.preset.stage, self.preset.flavour.name)
         add_bucket_problems(self.scans, self.batch_size)
         errors = [p for s in self.scans for p in s.problems if p.is_error]
         if errors:
@@ -149,6 +151,12 @@ class TrainingData:
             self._emit("progress", phase="scan", done=done, total=total, rate=round(rate, 1))
         return report
 
+    def _flush_warnings(self) -> None:
+        """Emit the warnings found while cutting batches (the event stream is written from one thread)."""
+        while self._unreported:
+            problem = self._unreported.popleft()
+            self._emit("warning", message=problem.message, hint=problem.hint)
+
     def _emit(self, type_: str, **fields: Any) -> None:
         if self.events:
             self.events.emit(type_, **fields)
@@ -182,35 +190,67 @@ class TrainingData:
         return batches[rank::world_size][:len(batches) // world_size]
 
     def batches(self, epoch: int, batch_size: int, *, start: int = 0, rank: int = 0,
-                world_size: int = 1) -> Iterator[Batch]:
-        """The batches of one epoch for this rank, from batch `start` on (resume skips without reading)."""
-        plan = self._epoch_plan(epoch, batch_size, rank, world_size)
-        for index in range(start, len(plan)):
-            crops, captions, paths = [], [], []
-            bucket = self.records[plan[index][0][0]].bucket
-            for i, pass_no in plan[index]:
-                i, pixels = self._load(i)
-                r = self.records[i]
-                rng = crop_rng(self.seed, epoch, self._keys[i], pass_no) if r.settings.crop_style == "random" else None
-                crops.append(as_trained(pixels, r.bucket, r.settings,
-                                        crop_origin(r.settings.crop_style, r.intermediate_size, r.bucket, rng)))
-                captions.append(r.caption)
-                paths.append(r.path)
-            yield Batch(np.stack(crops), captions, paths, bucket, epoch, index)
+                world_size: int = 1, workers: int = 0) -> Iterator[Batch]:
+        """The batches of one epoch for this rank, from batch `start` on (resume skips without reading).
 
-    def eval_images(self, per_dataset: int, seed: int) -> list[EvalImage]:
-        """`per_dataset` images from each dataset, picked at random with `seed` (the same every run)."""
+        With `workers` > 0, that many threads cut the next batches ahead of the consumer; the
+        order and the pixels are the same as without them.
+        """
+        plan = self._epoch_plan(epoch, batch_size, rank, world_size)
+        if not workers:
+            for index in range(start, len(plan)):
+                batch = self._batch(plan, epoch, index)
+                self._flush_warnings()
+                yield batch
+            return
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="floydtui-batches")
+        ahead: deque = deque()
+        upcoming = iter(range(start, len(plan)))
+        try:
+            while True:
+                # Keep two batches per worker in flight: enough to hide a slow read, little memory.
+                while len(ahead) < 2 * workers and (index := next(upcoming, None)) is not None:
+                    ahead.append(pool.submit(self._batch, plan, epoch, index))
+                if not ahead:
+                    return
+                batch = ahead.popleft().result()
+                self._flush_warnings()
+                yield batch
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _batch(self, plan: list[list[tuple[int, int]]], epoch: int, index: int) -> Batch:
+        """Batch `index` of an epoch's plan: each sample's crop at its bucket size."""
+        crops, captions, paths = [], [], []
+        bucket = self.records[plan[index][0][0]].bucket
+        for i, pass_no in plan[index]:
+            i, pixels = self._load(i)
+            r = self.records[i]
+            rng = crop_rng(self.seed, epoch, self._keys[i], pass_no) if r.settings.crop_style == "random" else None
+            crops.append(as_trained(pixels, r.bucket, r.settings,
+                                    crop_origin(r.settings.crop_style, r.intermediate_size, r.bucket, rng)))
+            captions.append(r.caption)
+            paths.append(r.path)
+        return Batch(np.stack(crops), captions, paths, bucket, epoch, index)
+
+    def eval_images(self, per_dataset: int | dict[str, int], seed: int) -> list[EvalImage]:
+        """Images from each dataset, picked at random with `seed` (the same every run).
+
+        `per_dataset` is one count for every dataset, or a count per dataset id (missing ids: none).
+        """
         out = []
         for scan in self.scans:
+            count = per_dataset.get(scan.id, 0) if isinstance(per_dataset, dict) else per_dataset
             indices = [i for i, r in enumerate(self.records) if r.dataset == scan.id]
             rng = np.random.default_rng([seed, record_key(scan.id, "")])
-            picks = sorted(rng.choice(len(indices), size=min(per_dataset, len(indices)), replace=False))
+            picks = sorted(rng.choice(len(indices), size=min(count, len(indices)), replace=False))
             for j in picks:
                 i, pixels = self._load(indices[j])
                 r = self.records[i]
                 origin = crop_origin("center", r.intermediate_size, r.bucket, None)
                 pixels = np.ascontiguousarray(as_trained(pixels, r.bucket, r.settings, origin))
                 out.append(EvalImage(pixels, r.caption, r.path, r.dataset))
+        self._flush_warnings()
         return out
 
     # ---- pixels ----------------------------------------------------------
@@ -243,9 +283,25 @@ class TrainingData:
                                   where=f"[[datasets]] {r.dataset!r}", hint="restore or remove the file",
                                   severity="warning")
                 self.warnings.append(problem)
-                self._emit("warning", message=problem.message, hint=problem.hint)
+                self._unreported.append(problem)
         raise FloydError([Problem(f"every image of bucket {bucket[0]}x{bucket[1]} became unreadable during the run",
                                   hint="check the disk holding the dataset and the pixel cache")])
+
+
+def eval_image_counts(preset: Any) -> dict[str, int]:
+    """Stage II eval images per image dataset: its own num_eval_images, else the [validation] one."""
+    default = preset.validation["num_eval_images"]
+    return {ds["id"]: default if ds["num_eval_images"] is None else ds["num_eval_images"]
+            for ds in preset.image_datasets}
+
+
+def eval_image_problem(preset: Any) -> Problem | None:
+    """A stage II preset whose datasets give no eval image has nothing to validate or load-check with."""
+    if preset.stage != 2 or any(eval_image_counts(preset).values()):
+        return None
+    return Problem(f"{preset.flavour.name} validates by upscaling eval images from the datasets, but "
+                   "num_eval_images is 0 for every dataset", where="[validation]", key="num_eval_images",
+                   hint="set num_eval_images = 4 in [validation] (or on a [[datasets]] entry)")
 
 
 def _store(r: FileRecord) -> None:

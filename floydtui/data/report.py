@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from floydtui.checks import CheckSection
 from floydtui.config.preset import Preset
+from floydtui.data.dataset import eval_image_problem
 from floydtui.data.scan import scan_preset
 
 
@@ -14,6 +15,9 @@ def check_datasets(preset: Preset) -> CheckSection:
     for scan in scans:
         section.lines.extend(scan.summary_lines())
         section.problems.extend(scan.problems)
+    problem = eval_image_problem(preset)
+    if problem:
+        section.problems.append(problem)
     usable = sum(len(s.usable) for s in scans)
     embeds = preset.text_embeds_dataset
     section.lines.append(f"{usable} usable images in {len(scans)} dataset(s); text embeds cached in "

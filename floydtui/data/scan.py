@@ -131,18 +131,20 @@ Progress = Callable[[int, int], None]  # (done, total)
 
 def scan_preset(preset: Any, resolution: int | None = None) -> list[DatasetScan]:
     """Scan every image dataset of a preset (headers only) and add the cross-dataset problems."""
-    scans = [scan_dataset(DatasetSettings.from_preset(preset, ds, resolution), stage=preset.stage)
+    scans = [scan_dataset(DatasetSettings.from_preset(preset, ds, resolution), stage=preset.stage,
+                          flavour=preset.flavour.name)
              for ds in preset.image_datasets]
     add_bucket_problems(scans, preset.training["train_batch_size"])
     return scans
 
 
-def scan_dataset(s: DatasetSettings, stage: int = 1, progress: Progress | None = None) -> DatasetScan:
-    """The per-file decisions for one dataset, through its metadata cache."""
+def scan_dataset(s: DatasetSettings, stage: int = 1, progress: Progress | None = None,
+                 flavour: str = "") -> DatasetScan:
+    """The per-file decisions for one dataset, through its metadata cache (`flavour` names it in messages)."""
     start = time.perf_counter()
     scan = DatasetScan(s)
     if not s.folder.is_dir():
-        scan.problems = dataset_problems(scan, stage)
+        scan.problems = dataset_problems(scan, stage, flavour)
         return scan
     found = discover_images(s.folder)
     cache = md.MetadataCache(s.folder)
@@ -164,7 +166,7 @@ def scan_dataset(s: DatasetSettings, stage: int = 1, progress: Progress | None =
     cache.save()
     scan.probed = cache.probed
     scan.unlisted, scan.loops = found.unlisted, found.loops
-    scan.problems = dataset_problems(scan, stage)
+    scan.problems = dataset_problems(scan, stage, flavour)
     scan.seconds = time.perf_counter() - start
     return scan
 
@@ -203,7 +205,7 @@ def _mode_note(facts: dict[str, Any]) -> str:
     return ""
 
 
-def dataset_problems(scan: DatasetScan, stage: int) -> list[Problem]:
+def dataset_problems(scan: DatasetScan, stage: int, flavour: str = "") -> list[Problem]:
     """The stopping errors and the warnings (with numbers) of one scanned dataset."""
     s, where, out = scan.settings, f"[[datasets]] {scan.id!r}", []
 
@@ -216,7 +218,23 @@ def dataset_problems(scan: DatasetScan, stage: int) -> list[Problem]:
                         hint="point instance_data_dir at the folder of training images "
                              "(a relative path is relative to the preset's folder)")]
     skipped = scan.skipped_by_reason
-    if not scan.usable:
+    name = flavour or "this stage II flavour"
+    if stage == 2 and s.resolution < STAGE_II_SIZE:
+        out.append(Problem(
+            f"{name} is the 64->{STAGE_II_SIZE} upscaler but this dataset's resolution is {s.resolution}",
+            where=where, key="resolution", hint=f"remove the dataset's resolution (the preset's applies) or set "
+            f"it to {STAGE_II_SIZE}: stage II trains at its output size"))
+    size = max(s.resolution, STAGE_II_SIZE) if stage == 2 else s.resolution
+    short_edges = [min(r.original_size) for r in scan.records if r.original_size]
+    if stage == 2 and short_edges and max(short_edges) < size:
+        # Stage II learns the detail a 64px image lacks: it needs originals at its output size.
+        out.append(Problem(
+            f"{name} trains the 64->{size} upscaler on {size}px images, but all {len(short_edges)} images in "
+            f"{s.folder} are under {size}px on the short side (the largest is {max(short_edges)}px)",
+            where=where, key="instance_data_dir",
+            hint=f"point instance_data_dir at images at least {size}px on their short side (floydtui never "
+                 "upsamples); images this small suit a stage I flavour such as i-medium-400m"))
+    elif not scan.usable:
         if not scan.records:
             hint = f"put images ({', '.join(IMAGE_EXTENSIONS)}) in {s.folder} (subfolders count)"
         elif skipped.most_common(1)[0][0] == SMALLER_THAN_MINIMUM:

@@ -36,12 +36,23 @@ def model_card(preset: Any, *, base_model: str, note: str, steps: int, world_siz
         "```",
         "",
     ]
+    if stage == 2:
+        lines += [f"Stage II upscales a 64px image 4x: `pipe(image=stage_one_images, prompt_embeds=..., "
+                  f"negative_prompt_embeds=..., noise_level=250)`. DeepFloyd's stage II repos hold no text "
+                  f"encoder: encode prompts with the stage I pipeline and pass its embeds.",
+                  "",
+                  f"Trained with `stage2_conditioning = \"{t['stage2_conditioning']}\"`: " +
+                  ("the UNet saw the upscaled 64px image noised at a random noise level, as "
+                   "IFSuperResolutionPipeline feeds it." if t["stage2_conditioning"] == "pipeline" else
+                   "the noisy image concatenated with itself and `class_labels = timesteps`, as the public "
+                   "reference trainers do (not what the pipeline feeds the UNet)."),
+                  ""]
     if t["use_bitfit"]:
         lines += ["BitFit biases trained too: they are in `bitfit_biases.safetensors`, which "
                   "`load_lora_weights` does not read. Apply them with "
                   "`floydtui.train.models.load_lora(pipe, OUTPUT_DIR)` (it loads both) or `floydtui generate`.", ""]
     lines += ["## Settings", "", "| key | value |", "| --- | --- |"]
-    lines += [f"| {k} | `{t[k]}` |" for k in _SETTINGS]
+    lines += [f"| {k} | `{t[k]}` |" for k in (*_SETTINGS, *(("stage2_conditioning",) if stage == 2 else ()))]
     if validation_images:
         lines += ["", "## Validation images (last)", ""]
         lines += [f"- `{Path(i['path']).name}`: {i['prompt']} ({i['width']}x{i['height']})" for i in validation_images]

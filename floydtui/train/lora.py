@@ -9,6 +9,7 @@ only). `model_type = "full"` trains every UNet weight and saves the whole UNet.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -126,8 +127,15 @@ def apply_bitfit(unet, path: Path) -> int:
     return len(biases)
 
 
-def save_lora(output_dir: Path, unet, stage: int, training: dict[str, Any]) -> Path:
-    """Write the final weights: the LoRA file (diffusers format, + BitFit biases), or the whole UNet."""
+def save_lora(output_dir: Path, unet, stage: int, training: dict[str, Any], *,
+              metadata: dict[str, str] | None = None) -> Path:
+    """Write the final weights: the LoRA file (diffusers format, + BitFit biases), or the whole UNet.
+
+    The LoRA file's safetensors header carries the adapter's own config (so load_lora_weights
+    rebuilds it with the trained lora_alpha and DoRA, not ones guessed from shapes) and
+    `metadata`: floydtui's `floydtui_stage`, `base_model` and `flavour`, which `floydtui
+    generate` reads to refuse a LoRA of the other stage.
+    """
     from diffusers import IFPipeline, IFSuperResolutionPipeline
     from safetensors.torch import save_file
 
@@ -135,11 +143,36 @@ def save_lora(output_dir: Path, unet, stage: int, training: dict[str, Any]) -> P
         with atomic_dir(output_dir / "unet") as tmp:
             unet.save_pretrained(tmp, safe_serialization=True)
         return output_dir / "unet"
+    header = {"floydtui_stage": str(stage), **(metadata or {})}
+
+    def save_with_header(weights: dict, filename: str) -> None:
+        # diffusers' own writer adds {"format": "pt"} and the adapter config; this keeps both and adds floydtui's
+        from diffusers.loaders.lora_base import LORA_ADAPTER_METADATA_KEY
+
+        meta = {"format": "pt", **header,
+                LORA_ADAPTER_METADATA_KEY: json.dumps(adapter_config(unet), indent=2, sort_keys=True)}
+        save_file(weights, filename, metadata=meta)
+
     cls = IFPipeline if stage == 1 else IFSuperResolutionPipeline
     with atomic_path(output_dir / LORA_FILE) as tmp:
         cls.save_lora_weights(tmp.parent, unet_lora_layers=lora_layers(unet), weight_name=tmp.name,
-                              safe_serialization=True)
+                              safe_serialization=True, save_function=save_with_header)
     if training["use_bitfit"]:
         with atomic_path(output_dir / BITFIT_FILE) as tmp:
             save_file(bitfit_biases(unet), str(tmp))
     return output_dir / LORA_FILE
+
+
+def adapter_config(unet) -> dict[str, Any]:
+    """The UNet's LoRA config as diffusers stores it in a LoRA file's header (`unet.`-prefixed keys)."""
+    config = unet.peft_config["default"].to_dict()
+    plain = json.loads(json.dumps(config, default=lambda v: sorted(v) if isinstance(v, set) else str(v)))
+    return {f"unet.{k}": v for k, v in plain.items()}
+
+
+def lora_file_metadata(path: Path) -> dict[str, str]:
+    """The safetensors header metadata of a LoRA file ({} when it has none)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})

@@ -126,6 +126,18 @@ def load_noise_scheduler(folder: Path):
     return DDPMScheduler.from_pretrained(folder, subfolder="scheduler")
 
 
+def load_image_noising_scheduler(folder: Path):
+    """Stage II's image_noising_scheduler: what IFSuperResolutionPipeline noises the upscaled input with."""
+    from diffusers import DDPMScheduler
+
+    if not (folder / "image_noising_scheduler" / "scheduler_config.json").is_file():
+        raise FloydError.one(f"{folder} has no image_noising_scheduler/ (a stage II model folder holds one)",
+                             key="pretrained_model_name_or_path",
+                             hint="point it at a folder saved with IFSuperResolutionPipeline.save_pretrained, "
+                                  "or at DeepFloyd/IF-II-M-v1.0")
+    return DDPMScheduler.from_pretrained(folder, subfolder="image_noising_scheduler")
+
+
 def validation_scheduler(folder: Path):
     """The model's scheduler with variance_type fixed_small, as the guide loads it for inference."""
     from diffusers import DDPMScheduler

@@ -18,7 +18,6 @@ import shutil
 import signal
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -32,40 +31,22 @@ from floydtui.hub import DiskGuard
 from floydtui.train import checkpoint as ckpt
 from floydtui.train.card import model_card
 from floydtui.train.embed_cache import TextEmbedCache, build_cache, encoder_identity
+from floydtui.train.inputs import Stage2Inputs, StageInputs, stage1_inputs
 from floydtui.train.lora import load_trainable_state_dict, save_lora, setup_trainable, trainable_state_dict
-from floydtui.train.models import (builtin_note, load_noise_scheduler, load_pipeline, load_unet, model_label,
-                                   resolve_model_dir, resolve_text_encoder_dir)
+from floydtui.train.models import (builtin_note, load_image_noising_scheduler, load_noise_scheduler, load_pipeline,
+                                   load_unet, model_label, resolve_model_dir, resolve_text_encoder_dir)
 from floydtui.train.optim import make_lr_scheduler, make_optimizer
-from floydtui.train.validation import NO_EFFECT_ATOL, load_check, run_validation
+from floydtui.train.validation import NO_EFFECT_ATOL, load_check, run_stage2_validation, run_validation
 
 WEIGHT_DTYPES = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 # ---- what the UNet is fed ------------------------------------------------------------
-@dataclass
-class StageInputs:
-    """One micro-batch as the UNet sees it, and what its first three channels should predict."""
-
-    sample: torch.Tensor  # the UNet's input
-    timesteps: torch.Tensor
-    target: torch.Tensor  # the noise (epsilon)
-    class_labels: torch.Tensor | None = None
-
-
-def stage1_inputs(x0: torch.Tensor, noise_scheduler, gen: torch.Generator) -> StageInputs:
-    """Stage I: the clean 64px image noised at a random timestep of the model's own schedule."""
-    noise = torch.randn(x0.shape, generator=gen).to(x0.device)
-    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (x0.shape[0],), generator=gen)
-    timesteps = timesteps.to(x0.device)
-    return StageInputs(noise_scheduler.add_noise(x0, noise, timesteps), timesteps, noise)
-
-
 def input_builder(preset: Preset, model_dir: Path) -> Callable[[torch.Tensor, Any, torch.Generator], StageInputs]:
     """The function that turns clean pixels into UNet inputs for the preset's stage."""
     if preset.stage == 1:
         return stage1_inputs
-    raise FloydError.one(f"{preset.flavour.name} is a stage II flavour; stage II training is not in this version",
-                         key="model_flavour", hint="train a stage I flavour (i-medium-400m, ...) for now")
+    return Stage2Inputs(load_image_noising_scheduler(model_dir), preset.training["stage2_conditioning"])
 
 
 def pixels_to_tensor(pixels, device) -> torch.Tensor:
@@ -99,15 +80,17 @@ def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generat
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
-def batch_stream(data, position: ckpt.Position, batch_size: int, rank: int, world: int) -> Iterator[Any]:
-    """Batches forever, epoch after epoch, from `position`; keeps `position` at the next batch."""
+def batch_stream(data, start: ckpt.Position, batch_size: int, rank: int, world: int,
+                 workers: int = 0) -> Iterator[Any]:
+    """Batches forever, epoch after epoch, from `start` (`workers` threads cut them ahead).
+
+    Each batch knows its epoch and index: the consumer records its position from the batch it
+    trains on, not from what the threads have cut ahead.
+    """
+    epoch, index = start.epoch, start.batch_index
     while True:
-        for batch in data.batches(position.epoch, batch_size, start=position.batch_index, rank=rank,
-                                  world_size=world):
-            position.batch_index = batch.index + 1
-            yield batch
-        position.epoch += 1
-        position.batch_index = 0
+        yield from data.batches(epoch, batch_size, start=index, rank=rank, world_size=world, workers=workers)
+        epoch, index = epoch + 1, 0
 
 
 # ---- stopping on Ctrl-C / SIGTERM --------------------------------------------------
@@ -161,7 +144,7 @@ def train(preset: Preset, events: EventWriter, *, resume: str = "latest", accele
 
 
 def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: StopSignal) -> str:
-    from floydtui.data.dataset import TrainingData
+    from floydtui.data.dataset import TrainingData, eval_image_counts, eval_image_problem
 
     t, v = preset.training, preset.validation
     out = preset.output_dir
@@ -171,7 +154,10 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "preset.toml", preset.to_toml(absolute_paths=True))
 
-    data = TrainingData(preset, events=events)
+    with accelerator.main_process_first():  # rank 0 fills the pixel cache; the others then find it full
+        data = TrainingData(preset, events=events)
+    if eval_image_problem(preset):
+        raise FloydError([eval_image_problem(preset)])
     batch_size, accum = t["train_batch_size"], t["gradient_accumulation_steps"]
     per_epoch = data.steps_per_epoch(batch_size, world)
     if per_epoch == 0:
@@ -188,6 +174,10 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
                                             events=events if main else None)
     base_label, note = model_label(model_id, model_dir), builtin_note(model_id)
     make_inputs = input_builder(preset, model_dir)
+    eval_images = []
+    if preset.stage == 2:
+        # The validation seed picks them: the same images in every run and after a resume, whatever the training seed.
+        eval_images = data.eval_images(eval_image_counts(preset), seed=v["validation_seed"]) if main else []
     events.emit("run_start", run_id=f"{time.strftime('%Y%m%d-%H%M%S')}-{out.name}", flavour=preset.flavour.name,
                 base_model=base_label, model_id=model_id, note=note, total_steps=total, world_size=world,
                 device=str(device))
@@ -256,10 +246,16 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
             bare.eval()
             pipe = load_pipeline(model_dir, preset.stage, unet=bare, dtype=weight_dtype)
             pipe.to(device)
+            folder = out / "validation" / f"step-{position.step:06d}"
             with accelerator.autocast():
-                last_images = run_validation(pipe, cache, prompts=preset.validation_prompt_list,
-                                             negative_prompt=negative, sizes=preset.validation_sizes, validation=v,
-                                             folder=out / "validation" / f"step-{position.step:06d}")
+                if preset.stage == 1:
+                    last_images = run_validation(pipe, cache, prompts=preset.validation_prompt_list,
+                                                 negative_prompt=negative, sizes=preset.validation_sizes,
+                                                 validation=v, folder=folder)
+                else:
+                    last_images = run_stage2_validation(pipe, cache, eval_images=eval_images,
+                                                        negative_prompt=negative, sizes=preset.validation_sizes,
+                                                        validation=v, folder=folder)
             bare.train()
             events.emit("validation", step=position.step, images=last_images)
             if then_train:
@@ -270,7 +266,7 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
     events.emit("phase", name="train")
     stop.armed = True
     alphas_cumprod = noise_scheduler.alphas_cumprod
-    batches = batch_stream(data, position, batch_size, rank, world)
+    batches = batch_stream(data, position, batch_size, rank, world, workers=t["dataloader_workers"])
     samples_per_step = batch_size * accum * world
     started, start_step, last_checkpoint = time.perf_counter(), position.step, position.step
     unet.train()
@@ -278,6 +274,7 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
         loss_sum = torch.zeros((), device=device)
         for micro in range(accum):
             batch = next(batches)
+            position.epoch, position.batch_index = batch.epoch, batch.index + 1
             gen = step_generator(t["seed"], position.step, micro, rank)
             torch.manual_seed(gen.initial_seed())  # LoRA dropout: per step too, so a resume replays it
             x0 = pixels_to_tensor(batch.pixels, device)
@@ -320,24 +317,31 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
     guard.check("pytorch_lora_weights.safetensors")
     if main:
         finish(preset, events, accelerator.unwrap_model(unet), model_dir, cache, base_label=base_label, note=note,
-               steps=position.step, world=world, images=last_images, device=device, dtype=weight_dtype)
+               steps=position.step, world=world, images=last_images, device=device, dtype=weight_dtype,
+               eval_image=eval_images[0] if eval_images else None)
     accelerator.wait_for_everyone()
     return "completed"
 
 
 def finish(preset: Preset, events: EventWriter, unet, model_dir: Path, cache: TextEmbedCache, *, base_label: str,
-           note: str, steps: int, world: int, images: list[dict[str, Any]], device="cpu", dtype=None) -> Path:
-    """Save the LoRA and model card, then load the LoRA the way users will and check it does something."""
+           note: str, steps: int, world: int, images: list[dict[str, Any]], device="cpu", dtype=None,
+           eval_image=None) -> Path:
+    """Save the LoRA and model card, then load the LoRA the way users will and check it does something.
+
+    Stage II's load check upscales `eval_image` (the first eval image) with its caption.
+    """
     out = preset.output_dir
     events.emit("phase", name="save")
-    path = save_lora(out, unet, preset.stage, preset.training)
+    path = save_lora(out, unet, preset.stage, preset.training,
+                     metadata={"base_model": preset.base_model, "flavour": preset.flavour.name})
     atomic_write_text(out / "README.md", model_card(preset, base_model=base_label, note=note, steps=steps,
                                                     world_size=world, validation_images=images))
     if preset.is_lora:
-        diff, landed, saved = load_check(model_dir, preset.stage, out, cache, prompt=preset.validation_prompt_list[0],
+        prompt = preset.validation_prompt_list[0] if preset.stage == 1 else eval_image.caption
+        diff, landed, saved = load_check(model_dir, preset.stage, out, cache, prompt=prompt,
                                          negative_prompt=preset.validation["validation_negative_prompt"],
                                          size=preset.validation_sizes[0], validation=preset.validation,
-                                         device=device, dtype=dtype)
+                                         device=device, dtype=dtype, eval_image=eval_image)
         if landed < saved:
             events.warning(f"my LoRA is partly lost: load_lora_weights placed {landed} of the {saved} tensors in "
                            f"{out / 'pytorch_lora_weights.safetensors'}",
@@ -366,4 +370,6 @@ def run_fingerprint(preset: Preset, model_id: str, world: int) -> dict[str, Any]
     t = preset.training
     keys = ("model_type", "lora_rank", "lora_alpha", "lora_target_modules", "use_dora", "use_bitfit",
             "train_batch_size", "gradient_accumulation_steps", "optimizer", "seed")
+    if preset.stage == 2:
+        keys += ("stage2_conditioning",)
     return json.loads(json.dumps({"model": model_id, "world_size": world, **{k: t[k] for k in keys}}))
