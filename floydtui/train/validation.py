@@ -58,7 +58,7 @@ def eval_views(pixels, width: int, height: int):
 
     from floydtui.train.inputs import LOW_RES_FACTOR, low_res
 
-    x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+    x = torch.tensor(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1.0  # a copy: cached pixels are read-only
     h, w = x.shape[-2:]
     if w * height > h * width:  # wider than the output: trim the sides
         cw = max(1, round(h * width / height))
