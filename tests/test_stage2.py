@@ -146,6 +146,7 @@ max_train_steps = {steps}
 mixed_precision = "no"
 optimizer = "adamw"
 checkpointing_steps = 2
+dataloader_workers = 2
 seed = 3
 {training}
 

@@ -156,8 +156,9 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
 
     with accelerator.main_process_first():  # rank 0 fills the pixel cache; the others then find it full
         data = TrainingData(preset, events=events)
-    if eval_image_problem(preset):
-        raise FloydError([eval_image_problem(preset)])
+    no_eval_images = eval_image_problem(preset)
+    if no_eval_images:
+        raise FloydError([no_eval_images])
     batch_size, accum = t["train_batch_size"], t["gradient_accumulation_steps"]
     per_epoch = data.steps_per_epoch(batch_size, world)
     if per_epoch == 0:
