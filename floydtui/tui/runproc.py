@@ -41,9 +41,9 @@ class RunProcess:
                                          stderr=log, cwd=self.preset_path.parent, start_new_session=True)
         return self.proc.pid
 
-    def wait(self) -> int:
-        assert self.proc is not None, "start() first"
-        return self.proc.wait()
+    def poll(self) -> int | None:
+        """The exit code once the run has ended, else None (never blocks: the app may close first)."""
+        return self.proc.poll() if self.proc is not None else None
 
     @property
     def alive(self) -> bool:

@@ -125,9 +125,15 @@ class MonitorScreen(Screen):
 
     @work(thread=True, exclusive=True, group="process", exit_on_error=False)
     def start_run(self) -> None:
-        """Start the child and wait for it to end."""
+        """Start the child and watch for its end; closing the app ends this worker, never the run."""
+        worker = get_current_worker()
         self.post_message(RunStarted(self.process.start()))
-        self.post_message(RunExited(self.process.wait()))
+        while not worker.is_cancelled:
+            code = self.process.poll()
+            if code is not None:
+                self.post_message(RunExited(code))
+                return
+            time.sleep(POLL_S)
 
     # ---- messages ----------------------------------------------------------------
     @on(EventsArrived)

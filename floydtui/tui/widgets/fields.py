@@ -124,6 +124,8 @@ class FieldEditor(Widget):
     def set_value(self, value: object, resolved: object = None) -> None:
         """Show a value without posting an edit (filling the form for another dataset)."""
         ed = self.editor
+        if isinstance(ed, Input) and ed.has_focus:
+            return  # the user is typing here: their text is the truth, and the state came from it
         if isinstance(ed, Checkbox):
             self._value = bool(value if value is not None else self.field.default)
         elif isinstance(ed, Select):

@@ -13,6 +13,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Label, ListItem, ListView, Static
 
 from floydtui.config.schema import DATASET_FIELD_BY_KEY
+from floydtui.errors import FloydError
 from floydtui.tui.screens.panes.base import PresetChanged, WizardPane
 from floydtui.tui.state import DATASETS
 from floydtui.tui.widgets.fields import FieldEditor
@@ -45,6 +46,7 @@ class DatasetsPane(WizardPane):
 
     selected: int | None = None
     _listed: list[tuple[int, str]] | None = None  # (index, id) of the rows shown
+    _filled: tuple[int, int] | None = None  # the dataset whose values the fields show
 
     def build(self) -> Iterable[Widget]:
         yield Horizontal(
@@ -94,8 +96,9 @@ class DatasetsPane(WizardPane):
         self.query_one("#ds-fields").display = has
         self.query_one("#ds-empty").display = not has
         self.query_one("#ds-remove").disabled = not has
-        if has:
+        if has and self._filled != (self.selected, id(self.state.datasets[self.selected])):
             self.fill_fields()
+        if has:
             self.refresh_editors(self.selected)
             self.query_one("#field-num_eval_images").display = self.state.stage == 2
         self.show_scan()
@@ -103,6 +106,7 @@ class DatasetsPane(WizardPane):
     def fill_fields(self) -> None:
         """Show the selected dataset's values (the defaults where a key is not written)."""
         ds = self.state.datasets[self.selected]
+        self._filled = (self.selected, id(ds))
         resolved = self._resolved_dataset()
         for ed in self.editors():
             ed.set_value(ds.get(ed.key), resolved.get(ed.key) if resolved else None)
@@ -152,13 +156,16 @@ class DatasetsPane(WizardPane):
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def render_preview(self, preset, dataset_id: str, paths: list, width: int) -> None:
         """Load and render the pairs off the UI thread."""
-        from floydtui.data.dataset import preview_pair
+        from floydtui.data.preview import preview_pair
         from floydtui.tui.halfblock import render_image
 
         color = not self.app.no_color
         pairs = []
         for path in paths:
-            original, trained = preview_pair(preset, dataset_id, path)
+            try:
+                original, trained = preview_pair(preset, dataset_id, path)
+            except FloydError:
+                continue  # the file changed since the scan; the next scan shows why
             caption = f"{original.width}x{original.height} → {trained.width}x{trained.height}"
             pairs.append((str(path), render_image(original, width, width // 2, color),
                           render_image(trained, width, width // 2, color), caption))

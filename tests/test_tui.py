@@ -1,0 +1,462 @@
+"""The app driven with Textual's Pilot, as a user would: keys, clicks, what the screen shows."""
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from floydtui.tui.app import create_app
+from floydtui.tui.screens.dialogs import ChoiceDialog, PathDialog, TooSmallScreen
+
+DATA = Path(__file__).parent / "data"
+REPO = Path(__file__).parent.parent
+
+
+def run(app, test, size=(80, 24)):
+    """Run `test(pilot)` inside the app, headless."""
+    async def main():
+        async with app.run_test(size=size, notifications=True) as pilot:
+            await pilot.pause()
+            await test(pilot)
+    asyncio.run(main())
+
+
+async def settle(pilot, rounds=3):
+    """Let workers finish and their messages land."""
+    for _ in range(rounds):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.05)
+
+
+async def goto(pilot, step):
+    from floydtui.tui.screens.wizard import STEPS
+    order = [s for s, _, _ in STEPS]
+    while pilot.app.screen.tabs.active != step:
+        await pilot.press("ctrl+n" if order.index(step) > order.index(pilot.app.screen.tabs.active) else "ctrl+p")
+    await settle(pilot)
+
+
+def static_text(app, selector) -> str:
+    """What a Static shows, as plain text (rich renderables printed unwrapped)."""
+    return plain(app.screen.query_one(selector).content)
+
+
+def plain(content) -> str:
+    from rich.console import Console
+    console = Console(width=300, record=True, file=open("/dev/null", "w"), color_system=None)
+    console.print(content)
+    return console.export_text()
+
+
+def make_images(folder: Path, n=5, size=(96, 80)):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        img = Image.new("RGB", size, (40 * i % 255, 120, 200))
+        img.save(folder / f"a_shape_{i}.png")
+
+
+@pytest.fixture(autouse=True)
+def _no_blink(monkeypatch):
+    from textual.widgets import Input
+    monkeypatch.setattr(Input, "cursor_blink", False, raising=False)
+
+
+def test_first_screen_shows_the_five_flavours():
+    app = create_app()
+
+    async def test(pilot):
+        cards = list(app.screen.query("FlavourCard"))
+        assert [c.flavour.name for c in cards] == ["i-medium-400m", "i-large-900m", "i-xlarge-4.3b",
+                                                   "ii-medium-450m", "ii-large-1.2b"]
+        assert cards[0].has_class("-chosen") and app.focused is cards[0]
+        notes = static_text(app, "#flavour-notes")
+        assert "licence" in notes and "composition" in notes
+
+    run(app, test)
+
+
+def test_choose_a_flavour_with_the_keyboard():
+    app = create_app()
+
+    async def test(pilot):
+        await pilot.press("right", "right", "right")  # to ii-medium-450m
+        assert "ii-medium-450m" in static_text(app, "#flavour-notes")
+        await pilot.press("enter")
+        await settle(pilot)
+        state = app.screen.state
+        assert state.flavour == "ii-medium-450m"
+        assert state.resolved("training", "resolution") == 256
+        assert app.screen.query_one("#card-ii-medium-450m").has_class("-chosen")
+        assert "ii-medium-450m" in static_text(app, "#title-bar")
+
+    run(app, test)
+
+
+def test_choose_a_flavour_with_the_mouse():
+    app = create_app()
+
+    async def test(pilot):
+        await pilot.click("#card-i-large-900m")
+        await settle(pilot)
+        assert app.screen.state.flavour == "i-large-900m"
+
+    run(app, test)
+
+
+@pytest.mark.parametrize("gpu, expected", [("RTX 4090:24576", "TIGHT"), ("RTX 3060:12288", "DOES NOT FIT")])
+def test_hardware_verdict_for_an_assumed_gpu(monkeypatch, gpu, expected):
+    monkeypatch.setenv("FLOYDTUI_ASSUME_GPU", gpu)
+    app = create_app()
+
+    async def test(pilot):
+        await pilot.click("#card-i-xlarge-4_3b")
+        await goto(pilot, "hardware")
+        text = static_text(app, "#hw-verdict")
+        assert expected in text and gpu.split(":")[0] in text
+        assert "embed cache" in static_text(app, "#hw-estimate")
+        assert "24G" in static_text(app, "#hw-guide")
+        advice = app.screen.hardware.advice
+        assert advice, "a change that makes it fit is offered"
+        await pilot.press("1")  # the first change, applied with its key
+        await settle(pilot)
+        for key, value in advice[0].overrides.items():
+            assert app.screen.state.resolved("training", key) == value
+
+    run(app, test)
+
+
+def test_xformers_not_offered_on_amd(monkeypatch):
+    monkeypatch.setenv("FLOYDTUI_ASSUME_GPU", "AMD Instinct MI300X:196608")
+    app = create_app()
+
+    async def test(pilot):
+        await goto(pilot, "hardware")
+        assert "not offered" in static_text(app, "#hw-xformers")
+        await pilot.press("x")
+        assert app.screen.state.resolved("training", "attention_mechanism") == "sdpa"
+
+    run(app, test)
+
+
+def test_bad_input_is_caught_where_it_is_typed():
+    app = create_app()
+
+    async def test(pilot):
+        await goto(pilot, "training")
+        editor = app.screen.query_one("#field-lora_rank")
+        editor.editor.focus()
+        await pilot.press("ctrl+a", "ctrl+k", "x")  # select all isn't Input's: home, kill to end, type
+        await pilot.pause()
+        assert editor.has_class("-error")
+        assert "lora_rank must be an integer" in plain(editor.query_one(".field-problem").content)
+        await pilot.press("backspace", "1", "6")
+        await pilot.pause()
+        assert not editor.has_class("-error") and app.screen.state.data["training"]["lora_rank"] == 16
+        lr_end = app.screen.query_one("#field-lr_end")
+        lr_end.editor.focus()
+        await pilot.press("ctrl+a", "ctrl+k", *"0.5")
+        await pilot.pause()
+        assert "above learning_rate" in plain(lr_end.query_one(".field-problem").content)
+        assert "(1!)" in str(app.screen.tabs.get_tab("training").label)
+
+    run(app, test)
+
+
+def test_validation_resolution_parses_live():
+    app = create_app()
+
+    async def test(pilot):
+        await goto(pilot, "validation")
+        assert "4 images: 64x64, 96x96, 64x96, 96x64" in static_text(app, "#resolution-parse")
+        editor = app.screen.query_one("#field-validation_resolution")
+        editor.editor.focus()
+        await pilot.press("ctrl+a", "ctrl+k", *"64,9x")
+        await pilot.pause()
+        assert "item 2" in static_text(app, "#resolution-parse")
+        assert editor.has_class("-error")
+        assert not app.screen.query_one("#field-num_eval_images").display  # stage I has no eval images
+
+    run(app, test)
+
+
+def test_add_a_dataset_from_a_generated_folder(tmp_path):
+    make_images(tmp_path / "shapes", n=5)
+    (tmp_path / "shapes" / "tiny.png").write_bytes(b"")  # unreadable: skipped, with its reason
+    app = create_app()
+
+    async def test(pilot):
+        await goto(pilot, "datasets")
+        assert app.screen.query_one("#ds-empty").display
+        await pilot.click("#ds-add")
+        await pilot.pause()
+        folder = app.screen.query_one("#field-instance_data_dir")
+        assert app.focused is folder.editor
+        await pilot.press(*str(tmp_path / "shap"))
+        await pilot.pause(0.1)
+        await pilot.press("right")  # accept the completion: shapes/
+        assert folder.editor.value == str(tmp_path / "shapes") + "/"
+        await pilot.pause(0.6)  # the scan waits for typing to settle
+        await settle(pilot, 5)
+        scan = static_text(app, "#ds-scan")
+        assert "5 usable" in scan and "1 skipped" in scan
+        assert app.screen.state.preset is not None
+        assert len(app.screen.query(".preview-pair")) == 3  # originals beside their crops
+        assert "(1!)" not in str(app.screen.tabs.get_tab("datasets").label)
+
+    run(app, test, size=(100, 30))
+
+
+def test_save_a_preset_that_check_accepts(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_images(tmp_path / "imgs", n=4, size=(64, 64))
+    app = create_app()
+
+    async def test(pilot):
+        await pilot.click("#card-i-medium-400m")
+        base = app.screen.query_one("#field-pretrained_model_name_or_path")
+        base.editor.focus()
+        await pilot.press(*"builtin:tiny-if-i")
+        await goto(pilot, "datasets")
+        await pilot.press("ctrl+n", "ctrl+p")  # round trip through the tabs keeps the state
+        await goto(pilot, "datasets")
+        app.screen.pane("datasets").action_add()
+        await pilot.pause()
+        await pilot.press(*"imgs")
+        await goto(pilot, "review")
+        await settle(pilot, 5)
+        assert "trainable" in static_text(app, "#review-problems")
+        assert "[model]" in static_text(app, "#review-toml")
+        assert "multidatabackend.json" in static_text(app, "#review-json")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, PathDialog)
+        box = app.screen.query_one("#path-input")
+        box.value = str(tmp_path / "presets" / "mine.toml")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not isinstance(app.screen, PathDialog)
+        assert "presets/mine.toml" in static_text(app, "#title-bar")
+
+    run(app, test)
+    preset = tmp_path / "presets" / "mine.toml"
+    assert preset.exists()
+    check = subprocess.run([sys.executable, "-m", "floydtui", "check", str(preset), "--json"],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                           env={**__import__("os").environ, "FLOYDTUI_ASSUME_GPU": "A100:81920"})
+    result = json.loads(check.stdout)
+    assert check.returncode == 0, result["problems"]
+    assert result["ok"]
+
+
+def test_opening_a_preset_edits_it_and_quit_asks_about_unsaved_changes(repo):
+    app = create_app(repo / "presets" / "demo.toml")
+
+    async def test(pilot):
+        assert app.screen.state.resolved("training", "lora_rank") == 8
+        await goto(pilot, "training")
+        rank = app.screen.query_one("#field-lora_rank")
+        assert rank.editor.value == "8"
+        rank.editor.focus()
+        await pilot.press("backspace", "4")
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert isinstance(app.screen, ChoiceDialog)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.is_running and not isinstance(app.screen, ChoiceDialog)
+        await pilot.press("ctrl+q", "d")
+        await pilot.pause()
+        assert not app.is_running
+
+    run(app, test)
+    assert "lora_rank = 8" in (repo / "presets" / "demo.toml").read_text()  # discarded, file untouched
+
+
+def test_a_small_terminal_gets_a_message():
+    app = create_app()
+
+    async def test(pilot):
+        assert isinstance(app.screen, TooSmallScreen)
+        assert "at least 70x20" in static_text(app, "#too-small-message")
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert type(app.screen).__name__ == "WizardScreen"
+        await pilot.resize_terminal(50, 24)
+        await pilot.pause()
+        assert isinstance(app.screen, TooSmallScreen)
+        assert "50x24" in static_text(app, "#too-small-message")
+
+    run(app, test, size=(60, 15))
+
+
+# ---- the monitor ----------------------------------------------------------------------------
+class ScriptedReader:
+    """Returns a recorded events file a chunk a poll, as a growing events.jsonl would."""
+
+    def __init__(self, path: Path, chunk: int = 20) -> None:
+        self.events = [json.loads(line) for line in path.read_text().splitlines()]
+        self.chunk = chunk
+        self.pos = 0
+
+    def poll(self):
+        out = self.events[self.pos:self.pos + self.chunk]
+        self.pos += len(out)
+        return out
+
+
+def make_validation_images(run_dir: Path):
+    for step in (30, 60):
+        folder = run_dir / "validation" / f"step-{step:06d}"
+        folder.mkdir(parents=True)
+        for w, h in ((64, 64), (64, 96)):
+            img = Image.new("RGB", (w, h), (0, 0, 200))
+            img.paste((220, 0, 0), (16, 16, 48, 48))
+            img.save(folder / f"a-red-circle-on-a-blue-background-{w}x{h}.png")
+
+
+def test_monitor_replays_a_recorded_run(tmp_path):
+    make_validation_images(tmp_path)
+    app = create_app(run_dir=tmp_path, reader=ScriptedReader(DATA / "events-demo.jsonl"))
+
+    async def test(pilot):
+        screen = app.screen
+        for _ in range(40):
+            await pilot.pause(0.1)
+            if screen.state.status:
+                break
+        assert screen.state.status == "completed"
+        assert len(screen.plot.series) == 60
+        await pilot.pause(0.4)  # the throttled redraw
+        assert "step 60/60" in static_text(app, "#run-stats")
+        assert "COMPLETED" in static_text(app, "#run-stats")
+        assert "14/14 prompts" in static_text(app, "#embed-rate")
+        view = screen.validation_view
+        assert view.current.step == 60 and len(view.query(".val-tile")) == 2
+        assert "▀" in plain(view.query(".val-tile").first().content)
+        await pilot.press("left_square_bracket")
+        assert view.current.step == 30
+        await pilot.press("right_square_bracket")
+        assert view.current.step == 60 and view.index is None
+        log = "\n".join(str(line.text) for line in screen.log_view.lines)
+        assert "smaller than minimum_image_size" in log and "fix: lower minimum_image_size" in log
+        await pilot.press("l")
+        assert screen.plot.log_scale
+        await pilot.press("q")  # a finished run: no question
+        await pilot.pause()
+        assert not app.is_running
+
+    run(app, test, size=(100, 32))
+
+
+def test_monitor_without_colour_draws_ascii(tmp_path, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    make_validation_images(tmp_path)
+    app = create_app(run_dir=tmp_path, reader=ScriptedReader(DATA / "events-demo.jsonl", chunk=1000))
+
+    async def test(pilot):
+        await pilot.pause(0.5)
+        tile = plain(app.screen.validation_view.query(".val-tile").first().content)
+        assert "▀" not in tile and ":" in tile  # red is brighter than the blue around it
+
+    run(app, test)
+
+
+class FakeProcess:
+    """A run the monitor 'started': alive until stopped."""
+
+    command = ["floydtui", "run", "x.toml", "--json"]
+    log_path = Path("floydtui-run.log")
+
+    def __init__(self):
+        self.stopped = False
+        self.started = False
+
+    def start(self):
+        self.started = True
+        return 4242
+
+    def poll(self):
+        return 130 if self.stopped else None
+
+    @property
+    def alive(self):
+        return self.started and not self.stopped
+
+    def stop(self):
+        self.stopped = True
+
+    def log_tail(self):
+        return ""
+
+
+def test_closing_asks_to_stop_or_leave_a_live_run(tmp_path):
+    process = FakeProcess()
+    app = create_app(run_dir=tmp_path, reader=ScriptedReader(DATA / "events-demo.jsonl", chunk=0),
+                     process=process)
+
+    async def test(pilot):
+        await pilot.pause(0.2)
+        assert process.started
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, ChoiceDialog)
+        assert "floydtui watch" in plain(app.screen.query_one(".dialog-detail").content)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.is_running and not process.stopped
+        await pilot.press("q", "s")  # stop it: SIGINT, then quit once it has exited
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if not app.is_running:
+                break
+        assert process.stopped and not app.is_running
+
+    run(app, test)
+
+
+def test_leaving_a_live_run_does_not_stop_it(tmp_path):
+    process = FakeProcess()
+    app = create_app(run_dir=tmp_path, reader=ScriptedReader(DATA / "events-demo.jsonl", chunk=0),
+                     process=process)
+
+    async def test(pilot):
+        await pilot.pause(0.2)
+        await pilot.press("q", "l")
+        await pilot.pause()
+        assert not app.is_running
+
+    run(app, test)
+    assert not process.stopped
+    process.stop()
+
+
+# ---- start-up ---------------------------------------------------------------------------------
+START_PROBE = """
+import asyncio, sys
+from floydtui.commands import watch, wizard
+from floydtui.tui.app import create_app
+async def main():
+    app = create_app({arg})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+asyncio.run(main())
+heavy = [m for m in ("torch", "diffusers", "transformers") if m in sys.modules]
+print("HEAVY", heavy)
+"""
+
+
+@pytest.mark.parametrize("arg", ["", "run_dir=sys.argv[1]"])
+def test_start_up_does_not_import_torch(tmp_path, arg):
+    out = subprocess.run([sys.executable, "-c", START_PROBE.format(arg=arg), str(tmp_path)], capture_output=True,
+                         text=True, timeout=120, cwd=REPO)
+    assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
+def test_watch_refuses_a_missing_directory(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "floydtui", "watch", str(tmp_path / "nope")], capture_output=True,
+                         text=True, timeout=60, cwd=REPO)
+    assert out.returncode == 2 and "no run directory" in out.stderr and "fix:" in out.stderr
