@@ -460,3 +460,111 @@ def test_watch_refuses_a_missing_directory(tmp_path):
     out = subprocess.run([sys.executable, "-m", "floydtui", "watch", str(tmp_path / "nope")], capture_output=True,
                          text=True, timeout=60, cwd=REPO)
     assert out.returncode == 2 and "no run directory" in out.stderr and "fix:" in out.stderr
+
+
+def test_monitor_replays_a_real_tiny_run(tmp_path):
+    """events-tiny-run.jsonl: recorded from `floydtui run presets/demo.toml --json` (paths made relative
+    to the run directory, which the monitor resolves them against)."""
+    for step in (24, 48):
+        folder = tmp_path / "validation" / f"step-{step:06d}"
+        folder.mkdir(parents=True)
+        for w, h in ((64, 64), (64, 96)):
+            Image.new("RGB", (w, h), (90, 30, 160)).save(folder / f"00-a-red-circle-on-a-blue-background-{w}x{h}.png")
+    app = create_app(run_dir=tmp_path, reader=ScriptedReader(DATA / "events-tiny-run.jsonl", chunk=7))
+
+    async def test(pilot):
+        for _ in range(40):
+            await pilot.pause(0.1)
+            if app.screen.state.status:
+                break
+        s = app.screen.state
+        assert s.status == "completed" and s.total_steps == 48 and len(s.losses) == 48
+        assert app.screen.validation_view.current.step == 48
+        assert "checkpoint-000048" in static_text(app, "#run-stats")
+
+    run(app, test)
+
+
+# ---- the real program ---------------------------------------------------------------------------
+@pytest.mark.slow
+def test_launch_the_tiny_demo_and_watch_it_train(tmp_path, repo):
+    """Wizard -> Launch -> `floydtui run --json` child -> the loss plot fills, validation images appear."""
+    import tomllib
+
+    from floydtui.config.preset import dump_toml
+    data = tomllib.loads((repo / "presets" / "demo.toml").read_text())
+    data["output"]["output_dir"] = str(tmp_path / "run")
+    data["datasets"][0]["instance_data_dir"] = str(repo / "examples" / "demo-data")
+    data["datasets"][1]["cache_dir"] = str(tmp_path / "cache")
+    preset = tmp_path / "demo.toml"
+    preset.write_text(dump_toml(data))
+    app = create_app(preset)
+
+    async def test(pilot):
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.5)
+        monitor = app.screen
+        assert type(monitor).__name__ == "MonitorScreen", app.screen
+        for _ in range(600):
+            await pilot.pause(0.25)
+            if monitor.exit_code is not None:
+                break
+        await pilot.pause(0.6)
+        log = "\n".join(str(line.text) for line in monitor.log_view.lines)
+        assert monitor.state.status == "completed", log
+        assert monitor.exit_code == 0
+        assert len(monitor.plot.series) == data["training"]["max_train_steps"]
+        assert monitor.validation_view.current is not None
+        assert len(monitor.validation_view.query(".val-tile")) == 2
+        assert "▀" in plain(monitor.validation_view.query(".val-tile").first().content)
+
+    run(app, test, size=(100, 30))
+    assert (tmp_path / "run" / "pytorch_lora_weights.safetensors").exists()
+
+
+def tmux(*args, check=True):
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=check, timeout=30)
+
+
+def wait_for_screen(session, text, timeout=30.0):
+    import time
+    deadline = time.monotonic() + timeout
+    screen = ""
+    while time.monotonic() < deadline:
+        screen = tmux("capture-pane", "-p", "-t", session).stdout
+        if text in screen:
+            return screen
+        time.sleep(0.3)
+    raise AssertionError(f"{text!r} never appeared; the screen:\n{screen}")
+
+
+@pytest.mark.skipif(__import__("shutil").which("tmux") is None, reason="tmux is not installed")
+def test_end_to_end_in_tmux(tmp_path, repo):
+    """The real program in a real terminal at 80x24: the wizard, then `floydtui watch` on a run."""
+    import os
+    run_dir = tmp_path / "run"
+    make_validation_images(run_dir)
+    (run_dir / "events.jsonl").write_text((DATA / "events-demo.jsonl").read_text())
+    session = f"floydtui-test-{os.getpid()}"
+    env = f"cd {repo} && FLOYDTUI_CACHE={tmp_path / 'cache'} TERM=xterm-256color"
+    try:
+        tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24",
+             f"{env} {sys.executable} -m floydtui; sleep 30")
+        screen = wait_for_screen(session, "i-medium")
+        assert "Flavour" in screen and "Review" in screen and "Next step" in screen
+        tmux("send-keys", "-t", session, "Right", "Enter")
+        wait_for_screen(session, "i-large-900m  ·")  # the title bar names the chosen flavour
+        tmux("send-keys", "-t", session, "C-n")
+        wait_for_screen(session, "Verdict")
+        tmux("send-keys", "-t", session, "C-q")
+        screen = wait_for_screen(session, "unsaved changes")
+        tmux("send-keys", "-t", session, "d")
+        tmux("kill-session", "-t", session)
+        tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24",
+             f"{env} {sys.executable} -m floydtui watch {run_dir}; echo EXITED $?; sleep 30")
+        screen = wait_for_screen(session, "COMPLETED")
+        assert "step 60/60" in screen and "Validation at step 60" in screen
+        tmux("send-keys", "-t", session, "q")
+        wait_for_screen(session, "EXITED 0")
+    finally:
+        tmux("kill-session", "-t", session, check=False)
