@@ -35,8 +35,8 @@ async def settle(pilot, rounds=3):
 async def goto(pilot, step):
     from floydtui.tui.screens.wizard import STEPS
     order = [s for s, _, _ in STEPS]
-    while pilot.app.screen.tabs.active != step:
-        await pilot.press("ctrl+n" if order.index(step) > order.index(pilot.app.screen.tabs.active) else "ctrl+p")
+    while pilot.app.screen.current_step != step:
+        await pilot.press("ctrl+n" if order.index(step) > order.index(pilot.app.screen.current_step) else "ctrl+p")
     await settle(pilot)
 
 
@@ -161,7 +161,7 @@ def test_bad_input_is_caught_where_it_is_typed():
         await pilot.press("ctrl+a", "ctrl+k", *"0.5")
         await pilot.pause()
         assert "above learning_rate" in plain(lr_end.query_one(".field-problem").content)
-        assert "(1!)" in str(app.screen.tabs.get_tab("training").label)
+        assert "(1!)" in app.screen.steps.label("training")
 
     run(app, test)
 
@@ -205,7 +205,7 @@ def test_add_a_dataset_from_a_generated_folder(tmp_path):
         assert "5 usable" in scan and "1 skipped" in scan
         assert app.screen.state.preset is not None
         assert len(app.screen.query(".preview-pair")) == 3  # originals beside their crops
-        assert "(1!)" not in str(app.screen.tabs.get_tab("datasets").label)
+        assert "(1!)" not in app.screen.steps.label("datasets")
 
     run(app, test, size=(100, 30))
 
@@ -217,11 +217,12 @@ def test_save_a_preset_that_check_accepts(tmp_path, monkeypatch):
 
     async def test(pilot):
         await pilot.click("#card-i-medium-400m")
+        await goto(pilot, "training")
         base = app.screen.query_one("#field-pretrained_model_name_or_path")
         base.editor.focus()
         await pilot.press(*"builtin:tiny-if-i")
         await goto(pilot, "datasets")
-        await pilot.press("ctrl+n", "ctrl+p")  # round trip through the tabs keeps the state
+        await pilot.press("ctrl+n", "ctrl+p")  # a round trip through the steps keeps the state
         await goto(pilot, "datasets")
         app.screen.pane("datasets").action_add()
         await pilot.pause()
@@ -542,6 +543,7 @@ def wait_for_screen(session, text, timeout=30.0):
 def test_end_to_end_in_tmux(tmp_path, repo):
     """The real program in a real terminal at 80x24: the wizard, then `floydtui watch` on a run."""
     import os
+    import time
     run_dir = tmp_path / "run"
     make_validation_images(run_dir)
     (run_dir / "events.jsonl").write_text((DATA / "events-demo.jsonl").read_text())
@@ -552,6 +554,8 @@ def test_end_to_end_in_tmux(tmp_path, repo):
              f"{env} {sys.executable} -m floydtui; sleep 30")
         screen = wait_for_screen(session, "i-medium")
         assert "Flavour" in screen and "Review" in screen and "Next step" in screen
+        assert "ii-large" in screen
+        time.sleep(1.0)  # keys typed before the app has focused its first card would be lost, as by a user
         tmux("send-keys", "-t", session, "Right", "Enter")
         wait_for_screen(session, "i-large-900m  ·")  # the title bar names the chosen flavour
         tmux("send-keys", "-t", session, "C-n")

@@ -14,7 +14,6 @@ from textual import events
 from textual.app import App
 from textual.binding import Binding
 
-from floydtui.tui.screens.dialogs import TooSmallScreen
 from floydtui.tui.state import WizardState
 
 MIN_SIZE = (70, 20)  # below this the forms and the monitor cannot lay out; say so instead
@@ -24,7 +23,8 @@ class FloydApp(App):
     """floydtui's TUI: `state` opens the wizard; `run_dir` (with `reader`) opens the monitor."""
 
     TITLE = "floydtui"
-    CSS_PATH = "app.tcss"
+    # Every screen's styles load with the app, so the first frame is drawn already styled.
+    CSS_PATH = ["app.tcss", "screens/wizard.tcss", "screens/monitor.tcss"]
     ENABLE_COMMAND_PALETTE = False  # ctrl+p is "back" in the wizard; every action has its own key
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
 
@@ -36,13 +36,15 @@ class FloydApp(App):
         self.reader = reader
         self.process = process
 
-    def on_mount(self) -> None:
+    def get_default_screen(self):
+        """The first screen itself, rather than a blank one with it pushed on top."""
         if self.run_dir is not None:
-            self.push_screen(self.monitor_screen(self.run_dir, self.reader, self.process))
-        else:
-            from floydtui.tui.screens.wizard import WizardScreen
+            return self.monitor_screen(self.run_dir, self.reader, self.process)
+        from floydtui.tui.screens.wizard import WizardScreen
 
-            self.push_screen(WizardScreen(self.state or WizardState()))
+        return WizardScreen(self.state or WizardState())
+
+    def on_mount(self) -> None:
         self.check_size(self.size.width, self.size.height)
 
     def monitor_screen(self, run_dir: Path, reader: Any = None, process: Any = None):
@@ -65,6 +67,10 @@ class FloydApp(App):
         """Cover the app with a message while the terminal is too small; uncover it after."""
         small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
         top = self.screen_stack[-1] if self.screen_stack else None
+        if not small and type(top).__name__ != "TooSmallScreen":
+            return  # the usual case, decided without importing the dialogs
+        from floydtui.tui.screens.dialogs import TooSmallScreen
+
         if small and not isinstance(top, TooSmallScreen):
             self.push_screen(TooSmallScreen(MIN_SIZE))
         elif small and isinstance(top, TooSmallScreen):
@@ -74,11 +80,7 @@ class FloydApp(App):
 
     async def action_quit(self) -> None:
         """Quitting asks the screen first: unsaved changes, or a run that is still going."""
-        screen = self.screen
-        if isinstance(screen, TooSmallScreen):
-            self.exit()
-            return
-        request = getattr(screen, "request_quit", None)
+        request = getattr(self.screen, "request_quit", None)
         if request is None:
             self.exit()
         else:

@@ -11,7 +11,7 @@ import math
 from array import array
 from dataclasses import dataclass, field
 
-EMA_ALPHA = 0.05  # about a 20-step window: smooth enough to read a trend, quick to follow it
+EMA_ALPHA = 0.1  # about a 10-step window: smooth enough to read a trend, quick to follow it
 
 
 @dataclass
@@ -32,10 +32,12 @@ class LossSeries:
             return
         if self.steps and step <= self.steps[-1]:
             self.truncate_before(step)
+        # The first points average what there is, so the EMA does not start pinned to one noisy value.
+        alpha = max(self.alpha, 1 / (len(self.steps) + 1))
         prev = self.ema[-1] if self.ema else loss
         self.steps.append(step)
         self.raw.append(loss)
-        self.ema.append(prev + self.alpha * (loss - prev))
+        self.ema.append(prev + alpha * (loss - prev))
 
     def truncate_before(self, step: int) -> None:
         """Keep only the points before `step`: a run resumed from an earlier checkpoint."""

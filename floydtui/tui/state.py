@@ -316,9 +316,11 @@ class WizardState:
             if preset.validation["validation_negative_prompt"]:
                 prompts += 1
         builtin = str(self.resolved("model", "pretrained_model_name_or_path")).startswith(BUILTIN_PREFIX)
-        dim, name = (BUILTIN_TEXT_DIM, "the built-in tiny encoder") if builtin else (T5_XXL_DIM, "T5-XXL")
+        from floydtui.train.tiny import TEXT_DIM as tiny_dim  # the built-in model's encoder width
+
+        dim, name = (tiny_dim, "the built-in tiny encoder") if builtin else (T5_XXL_DIM, "T5-XXL")
         width = 4 if self.resolved("training", "mixed_precision") == "no" else 2
-        bytes_each = TEXT_MAX_LENGTH * dim * width + TEXT_MAX_LENGTH * 8  # the embeds plus the attention mask
+        bytes_each = TEXT_MAX_LENGTH * dim * width  # an entry is prompt_embeds [77, D] in the training dtype
         rate = GUIDE_EMBEDS_PER_S if on_gpu or builtin else CPU_EMBEDS_PER_S
         if builtin:
             rate = BUILTIN_EMBEDS_PER_S
@@ -331,7 +333,6 @@ class WizardState:
 
 
 T5_XXL_DIM = 4096  # T5 v1.1 XXL's d_model
-BUILTIN_TEXT_DIM = 64  # the built-in tiny model's encoder width (DESIGN.md section 8: a few M params)
 GUIDE_EMBEDS_PER_S = 9.5  # the guide: "about 9-10 per second currently on an A6000"
 CPU_EMBEDS_PER_S = 0.5  # a 4.8B-parameter encoder on a CPU: a couple of seconds a prompt
 BUILTIN_EMBEDS_PER_S = 200.0

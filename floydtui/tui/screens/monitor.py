@@ -19,11 +19,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, ProgressBar, RichLog, Static
+from textual.widgets import ProgressBar, RichLog, Static
 from textual.worker import get_current_worker
 
 from floydtui.tui.runstate import LogLine, RunState, format_duration
 from floydtui.tui.screens.dialogs import ChoiceDialog
+from floydtui.tui.widgets.keybar import KeyBar
 from floydtui.tui.widgets.loss_plot import LossPlot
 from floydtui.tui.widgets.validation_view import ValidationView
 
@@ -51,7 +52,6 @@ class RunExited(Message):
 class MonitorScreen(Screen):
     """Stats, embed-cache progress, the loss plot, validation images, the log."""
 
-    CSS_PATH = "monitor.tcss"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = [
         Binding("l", "toggle_log", "Log scale"),
@@ -103,7 +103,7 @@ class MonitorScreen(Screen):
             with Vertical(id="val-box"):
                 yield ValidationView(id="validation")
         yield RichLog(id="run-log", wrap=True, markup=False, max_lines=1000)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#embed-row").display = False

@@ -1,7 +1,8 @@
-"""The wizard: seven steps in tabs, over one `WizardState`; save, export and launch from any step."""
+"""The wizard: seven steps over one `WizardState`; save, export and launch from any step."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -9,35 +10,40 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Container
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent, TabPane, Tabs
+from textual.widgets import ContentSwitcher, Static
 
 from floydtui.errors import FloydError, Problem
-from floydtui.tui.screens.dialogs import ChoiceDialog, PathDialog
 from floydtui.tui.screens.panes.base import PresetChanged, WizardPane
-from floydtui.tui.screens.panes.datasets import DatasetsPane
-from floydtui.tui.screens.panes.embeds import EmbedsPane
 from floydtui.tui.screens.panes.flavour import FlavourPane
-from floydtui.tui.screens.panes.forms import TRAINING_GROUPS, VALIDATION_KEYS, TrainingPane, ValidationPane
-from floydtui.tui.screens.panes.hardware import HardwarePane
-from floydtui.tui.screens.panes.review import ReviewPane
 from floydtui.tui.state import WizardState
+from floydtui.tui.widgets.keybar import KeyBar
+from floydtui.tui.widgets.stepbar import StepBar
 
-STEPS: tuple[tuple[str, str, type[WizardPane]], ...] = (
-    ("flavour", "Flavour", FlavourPane),
-    ("hardware", "Hardware", HardwarePane),
-    ("training", "Training", TrainingPane),
-    ("validation", "Validation", ValidationPane),
-    ("datasets", "Datasets", DatasetsPane),
-    ("embeds", "Text embeds", EmbedsPane),
-    ("review", "Review", ReviewPane),
+# (step, title, "module:class"): a step's module is imported when the step is first shown.
+STEPS: tuple[tuple[str, str, str], ...] = (
+    ("flavour", "Flavour", "flavour:FlavourPane"),
+    ("hardware", "Hardware", "hardware:HardwarePane"),
+    ("training", "Training", "forms:TrainingPane"),
+    ("validation", "Validation", "forms:ValidationPane"),
+    ("datasets", "Datasets", "datasets:DatasetsPane"),
+    ("embeds", "Text embeds", "embeds:EmbedsPane"),
+    ("review", "Review", "review:ReviewPane"),
 )
 SCAN_DELAY_S = 0.4  # a path being typed settles before its folder is scanned
 
-_PANE_OF_KEY = {k: "training" for _, keys in TRAINING_GROUPS for k in keys} | {
-    k: "validation" for k in (*VALIDATION_KEYS, "validation_prompts")} | {
-    "model_flavour": "flavour", "pretrained_model_name_or_path": "flavour",
+_TRAINING_KEYS = ("model_type", "lora_rank", "lora_alpha", "use_dora", "use_bitfit", "learning_rate", "lr_end",
+                  "lr_scheduler", "lr_warmup_steps", "train_batch_size", "gradient_accumulation_steps",
+                  "max_train_steps", "num_train_epochs", "mixed_precision", "optimizer", "attention_mechanism",
+                  "gradient_checkpointing", "resolution", "seed", "checkpointing_steps", "checkpoints_total_limit",
+                  "output_dir")
+_PANE_OF_KEY = {k: "training" for k in _TRAINING_KEYS} | {
+    k: "validation" for k in ("validation_resolution", "validation_prompt", "validation_negative_prompt",
+                              "validation_steps", "validation_num_inference_steps", "validation_guidance",
+                              "validation_seed", "num_eval_images", "validation_prompts")} | {
+    "model_flavour": "flavour", "pretrained_model_name_or_path": "training",
     "text_encoder_placement": "embeds", "embed_batch_size": "embeds", "cache_dir": "embeds"}
 
 
@@ -62,7 +68,6 @@ class ScanDone(Message):
 class WizardScreen(Screen):
     """Flavour, hardware, training, validation, datasets, text embeds, review."""
 
-    CSS_PATH = "wizard.tcss"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     BINDINGS = [
         Binding("ctrl+n", "step(1)", "Next step", priority=True),
@@ -80,31 +85,56 @@ class WizardScreen(Screen):
         self._scan_timer = None
 
     @property
-    def tabs(self) -> TabbedContent:
-        return self.query_one(TabbedContent)
+    def steps(self) -> StepBar:
+        return self.query_one(StepBar)
+
+    @property
+    def current_step(self) -> str:
+        return self.steps.current
 
     @property
     def xformers(self) -> tuple[bool, str] | None:
         return self.hardware.xformers if self.hardware is not None else None
 
     def pane(self, step: str) -> WizardPane:
-        return self.query_one(f"#pane-{step}", WizardPane)
+        """A step's pane, built (and its module imported) on first use."""
+        found = self.query(f"#pane-{step}")
+        if found:
+            return found.first(WizardPane)
+        module, cls = dict((s, m) for s, _, m in STEPS)[step].split(":")
+        pane_cls = getattr(importlib.import_module(f"floydtui.tui.screens.panes.{module}"), cls)
+        pane = pane_cls(id=f"pane-{step}")
+        self.query_one(f"#slot-{step}").mount(pane)
+        return pane
 
     def built_panes(self) -> list[WizardPane]:
-        return [p for p in self.query(WizardPane) if p.built]
+        return list(self.query(WizardPane))
 
     def compose(self) -> ComposeResult:
         yield Static(id="title-bar")
-        with TabbedContent(initial="flavour"):
-            for step, title, cls in STEPS:
-                with TabPane(title, id=step):
-                    yield cls(id=f"pane-{step}")
-        yield Footer()
+        yield StepBar([(s, t) for s, t, _ in STEPS], "flavour")
+        with ContentSwitcher(initial="slot-flavour"):
+            for step, _, _ in STEPS:
+                with Container(id=f"slot-{step}", classes="step-slot"):
+                    if step == "flavour":
+                        yield FlavourPane(id="pane-flavour")
+        yield KeyBar()
 
     def on_mount(self) -> None:
-        self.pane("flavour").ensure_built()
         self.call_after_refresh(self.pane("flavour").focus_chosen)
         self.update_chrome()
+
+    def go(self, step: str) -> None:
+        """Show a step: build its pane on first use, and put the cursor in it."""
+        self.steps.current = step
+        self.query_one(ContentSwitcher).current = f"slot-{step}"
+        pane = self.pane(step)
+        if step in ("datasets", "embeds") and self.scans is None:
+            self.scan(self.state.preset)
+        if step == "flavour":
+            self.call_after_refresh(pane.focus_chosen)
+        else:
+            self.call_after_refresh(self.focus_first, pane)
 
     # ---- changes ----------------------------------------------------------
     @on(PresetChanged)
@@ -127,9 +157,7 @@ class WizardScreen(Screen):
         counts: dict[str, int] = {}
         for p in self.state.errors:
             counts[pane_of(p)] = counts.get(pane_of(p), 0) + 1
-        for step, label, _ in STEPS:
-            n = counts.get(step, 0)
-            self.tabs.get_tab(step).label = Text(label) + (Text(f" ({n}!)", style="bold red") if n else Text())
+        self.steps.errors = counts
 
     def schedule_scan(self) -> None:
         if self._scan_timer is not None:
@@ -154,21 +182,13 @@ class WizardScreen(Screen):
         self.scans = event.scans
         for p in event.problems:
             self.notify(p.message + (f"\nfix: {p.hint}" if p.hint else ""), severity="error")
-        for step in ("datasets", "embeds"):
-            pane = self.pane(step)
-            if pane.built:
+        for pane in self.built_panes():
+            if pane.id in ("pane-datasets", "pane-embeds"):
                 pane.state_changed()
 
-    @on(TabbedContent.TabActivated)
-    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        pane = self.pane(event.pane.id or "")
-        pane.ensure_built()
-        if event.pane.id in ("datasets", "embeds") and self.scans is None:
-            self.scan(self.state.preset)
-        if event.pane.id == "flavour":
-            self.call_after_refresh(pane.focus_chosen)
-        elif self.focused is None or self.focused not in pane.query("*"):
-            self.call_after_refresh(self.focus_first, pane)
+    @on(StepBar.Chosen)
+    def _step_clicked(self, event: StepBar.Chosen) -> None:
+        self.go(event.step)
 
     def focus_first(self, pane: WizardPane) -> None:
         """Put the cursor on the pane's first field, so keys act on the step that is shown."""
@@ -180,18 +200,15 @@ class WizardScreen(Screen):
     def record_hardware(self, report) -> None:
         """The hardware pane's latest report; the training and embeds panes read it."""
         self.hardware = report
-        for step in ("training", "embeds"):
-            pane = self.pane(step)
-            if pane.built:
+        for pane in self.built_panes():
+            if pane.id in ("pane-training", "pane-embeds"):
                 pane.state_changed()
 
     # ---- actions ----------------------------------------------------------
     def action_step(self, delta: int) -> None:
         """Go to the next (1) or previous (-1) step."""
         order = [s for s, _, _ in STEPS]
-        i = order.index(self.tabs.active or "flavour")
-        self.query_one(Tabs).focus()  # focus left in the old pane would pull its tab back
-        self.tabs.active = order[(i + delta) % len(order)]
+        self.go(order[(order.index(self.current_step) + delta) % len(order)])
 
     def action_save(self, then=None) -> None:
         """Save where the preset came from, else ask where; `then(path)` runs after a save."""
@@ -205,6 +222,8 @@ class WizardScreen(Screen):
         def saved(path: Path | None) -> None:
             if path is not None and then is not None:
                 then(path)
+
+        from floydtui.tui.screens.dialogs import PathDialog
 
         self.app.push_screen(PathDialog("Save the preset as", self.state.default_save_path(), self._save_at),
                              saved)
@@ -240,6 +259,8 @@ class WizardScreen(Screen):
             self.notify("Exported " + ", ".join(p.name for p in written) + f" to {folder}", timeout=4)
             return folder
 
+        from floydtui.tui.screens.dialogs import PathDialog
+
         self.app.push_screen(PathDialog("Export for SimpleTuner into the folder", default, export, "Export"))
 
     def action_launch(self) -> None:
@@ -258,7 +279,7 @@ class WizardScreen(Screen):
         more = f" (and {len(problems) - 1} more: see Review)" if len(problems) > 1 else ""
         self.notify(f"{head}: {detail}{more}", severity="error", timeout=6)
         if first is not None:
-            self.tabs.active = pane_of(first) if pane_of(first) != "review" else "review"
+            self.go(pane_of(first))
 
     def request_quit(self) -> None:
         """Quit; ask first when there are unsaved changes."""
@@ -271,6 +292,8 @@ class WizardScreen(Screen):
                 self.app.exit()
             elif answer == "save":
                 self.action_save(then=lambda _path: self.app.exit())
+
+        from floydtui.tui.screens.dialogs import ChoiceDialog
 
         self.app.push_screen(ChoiceDialog("The preset has unsaved changes.",
                                           [("save", "s", "Save and quit"), ("quit", "d", "Discard"),

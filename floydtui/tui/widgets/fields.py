@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.suggester import Suggester
 from textual.widget import Widget
-from textual.widgets import Checkbox, Input, Label, Select, Static
+from textual.widgets import Input, Label, Static
 
 from floydtui.config.schema import AUTO, Field
 from floydtui.errors import Problem
@@ -100,6 +99,9 @@ class FieldEditor(Widget):
         yield Static("", classes="field-problem", markup=False)
 
     def _make_editor(self) -> Widget:
+        # Checkbox and Select import on first use: the first screen has only a text box.
+        from textual.widgets import Checkbox, Select
+
         f = self.field
         if f.type is bool:
             self._value = bool(self._value if self._value is not None else f.default)
@@ -126,9 +128,9 @@ class FieldEditor(Widget):
         ed = self.editor
         if isinstance(ed, Input) and ed.has_focus:
             return  # the user is typing here: their text is the truth, and the state came from it
-        if isinstance(ed, Checkbox):
+        if self.kind == "bool":
             self._value = bool(value if value is not None else self.field.default)
-        elif isinstance(ed, Select):
+        elif self.kind == "choice":
             self._value = value if value in self.field.choices else (
                 resolved if resolved in self.field.choices else self.field.default)
         else:
@@ -145,21 +147,31 @@ class FieldEditor(Widget):
         self.set_class(bool(errors), "-error")
         self.set_class(bool(shown) and not errors, "-warning")
 
-    @on(Input.Changed)
-    @on(Checkbox.Changed)
-    @on(Select.Changed)
+    @property
+    def kind(self) -> str:
+        """bool (a checkbox), choice (a list) or text (a box), from the schema field."""
+        return "bool" if self.field.type is bool else "choice" if self.field.choices else "text"
+
+    def on_input_changed(self, event: Message) -> None:
+        self._edited(event)
+
+    def on_checkbox_changed(self, event: Message) -> None:
+        self._edited(event)
+
+    def on_select_changed(self, event: Message) -> None:
+        self._edited(event)
+
     def _edited(self, event: Message) -> None:
         event.stop()
         value = event.value
-        if value == Select.BLANK or value == self._current():
-            return  # the form being filled, not the user typing
+        if value == self._current() or (self.kind == "choice" and value not in self.field.choices):
+            return  # the form being filled (or a blank list), not the user editing
         self._value = value
-        self.post_message(self.Edited(self, value, isinstance(event, Input.Changed)))
+        self.post_message(self.Edited(self, value, self.kind == "text"))
 
     def _current(self) -> object:
-        ed_value = self._value
-        if isinstance(self.editor, Input):
-            return text_of(ed_value)
-        if isinstance(self.editor, Checkbox):
-            return bool(ed_value if ed_value is not None else self.field.default)
-        return ed_value
+        if self.kind == "text":
+            return text_of(self._value)
+        if self.kind == "bool":
+            return bool(self._value if self._value is not None else self.field.default)
+        return self._value

@@ -25,10 +25,17 @@ class PresetChanged(Message):
 
 
 class WizardPane(Container):
-    """A step of the wizard. Its widgets are mounted when it is first shown, not at start-up,
-    so the first screen draws without building (or importing) the other six."""
+    """A step of the wizard. The screen creates (and imports) a pane when it is first shown,
+    so the first screen draws without building the other six."""
 
-    built = False
+    def __init__(self, *, id: str) -> None:
+        super().__init__(id=id)
+
+    def compose(self):
+        yield from self.build()
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self.state_changed)
 
     @property
     def wizard(self) -> "WizardScreen":
@@ -37,13 +44,6 @@ class WizardPane(Container):
     @property
     def state(self) -> WizardState:
         return self.wizard.state
-
-    def ensure_built(self) -> None:
-        """Mount the pane's widgets on first use."""
-        if not self.built:
-            self.built = True
-            self.mount_all(list(self.build()))
-            self.call_after_refresh(self.state_changed)
 
     def build(self) -> Iterable:
         """The pane's widgets."""

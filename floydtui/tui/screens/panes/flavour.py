@@ -49,7 +49,9 @@ class FlavourCard(Widget, can_focus=True):
         text = Text()
         # A narrow card drops the size suffix (it is on the next line) rather than wrap the name.
         text.append((f.name if room >= len(f.name) else f.name.rsplit("-", 1)[0]) + "\n", style="bold")
-        text.append(f"Stage {stage_label(f.stage)} · {f.params_label}\n")
+        stage = f"Stage {stage_label(f.stage)}"
+        wide_line = f"{stage} · {f.params_label}"
+        text.append((wide_line if room >= len(wide_line) else f"{stage}\n{f.params_label}") + "\n")
         size = f"{f.native_resolution}px" if f.stage == 1 else f"64→{f.native_resolution}px"
         text.append(size)
         if room >= 24:  # wide enough for the purpose too; narrow cards leave it to the notes below
@@ -67,16 +69,11 @@ class FlavourCard(Widget, can_focus=True):
 
 
 class FlavourPane(WizardPane):
-    """The five flavours, the chosen one marked; the base model to load."""
+    """The five flavours, the chosen one marked."""
 
     def build(self) -> Iterable[Widget]:
         with_cards = Horizontal(*(FlavourCard(f) for f in FLAVOURS.values()), id="flavour-cards")
-        yield VerticalScroll(
-            with_cards,
-            Static(id="flavour-notes"),
-            self.table_editor("pretrained_model_name_or_path", label="base model"),
-            id="flavour-body",
-        )
+        yield VerticalScroll(with_cards, Static(id="flavour-notes"), id="flavour-body")
 
     def state_changed(self) -> None:
         chosen = self.state.flavour
@@ -85,10 +82,6 @@ class FlavourPane(WizardPane):
         focused = self.app.focused
         shown = focused.flavour if isinstance(focused, FlavourCard) else FLAVOURS[chosen]
         self.show_notes(shown)
-        base = self.query_one("#field-pretrained_model_name_or_path")
-        base.set_value(self.state.get("model", "pretrained_model_name_or_path"),
-                       self.state.resolved("model", "pretrained_model_name_or_path"))
-        self.refresh_editors()
 
     def show_notes(self, f: Flavour) -> None:
         chosen = f.name == self.state.flavour
@@ -96,7 +89,7 @@ class FlavourPane(WizardPane):
         text.append(f"{f.name} ", style="bold")
         text.append(" (chosen)\n" if chosen else " (Enter or click to choose)\n", style="dim")
         text.append(f"{f.summary}\n")
-        text.append(f"Hub: {f.hub_id} · text encoder T5 v1.1 XXL "
+        text.append(f"Hub: {f.hub_id} (the base model; another one is set in Training) · text encoder T5 v1.1 XXL "
                     f"({TEXT_ENCODER_PARAMS / 1e9:.1f}B), prompts of at most 77 tokens\n", style="dim")
         for note in f.notes:
             text.append(f" • {note}\n")

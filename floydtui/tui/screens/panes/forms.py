@@ -13,7 +13,8 @@ from floydtui.errors import FloydError
 from floydtui.tui.screens.panes.base import PresetChanged, WizardPane
 
 TRAINING_GROUPS = (
-    ("Adapter", ("model_type", "lora_rank", "lora_alpha", "use_dora", "use_bitfit")),
+    ("Model", ("pretrained_model_name_or_path", "model_type")),
+    ("Adapter", ("lora_rank", "lora_alpha", "use_dora", "use_bitfit")),
     ("Learning rate", ("learning_rate", "lr_end", "lr_scheduler", "lr_warmup_steps")),
     ("Length", ("train_batch_size", "gradient_accumulation_steps", "max_train_steps", "num_train_epochs")),
     ("Precision and memory", ("mixed_precision", "optimizer", "attention_mechanism", "gradient_checkpointing",

@@ -7,7 +7,6 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-from rich.syntax import Syntax
 from rich.text import Text
 from textual import on, work
 from textual.containers import Horizontal, VerticalScroll
@@ -63,6 +62,8 @@ class ReviewPane(WizardPane):
         )
 
     def state_changed(self) -> None:
+        from rich.syntax import Syntax
+
         self.query_one("#review-toml", Static).update(
             Syntax(self.state.to_toml(), "toml", theme="ansi_dark", word_wrap=True, background_color="default"))
         self.query_one("#review-toml-box").border_title = f"Preset TOML ({self.state.source or 'unsaved'})"
@@ -83,6 +84,8 @@ class ReviewPane(WizardPane):
 
     @on(ChecksDone)
     def _checked(self, event: ChecksDone) -> None:
+        from rich.syntax import Syntax
+
         self.show_problems(event.sections, [])
         text = Text()
         for name, body in event.simpletuner.items():
