@@ -5,10 +5,8 @@ import random
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from floydtui.config.preset import load_preset
-from floydtui.tui.halfblock import ASCII_RAMP, fit_size, render_image
 from floydtui.tui.lossdata import LossSeries
 from floydtui.tui.runstate import RunState, format_duration
 from floydtui.tui.state import WizardState, rebase_paths, value_from_text
@@ -160,18 +158,6 @@ def test_format_duration():
     assert format_duration(42) == "42s"
     assert format_duration(185) == "3m05s"
     assert format_duration(3720) == "1h02m"
-
-
-def test_halfblock_colour_and_ascii():
-    img = Image.new("RGB", (64, 32), (255, 0, 0))
-    img.paste((0, 0, 255), (0, 16, 64, 32))
-    w, h = fit_size(64, 32, 32, 16)
-    assert (w, h) == (32, 16)
-    text = render_image(img, 32, 16, color=True)
-    assert text.plain.count("\n") == 7 and set(text.plain) <= {"▀", "\n"}
-    plain = render_image(img, 32, 16, color=False)
-    assert set(plain.plain) <= set(ASCII_RAMP) | {"\n"}
-    assert not plain.spans  # no colour at all
 
 
 def test_folder_completion(tmp_path):

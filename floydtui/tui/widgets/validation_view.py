@@ -78,13 +78,14 @@ class ValidationView(Widget):
     def _tile(self, img, cell_w: int, cell_h: int) -> Text:
         from PIL import Image, UnidentifiedImageError
 
-        from floydtui.tui.halfblock import render_image
+        from floydtui.preview import render
 
         caption = Text(f"{img.width}x{img.height} {img.prompt}"[:cell_w] + "\n", style="dim", no_wrap=True)
         try:
             with Image.open(img.path) as im:
                 im.load()
-                picture = render_image(im, cell_w, cell_h, color=not self.app.no_color)
+                shown = render(im, cell_w, cell_h, colour=not self.app.no_color)
+            picture = shown if isinstance(shown, Text) else Text(shown)  # ASCII comes back as a str
         except (OSError, UnidentifiedImageError) as e:
             picture = Text(f"cannot show {img.path.name}: {e}", style="red")
         return caption + picture

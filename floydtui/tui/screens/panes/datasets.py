@@ -157,9 +157,9 @@ class DatasetsPane(WizardPane):
     def render_preview(self, preset, dataset_id: str, paths: list, width: int) -> None:
         """Load and render the pairs off the UI thread."""
         from floydtui.data.preview import preview_pair
-        from floydtui.tui.halfblock import render_image
+        from floydtui.preview import render
 
-        color = not self.app.no_color
+        colour = not self.app.no_color
         pairs = []
         for path in paths:
             try:
@@ -167,8 +167,9 @@ class DatasetsPane(WizardPane):
             except FloydError:
                 continue  # the file changed since the scan; the next scan shows why
             caption = f"{original.width}x{original.height} → {trained.width}x{trained.height}"
-            pairs.append((str(path), render_image(original, width, width // 2, color),
-                          render_image(trained, width, width // 2, color), caption))
+            shown = [render(im, width, width // 2, colour) for im in (original, trained)]
+            as_text = [x if isinstance(x, Text) else Text(x) for x in shown]  # ASCII comes back as a str
+            pairs.append((str(path), as_text[0], as_text[1], caption))
         self.post_message(PreviewReady(dataset_id, pairs))
 
     @on(PreviewReady)
