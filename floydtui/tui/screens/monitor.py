@@ -58,7 +58,7 @@ class MonitorScreen(Screen):
         Binding("left_square_bracket", "page(-1)", "Earlier images"),
         Binding("right_square_bracket", "page(1)", "Later images"),
         Binding("s", "stop", "Stop run"),
-        Binding("q", "app.quit", "Quit"),
+        Binding("q", "app.quit", "Quit", show=False),  # ^q Quit is on the bar already
     ]
 
     def __init__(self, run_dir: Path, reader: Any, process: Any = None) -> None:
