@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -572,3 +573,47 @@ def test_end_to_end_in_tmux(tmp_path, repo):
         wait_for_screen(session, "EXITED 0")
     finally:
         tmux("kill-session", "-t", session, check=False)
+
+
+SIGINT_CHILD = """
+import signal, sys, time
+signal.signal(signal.SIGINT, lambda *a: sys.exit(130))  # as the trainer: checkpoint, then 130
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_watch_can_stop_a_run_it_did_not_start(tmp_path):
+    """run_start's pid and host let `floydtui watch` stop a run started in another terminal."""
+    import socket
+
+    child = subprocess.Popen([sys.executable, "-c", SIGINT_CHILD], stdout=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    assert child.stdout.readline().strip() == "ready"
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps({"t": 1.0, "type": "run_start", "run_id": "x", "flavour": "i-medium-400m",
+                                  "base_model": "b", "total_steps": 10, "world_size": 1, "device": "cpu",
+                                  "pid": child.pid, "host": socket.gethostname()}) + "\n")
+    app = create_app(run_dir=tmp_path, reader=ScriptedReader(events, chunk=10))
+
+    async def test(pilot):
+        await pilot.pause(0.3)
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, ChoiceDialog)  # leave, stop or cancel: stop is offered
+        await pilot.press("s")
+        await pilot.pause(0.3)
+
+    try:
+        run(app, test)
+        assert child.wait(timeout=20) == 130
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+
+def test_watch_cannot_stop_a_run_on_another_host(tmp_path):
+    from floydtui.tui.runproc import AttachedRun
+
+    assert not AttachedRun(os.getpid(), "some-other-host").alive
+    assert AttachedRun(os.getpid(), "").alive

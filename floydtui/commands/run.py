@@ -20,6 +20,7 @@ from floydtui.errors import FloydError
 
 EXIT = {"completed": 0, "failed": 1, "stopped": 130}
 LAUNCHED_ENV = "FLOYDTUI_LAUNCHED"  # set for the processes accelerate starts, so they train instead of relaunching
+RUN_PID_ENV = "FLOYDTUI_RUN_PID"  # the pid of the `floydtui run` the user started, for run_start's `pid`
 
 
 def load(args):
@@ -98,7 +99,7 @@ def relaunch(args, preset) -> int:
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
            str(args.num_processes), "--num_machines", "1", "--dynamo_backend", "no", "--mixed_precision",
            preset.training["mixed_precision"], "--main_process_port", str(free_port()), "-m", "floydtui", *argv]
-    env = {**os.environ, LAUNCHED_ENV: "1"}
+    env = {**os.environ, LAUNCHED_ENV: "1", RUN_PID_ENV: str(os.getpid())}
     # Ctrl-C reaches every process of the terminal's group; the children checkpoint and stop.
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)
     proc = subprocess.Popen(cmd, env=env)

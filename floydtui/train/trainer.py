@@ -14,8 +14,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 import shutil
 import signal
+import socket
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -42,6 +44,15 @@ WEIGHT_DTYPES = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.floa
 
 
 # ---- what the UNet is fed ------------------------------------------------------------
+
+def run_pid() -> int:
+    """The pid a watcher signals to stop this run: the `floydtui run` the user started.
+
+    Under accelerate's launcher that is the relaunching parent; its process group holds the
+    launcher and every rank, so a SIGINT to the group stops them all with a checkpoint.
+    """
+    return int(os.environ.get("FLOYDTUI_RUN_PID") or os.getpid())
+
 def input_builder(preset: Preset, model_dir: Path) -> Callable[[torch.Tensor, Any, torch.Generator], StageInputs]:
     """The function that turns clean pixels into UNet inputs for the preset's stage."""
     if preset.stage == 1:
@@ -181,7 +192,7 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
         eval_images = data.eval_images(eval_image_counts(preset), seed=v["validation_seed"]) if main else []
     events.emit("run_start", run_id=f"{time.strftime('%Y%m%d-%H%M%S')}-{out.name}", flavour=preset.flavour.name,
                 base_model=base_label, model_id=model_id, note=note, total_steps=total, world_size=world,
-                device=str(device))
+                device=str(device), pid=run_pid(), host=socket.gethostname())
     for problem in data.warnings:
         events.warning(problem.message, problem.hint)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,31 @@ class RunProcess:
         except OSError:
             return ""
         return "\n".join(text.strip().splitlines()[-lines:])
+
+
+class AttachedRun:
+    """A run this monitor did not start (`floydtui watch`), known by run_start's pid and host."""
+
+    def __init__(self, pid: int, host: str) -> None:
+        self.pid = pid
+        self.host = host
+
+    @property
+    def alive(self) -> bool:
+        """On this machine and still running; a run on another host can't be signalled from here."""
+        if self.host and self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # another user's process: alive, but not ours to stop
+            return False
+        return True
+
+    def stop(self) -> None:
+        """SIGINT to the run's process group, as Ctrl+C in its terminal would: checkpoint, exit 130."""
+        try:
+            os.killpg(os.getpgid(self.pid), signal.SIGINT)
+        except ProcessLookupError:
+            pass

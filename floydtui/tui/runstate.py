@@ -62,6 +62,8 @@ class RunState:
     device: str = ""
     world_size: int = 1
     total_steps: int = 0
+    pid: int | None = None  # the run's process, for stopping a run this monitor did not start
+    host: str = ""
     phase: str = ""
     progress: dict[str, Progress] = field(default_factory=dict)
     step: int = 0
@@ -114,6 +116,8 @@ class RunState:
         self.device = str(ev.get("device", ""))
         self.world_size = int(ev.get("world_size") or 1)
         self.total_steps = int(ev.get("total_steps") or 0)
+        self.pid = int(ev["pid"]) if ev.get("pid") else None
+        self.host = str(ev.get("host", ""))
         self._log(ev, "info", f"run {self.run_id} started: {self.flavour} on {self.device}, "
                               f"{self.total_steps} steps, base {self.base_model}")
         return {"stats", "log"}

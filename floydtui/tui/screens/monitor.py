@@ -22,6 +22,7 @@ from textual.screen import Screen
 from textual.widgets import ProgressBar, RichLog, Static
 from textual.worker import get_current_worker
 
+from floydtui.tui.runproc import AttachedRun
 from floydtui.tui.runstate import LogLine, RunState, format_duration
 from floydtui.tui.screens.dialogs import ChoiceDialog
 from floydtui.tui.widgets.keybar import KeyBar
@@ -250,13 +251,25 @@ class MonitorScreen(Screen):
     def action_page(self, delta: int) -> None:
         self.validation_view.page(delta)
 
+    @property
+    def stoppable(self) -> Any:
+        """What `stop` signals: our child, or the attached run's process on this machine."""
+        if self.process is not None:
+            return self.process if self.process.alive else None
+        if self.state.running and self.state.pid:
+            attached = AttachedRun(self.state.pid, self.state.host)
+            return attached if attached.alive else None
+        return None
+
     def action_stop(self) -> None:
         """Stop the run: SIGINT, the trainer saves a checkpoint and exits."""
-        if self.process is None or not self.process.alive:
-            self.notify("This monitor did not start the run; stop it where it runs (Ctrl+C there).", timeout=5)
+        target = self.stoppable
+        if target is None:
+            self.notify("The run is not running on this machine; stop it where it runs (Ctrl+C there).",
+                        timeout=5)
             return
         self.stopping = True
-        self.process.stop()
+        target.stop()
         self.write_log(LogLine(time.time(), "warning", "stop requested: saving a checkpoint, then exiting"))
         self.update_stats()
 
@@ -266,7 +279,7 @@ class MonitorScreen(Screen):
             self.app.exit()
             return
         watch = f"floydtui watch {self.run_dir}"
-        if self.process is not None:
+        if self.stoppable is not None:
             choices = [("leave", "l", "Leave it running"), ("stop", "s", "Stop it (checkpoint)"),
                        ("cancel", "escape", "Cancel")]
             detail = f"Leave it: it goes on; `{watch}` shows it again.\nStop it: it saves a checkpoint first."
