@@ -3,14 +3,13 @@
 Each screen is driven with Textual's Pilot, saved as SVG (app.save_screenshot), then turned
 into PNG with cairosvg (`pip install -e ".[screenshots]"`). The wizard opens presets/demo.toml
 (the built-in tiny model, so no download), an assumed 24G GPU makes the hardware step
-deterministic, and the monitor replays tests/data/events-demo.jsonl.
+deterministic, and the monitor shows a real run of presets/demo.toml.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -67,20 +66,16 @@ async def wizard(size: tuple[int, int], tmp: Path) -> None:
 
 
 async def monitor(size: tuple[int, int], tmp: Path) -> None:
-    from PIL import Image, ImageDraw
+    import subprocess
 
     from floydtui.events import EventReader
     from floydtui.tui.app import create_app
 
+    # A real run of the demo (the tiny model, about half a minute on a CPU): the monitor shows
+    # what a user sees, its loss curve and its validation images included.
     run_dir = tmp / "run"
-    for step in (30, 60):
-        folder = run_dir / "validation" / f"step-{step:06d}"
-        folder.mkdir(parents=True)
-        for w, h in ((64, 64), (64, 96)):
-            img = Image.new("RGB", (w, h), (30, 60, 170))
-            ImageDraw.Draw(img).ellipse((w // 4, h // 4, 3 * w // 4, 3 * h // 4), fill=(210, 40, 40))
-            img.save(folder / f"a-red-circle-on-a-blue-background-{w}x{h}.png")
-    shutil.copy(REPO / "tests" / "data" / "events-demo.jsonl", run_dir / "events.jsonl")
+    subprocess.run([sys.executable, "-m", "floydtui", "run", str(REPO / "presets" / "demo.toml"),
+                    "--output-dir", str(run_dir), "--json"], check=True, stdout=subprocess.DEVNULL, cwd=REPO)
     app = create_app(run_dir=run_dir, reader=EventReader(run_dir / "events.jsonl"))
     async with app.run_test(size=size) as pilot:
         await pilot.pause(1.5)

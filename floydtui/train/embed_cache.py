@@ -218,9 +218,10 @@ def build_cache(cache: TextEmbedCache, prompts: list[str], model_dir: Path, *, p
     if barrier:  # every rank has its list before any rank writes, so the shares agree
         barrier()
     mine = missing[rank::world_size]
-    total = len(missing)
+    # progress counts every prompt, the reused ones as done: a warm cache reads "14/14", not "0/0"
+    total, reused = len(prompts), len(prompts) - len(missing)
     if events:
-        events.emit("progress", phase="embed_cache", done=0, total=total, rate=0.0)
+        events.emit("progress", phase="embed_cache", done=reused, total=total, rate=0.0)
     if mine:
         device_kind = placement if placement != "auto" else ("gpu" if torch.cuda.is_available() else "cpu")
         tokenizer, encoder = load_text_encoder(model_dir, encoder_dtype(device_kind), variant)
@@ -234,12 +235,12 @@ def build_cache(cache: TextEmbedCache, prompts: list[str], model_dir: Path, *, p
             done += len(chunk)
             rate = done / max(time.perf_counter() - start, 1e-9)
             if events:  # rank 0 speaks for all: the shares are equal within one prompt
-                events.emit("progress", phase="embed_cache", done=min(total, done * world_size), total=total,
-                            rate=round(rate * world_size, 2))
+                events.emit("progress", phase="embed_cache", done=reused + min(len(missing), done * world_size),
+                            total=total, rate=round(rate * world_size, 2))
         del encoder, tokenizer
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     if barrier:
         barrier()
-    return {"prompts": len(prompts), "encoded": total, "reused": len(prompts) - total}
+    return {"prompts": total, "encoded": len(missing), "reused": reused}
