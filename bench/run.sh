@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs every benchmark (or the ones named: data train embed gpu tui) and assembles bench/RESULTS.md
-# from the sections they write to bench/results/<area>.md.
+# from the sections they write to bench/results/<area>.md. `bash bench/run.sh --assemble` only rebuilds it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 areas=("$@")
 [ ${#areas[@]} -gt 0 ] || areas=(data embed train gpu tui)
-for a in "${areas[@]}"; do
+[ "${areas[0]}" != "--assemble" ] || areas=()
+for a in "${areas[@]+"${areas[@]}"}"; do
   echo "== bench/bench_$a.py"
   .venv/bin/python "bench/bench_$a.py"
 done
