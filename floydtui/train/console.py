@@ -25,6 +25,7 @@ class ConsoleView:
         self.tasks: dict[str, Any] = {}
         self.total_steps = 0
         self._last_line = 0.0
+        self.last_error: str | None = None  # run_end repeats it; it is shown once, with its fix
         if self.tty:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -90,6 +91,7 @@ class ConsoleView:
         self.say(f"warning: {e['message']}" + (f"\n  fix: {e['hint']}" if e.get("hint") else ""))
 
     def on_error(self, e: dict) -> None:
+        self.last_error = e["message"]
         self.say(f"error: {e['message']}" + (f"\n  fix: {e['hint']}" if e.get("hint") else ""))
 
     def on_run_end(self, e: dict) -> None:
@@ -97,6 +99,8 @@ class ConsoleView:
             self.say(f"done: {e['lora_path']}")
         elif e["status"] == "stopped":
             self.say("stopped after a checkpoint: run the same command again to continue")
+        elif e.get("error") and e.get("error") == self.last_error:
+            self.say("failed: the error above stopped the run")
         else:
             self.say(f"failed: {e.get('error', '')}")
 
