@@ -160,7 +160,7 @@ class HardwarePane(WizardPane):
         p = self.state.estimate_preset()
         t = p.training
         title = (f"Estimate for {p.flavour.name}, {t['model_type']} rank {t['lora_rank']}, batch "
-                 f"{t['train_batch_size']}, {t['mixed_precision']}")
+                 f"{t['train_batch_size']}, {'fp32' if t['mixed_precision'] == 'no' else t['mixed_precision']}")
         table = Table(box=None, show_header=False, padding=(0, 2), expand=False)
         table.add_column("phase")
         table.add_column("memory", justify="right")
