@@ -133,3 +133,35 @@ def test_import_refuses_to_overwrite(tmp_path, st, capsys):
     out.write_text("keep me")
     assert main(["import", str(st / "config.json"), str(st / "multidatabackend.json"), "-o", str(out)]) == 2
     assert out.read_text() == "keep me" and "--force" in capsys.readouterr().err
+
+
+def test_import_of_a_file_that_is_not_utf8_is_a_message(tmp_path, capsys):
+    bad = tmp_path / "config.json"
+    bad.write_bytes(b"\xff\xfe{}")
+    assert main(["import", str(bad), "-o", str(tmp_path / "x.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "not UTF-8" in err and "internal error" not in err
+
+
+def test_import_treats_null_as_unset(st, tmp_path):
+    src = tmp_path / "config.json"
+    src.write_text(json.dumps({"--model_family": "deepfloyd", "--lora_alpha": None, "--validation_resolution": None,
+                               "--learning_rate": 1e-4}))
+    backend = tmp_path / "multidatabackend.json"
+    backend.write_text(json.dumps([GUIDE_DATASET | {"num_eval_images": None}]))
+    out = tmp_path / "p.toml"
+    assert main(["import", str(src), str(backend), "-o", str(out)]) == 0
+    p = load_preset(out)
+    assert p.training["lora_alpha"] == p.training["lora_rank"] and p.training["learning_rate"] == 1e-4
+
+
+def test_import_errors_name_the_simpletuner_files(tmp_path, capsys):
+    src = tmp_path / "config.json"
+    src.write_text(json.dumps({"--lora_rank": "many"}))
+    backend = tmp_path / "multidatabackend.json"
+    backend.write_text(json.dumps([GUIDE_DATASET]))
+    out = tmp_path / "p.toml"
+    assert main(["import", str(src), str(backend), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{src} + {backend} [training]: lora_rank" in err and f"nothing was written to {out}" in err
+    assert not out.exists()

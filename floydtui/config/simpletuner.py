@@ -62,6 +62,9 @@ def read_simpletuner_config(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise FloydError.one(f"cannot read {path}: {e.strerror or e}", hint="check the path")
+    except UnicodeDecodeError as e:
+        raise FloydError.one(f"{path} is not UTF-8 text (byte {e.start})", where=str(path),
+                             hint="pass SimpleTuner's config.json / config.toml / config.env, saved as UTF-8")
     suffix = path.suffix.lower()
     if suffix == ".json":
         try:
@@ -202,6 +205,8 @@ def import_simpletuner(sources: list[str | Path]) -> tuple[dict[str, Any], list[
     tables: dict[str, dict[str, Any]] = {}
     extra: dict[str, Any] = {}
     for key, value in flat.items():
+        if value is None:  # SimpleTuner writes null for an unset argument: floydtui's default applies
+            continue
         if key in FIELD_BY_KEY:
             table, f = FIELD_BY_KEY[key]
             tables.setdefault(table, {})[key] = _coerce(f, value)
@@ -224,6 +229,8 @@ def _import_dataset(ds: Any, notes: list[Problem]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for key, value in ds.items():
+        if value is None:  # unset, as in config.json
+            continue
         f = DATASET_FIELD_BY_KEY.get(key)
         if f:
             out[key] = _coerce(f, value)
