@@ -103,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("wizard",) and not argv[0].startswith("-")):
         argv = ["wizard", *argv]
+    for stream in (sys.stdout, sys.stderr):
+        # A file name that is not valid UTF-8 (a surrogate in Python) prints as \udcff, never a crash.
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     if args.command is None:
         args = build_parser().parse_args(["wizard"])

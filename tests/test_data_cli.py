@@ -127,3 +127,20 @@ def test_scan_modules_load_neither_torch_nor_textual():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.stdout.strip() == "[]"
+
+
+def test_scan_of_a_file_name_that_is_not_utf8(tmp_path, preset_file):
+    """A name the file system holds as raw bytes prints (escaped) and captions as text, never a crash."""
+    name = os.fsdecode(b"caf\xe9_cat.png")
+    write_image(tmp_path / "imgs" / name, 64, 64)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONIOENCODING": "utf-8",
+           "FLOYDTUI_CACHE": str(tmp_path / "cache")}
+    for args in (["scan", str(preset_file), "--json"], ["scan", str(preset_file)]):
+        out = subprocess.run([sys.executable, "-m", "floydtui", *args], capture_output=True, text=True, env=env,
+                             errors="replace")
+        assert out.returncode == 0 and "internal error" not in out.stderr, out.stderr
+    records = [json.loads(line) for line in subprocess.run(
+        [sys.executable, "-m", "floydtui", "scan", str(preset_file), "--json"], capture_output=True, text=True,
+        env=env, check=True).stdout.splitlines()]
+    (record,) = [r for r in records if r["path"].endswith("_cat.png")]
+    assert record["path"] == str(tmp_path / "imgs" / name) and record["caption"] == "caf\ufffd cat"

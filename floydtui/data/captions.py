@@ -11,6 +11,9 @@ from floydtui.data.pipeline import DatasetSettings
 def filename_caption(rel: str) -> str:
     """The file's stem with underscores as spaces: "a_red_circle.png" -> "a red circle"."""
     stem = rel.rsplit("/", 1)[-1].rsplit(".", 1)[0]  # string ops: this runs once per file per scan
+    if not stem.isascii():
+        # A name that is not valid UTF-8 holds surrogates, which no tokenizer or hash can encode.
+        stem = stem.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return " ".join(stem.replace("_", " ").split())
 
 
