@@ -204,3 +204,12 @@ def test_config_import_is_light():
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_a_bad_value_is_reported_once_not_again_as_missing_or_against_a_default(tmp_path):
+    text = ('[training]\nlearning_rate = "high"\n[[datasets]]\nid = 7\ninstance_data_dir = 4\n')
+    probs = problems_of(tmp_path, text)
+    messages = [p.message for p in probs]
+    assert [p.key for p in probs] == ["learning_rate", "id", "instance_data_dir"], messages
+    # a valid lr_end above a valid learning_rate is still an error
+    assert [p.key for p in problems_of(tmp_path, MINIMAL + "[training]\nlr_end = 1e-3\n")] == ["lr_end"]

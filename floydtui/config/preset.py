@@ -272,7 +272,8 @@ def preset_from_dict(data: dict[str, Any], source: Path | None = None) -> Preset
         except FloydError as e:
             problems.extend(Problem(p.message, where=f"{where} [validation]", hint=p.hint,
                                     key="validation_resolution") for p in e.problems)
-    if training["lr_end"] > training["learning_rate"]:
+    rates_valid = not any(p.key in ("learning_rate", "lr_end") for p in problems)  # else a default is compared
+    if rates_valid and training["lr_end"] > training["learning_rate"]:
         problems.append(Problem(
             f"lr_end ({training['lr_end']:g}) is above learning_rate ({training['learning_rate']:g})",
             where=f"{where} [training]", key="lr_end", hint="lr_end is where a decaying schedule ends: make it "
@@ -413,6 +414,7 @@ def _check_dataset(ds: Any, i: int, training: dict, where: str, problems: list[P
         label = f"{where} [[datasets]] {ds['id']!r}"
     out = {f.key: copy.deepcopy(f.default) for f in DATASET_FIELDS}
     out["extra"] = {}
+    invalid: set[str] = set()  # keys already reported, not to be reported again as missing
     for key, value in ds.items():
         if key == "extra":
             if isinstance(value, dict):
@@ -428,13 +430,16 @@ def _check_dataset(ds: Any, i: int, training: dict, where: str, problems: list[P
             continue
         if _check_value(f, value, label, problems):
             out[key] = value
-    if not isinstance(out["id"], str) or not out["id"]:
+        else:
+            invalid.add(key)
+    if (not isinstance(out["id"], str) or not out["id"]) and "id" not in invalid:
         problems.append(Problem("dataset has no id", where=label, key="id", hint='add id = "my-dataset"'))
     if out["resolution"] is None:
         out["resolution"] = training["resolution"]
     if out["resolution_type"] is None:
         out["resolution_type"] = training["resolution_type"]
-    if out["dataset_type"] == "image" and not out["instance_data_dir"] and not out["disable"]:
+    if out["dataset_type"] == "image" and not out["instance_data_dir"] and not out["disable"] \
+            and "instance_data_dir" not in invalid:
         problems.append(Problem("image dataset has no instance_data_dir", where=label, key="instance_data_dir",
                                 hint="set instance_data_dir to the folder of training images"))
     if out["dataset_type"] == "text_embeds" and not out["cache_dir"]:
