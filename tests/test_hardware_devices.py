@@ -34,6 +34,7 @@ def test_assumed_name_may_hold_colons_and_names_the_backend():
     ("A100:-5", ["'A100:-5'"]),
     ("A100:81920,,T4:15360", ["item 2"]),
     ("x,y:abc", ["'x'", "'y:abc'"]),
+    ("A100:²", ["'A100:²'"]),  # a digit to str.isdigit, not to int()
 ])
 def test_bad_assumed_values_name_each_bad_item_and_the_format(value, bad):
     with pytest.raises(FloydError) as e:

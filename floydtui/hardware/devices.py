@@ -78,7 +78,7 @@ def parse_assumed(value: str) -> list[Device]:
     for i, item in enumerate(items):
         name, sep, mib = item.rpartition(":")
         name = name.strip()
-        if sep and name and mib.strip().isdigit() and int(mib) > 0:
+        if sep and name and mib.strip().isdecimal() and int(mib) > 0:  # isdigit() passes "²", int() does not
             total = int(mib)
             devices.append(Device(name, _backend_for_name(name), total, total, len(devices)))
             continue
