@@ -213,3 +213,11 @@ def test_a_bad_value_is_reported_once_not_again_as_missing_or_against_a_default(
     assert [p.key for p in probs] == ["learning_rate", "id", "instance_data_dir"], messages
     # a valid lr_end above a valid learning_rate is still an error
     assert [p.key for p in problems_of(tmp_path, MINIMAL + "[training]\nlr_end = 1e-3\n")] == ["lr_end"]
+
+
+def test_unknown_builtin_model_is_a_preset_error(tmp_path):
+    (p,) = problems_of(tmp_path, MINIMAL.replace(
+        'model_flavour = "i-medium-400m"', 'model_flavour = "i-medium-400m"\n'
+        'pretrained_model_name_or_path = "builtin:tiny-if-1"'))
+    assert p.key == "pretrained_model_name_or_path" and "builtin:tiny-if-1" in p.message
+    assert "did you mean builtin:tiny-if-i?" in p.hint

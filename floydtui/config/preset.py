@@ -24,7 +24,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from floydtui.config.flavours import BUILTIN_PREFIX, FLAVOURS, Flavour, stage_of_model_id
+from floydtui.config.flavours import BUILTIN_MODELS, BUILTIN_PREFIX, FLAVOURS, Flavour, stage_of_model_id
 from floydtui.config.resolution import parse_validation_resolution
 from floydtui.config.schema import (
     AUTO,
@@ -371,7 +371,12 @@ def _resolve_auto(model: dict, training: dict, validation: dict, flavour: Flavou
 def _check_stage(model: dict, training: dict, validation: dict, flavour: Flavour, where: str,
                  problems: list[Problem]) -> None:
     name = flavour.name
-    model_stage = stage_of_model_id(model["pretrained_model_name_or_path"])
+    model_id = model["pretrained_model_name_or_path"]
+    if model_id.startswith(BUILTIN_PREFIX) and model_id not in BUILTIN_MODELS:
+        problems.append(Problem(
+            f"unknown built-in model {model_id!r}", where=f"{where} [model]", key="pretrained_model_name_or_path",
+            hint=_did_you_mean(model_id, BUILTIN_MODELS) or "the built-in models are " + ", ".join(BUILTIN_MODELS)))
+    model_stage = stage_of_model_id(model_id)
     if model_stage is not None and model_stage != flavour.stage:
         problems.append(Problem(
             f"model_flavour {name} is stage {'I' if flavour.stage == 1 else 'II'} but "
