@@ -165,3 +165,24 @@ def test_import_errors_name_the_simpletuner_files(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{src} + {backend} [training]: lora_rank" in err and f"nothing was written to {out}" in err
     assert not out.exists()
+
+
+def test_export_and_import_to_a_place_that_cannot_be_written_are_messages(repo, tmp_path, st, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    assert main(["export", str(repo / "presets/demo.toml"), "-o", str(a_file)]) == 2
+    assert "is a file" in capsys.readouterr().err
+    blocked = a_file / "sub"  # a folder under a file: mkdir fails
+    assert main(["export", str(repo / "presets/demo.toml"), "-o", str(blocked)]) == 2
+    assert main(["import", str(st / "config.json"), str(st / "multidatabackend.json"), "-o",
+                 str(blocked / "p.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "internal error" not in err
+
+
+def test_import_keeps_a_list_with_a_null_in_extra(tmp_path, st):
+    src = tmp_path / "config.json"
+    src.write_text(json.dumps({"--model_family": "deepfloyd", "--some_list": [1, None, 2]}))
+    out = tmp_path / "p.toml"
+    assert main(["import", str(src), str(st / "multidatabackend.json"), "-o", str(out)]) == 0
+    assert load_preset(out).extra["some_list"] == [1, 2]

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from floydtui.errors import FloydError
+
 
 def main(args) -> int:
     from floydtui.config.preset import load_preset
     from floydtui.config.simpletuner import export_simpletuner, relative_paths
 
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise FloydError.one(f"{out} is a file; export writes config.json and multidatabackend.json into a folder",
+                             hint="give -o a folder (created if missing)")
     preset = load_preset(args.preset)
-    for path in export_simpletuner(preset, args.output):
+    try:
+        written = export_simpletuner(preset, args.output)
+    except OSError as e:
+        raise FloydError.one(f"cannot write to {args.output}: {e.strerror or e}", where=e.filename or "",
+                             hint="-o names a folder (created if missing) that you can write to") from None
+    for path in written:
         print(f"wrote {path}")
     relative = relative_paths(preset)
     if relative:

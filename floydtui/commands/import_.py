@@ -27,5 +27,8 @@ def main(args) -> int:
         raise FloydError(problems + [Problem(
             f"nothing was written to {out}", hint="fix those values in the SimpleTuner files "
             "(the keys have the same names there), then import again")]) from None
+    except OSError as e:
+        raise FloydError.one(f"cannot write {out}: {e.strerror or e}",
+                             hint="choose an -o in a folder that you can write to") from None
     print(f"wrote {out} ({len(data.get('datasets', []))} dataset(s)); check it with: floydtui check {out}")
     return 0

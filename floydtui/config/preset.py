@@ -162,8 +162,8 @@ def dump_toml(data: dict[str, Any]) -> str:
 def _drop_none(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _drop_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_drop_none(v) for v in value]
+    if isinstance(value, list):  # TOML has no null: a JSON list from SimpleTuner may hold one
+        return [_drop_none(v) for v in value if v is not None]
     return value
 
 
