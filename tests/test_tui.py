@@ -436,6 +436,55 @@ def test_leaving_a_live_run_does_not_stop_it(tmp_path):
     process.stop()
 
 
+class CrashingProcess(FakeProcess):
+    """A run that dies without a run_end (exit 1), leaving a traceback in its log."""
+
+    def poll(self):
+        return 1 if self.started else None
+
+    def log_tail(self):
+        return "Traceback: boom"
+
+
+class ThreadCheckingReader(ScriptedReader):
+    """Fails the test if events.jsonl is read on the event loop's thread or by two threads at once."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_loop_thread = 0
+        self.overlaps = 0
+        self.busy = False
+
+    def poll(self):
+        import threading
+        import time
+
+        self.on_loop_thread += threading.current_thread() is threading.main_thread()
+        self.overlaps += self.busy
+        self.busy = True
+        time.sleep(0.01)  # long enough for another reader to collide
+        self.busy = False
+        return super().poll()
+
+
+def test_a_crashed_run_is_read_off_the_event_loop_and_reported_with_its_log(tmp_path):
+    reader = ThreadCheckingReader(DATA / "events-demo.jsonl", chunk=3)
+    app = create_app(run_dir=tmp_path, reader=reader, process=CrashingProcess())
+
+    async def test(pilot):
+        for _ in range(40):
+            await pilot.pause(0.05)
+            if app.screen.exit_code is not None:
+                break
+        await pilot.pause(0.1)
+        log = "\n".join(str(line.text) for line in app.screen.log_view.lines)
+        assert "floydtui run exited with 1" in log and "Traceback: boom" in log
+        assert "FAILED" in static_text(app, "#run-stats")
+
+    run(app, test)
+    assert reader.on_loop_thread == 0 and reader.overlaps == 0
+
+
 # ---- start-up ---------------------------------------------------------------------------------
 START_PROBE = """
 import asyncio, sys

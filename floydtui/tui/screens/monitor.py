@@ -8,6 +8,7 @@ checkpoint) or leave it running for `floydtui watch`.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,10 @@ class RunStarted(Message):
 
 
 class RunExited(Message):
-    def __init__(self, returncode: int) -> None:
+    def __init__(self, returncode: int, log_tail: str = "") -> None:
         super().__init__()
         self.returncode = returncode
+        self.log_tail = log_tail  # the child's last stderr lines, read by the worker when it failed
 
 
 class MonitorScreen(Screen):
@@ -71,6 +73,7 @@ class MonitorScreen(Screen):
         self.exit_code: int | None = None
         self.stopping = False
         self.quit_when_ended = False
+        self._reading = threading.Lock()  # one poll at a time, each posted before the next reads
 
     # ---- widgets -------------------------------------------------------------
     @property
@@ -119,10 +122,15 @@ class MonitorScreen(Screen):
         """Poll the reader and post what it returns; never touches widgets."""
         worker = get_current_worker()
         while not worker.is_cancelled:
+            self.read_events()
+            time.sleep(POLL_S)
+
+    def read_events(self) -> None:
+        """One poll of the reader, posted; under a lock, so two workers never interleave or reorder events."""
+        with self._reading:
             events = self.reader.poll()
             if events:
                 self.post_message(EventsArrived(events))
-            time.sleep(POLL_S)
 
     @work(thread=True, exclusive=True, group="process", exit_on_error=False)
     def start_run(self) -> None:
@@ -132,7 +140,9 @@ class MonitorScreen(Screen):
         while not worker.is_cancelled:
             code = self.process.poll()
             if code is not None:
-                self.post_message(RunExited(code))
+                self.read_events()  # the events the run wrote just before exiting land first
+                tail = self.process.log_tail() if code not in (0, 130) else ""
+                self.post_message(RunExited(code, tail))
                 return
             time.sleep(POLL_S)
 
@@ -160,12 +170,9 @@ class MonitorScreen(Screen):
     @on(RunExited)
     def _run_exited(self, event: RunExited) -> None:
         self.exit_code = event.returncode
-        # A last read: the events the run wrote just before exiting.
-        self.events_arrived(EventsArrived(self.reader.poll()))
         if event.returncode not in (0, 130) and self.state.status in ("", "completed"):
-            tail = self.process.log_tail()
             self.write_log(LogLine(time.time(), "error", f"floydtui run exited with {event.returncode}",
-                                   tail or f"see {self.process.log_path}"))
+                                   event.log_tail or f"see {self.process.log_path}"))
             self.notify(f"The run exited with {event.returncode}; its last output is in the log pane.",
                         severity="error", timeout=10)
         self.update_stats()
