@@ -139,7 +139,9 @@ def test_run_end_to_end_directory_events_and_lora_loads(tmp_path):
     steps = [e for e in events if e["type"] == "step"]
     assert [e["step"] for e in steps] == [1, 2, 3, 4]
     assert all({"epoch", "loss", "lr", "samples_per_s", "eta_s"} <= set(e) for e in steps)
-    assert steps[0]["lr"] > steps[-1]["lr"]  # cosine decays
+    # Each step reports the rate it trained with: learning_rate first, lr_end last (cosine in between).
+    assert steps[0]["lr"] == pytest.approx(1e-2) and steps[-1]["lr"] == pytest.approx(1e-3)
+    assert steps[0]["lr"] > steps[1]["lr"] > steps[2]["lr"] > steps[-1]["lr"]
     assert {e["name"] for e in events if e["type"] == "phase"} == {"scan", "embed_cache", "train", "validate", "save"}
     embed = [e for e in events if e["type"] == "progress" and e["phase"] == "embed_cache"]
     assert embed[-1]["done"] == embed[-1]["total"] == len(prompts_of(tmp_path))
@@ -181,6 +183,13 @@ def test_run_end_to_end_directory_events_and_lora_loads(tmp_path):
     events = read_events(run / "events.jsonl")
     assert events[-1]["status"] == "failed" and "xformers" in events[-2]["message"] and events[-2]["hint"]
     assert {e["type"] for e in events} == ALL_EVENTS
+    # A checkpoint of other settings is refused before the model and the embed cache load.
+    before = len(events)
+    code, _, err = finish(floydtui("run", str(preset), "--json", "--set", "lora_rank=8"))
+    assert code == 2
+    events = read_events(run / "events.jsonl")[before:]
+    assert "lora_rank" in events[-2]["message"] and events[-1]["status"] == "failed"
+    assert not [e for e in events if e["type"] in ("run_start", "phase") and e.get("name") != "scan"]
 
 
 def test_resume_after_sigkill_and_sigterm_ends_with_the_unbroken_lora(tmp_path):

@@ -79,11 +79,8 @@ def find_resume(output_dir: Path, resume: str) -> Path | None:
     return path
 
 
-def load_checkpoint(path: Path, fingerprint: dict[str, Any]) -> tuple[Position, dict, dict]:
-    """(position, trainable weights, training state); FloydError when it belongs to other settings."""
-    import torch
-    from safetensors.torch import load_file
-
+def check_checkpoint(path: Path, fingerprint: dict[str, Any]) -> Position:
+    """The checkpoint's position; FloydError when it belongs to other settings. Reads state.json only."""
     meta = json.loads((path / STATE_FILE).read_text())
     saved = meta.get("fingerprint", {})
     changed = sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k))
@@ -92,7 +89,15 @@ def load_checkpoint(path: Path, fingerprint: dict[str, Any]) -> tuple[Position, 
             f"checkpoint {path.name} was made with other settings: {', '.join(changed)} changed "
             f"({', '.join(f'{k}: {saved.get(k)!r} -> {fingerprint.get(k)!r}' for k in changed[:3])})",
             where=str(path), hint="restore those settings to resume, or start over with --resume none")
-    position = Position(step=meta["step"], epoch=meta["epoch"], batch_index=meta["batch_index"])
+    return Position(step=meta["step"], epoch=meta["epoch"], batch_index=meta["batch_index"])
+
+
+def load_checkpoint(path: Path, fingerprint: dict[str, Any]) -> tuple[Position, dict, dict]:
+    """(position, trainable weights, training state); FloydError when it belongs to other settings."""
+    import torch
+    from safetensors.torch import load_file
+
+    position = check_checkpoint(path, fingerprint)
     state = torch.load(path / "training_state.pt", map_location="cpu", weights_only=False)
     return position, load_file(str(path / "trainable.safetensors")), state
 

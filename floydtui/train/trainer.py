@@ -178,6 +178,11 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
     total = t["max_train_steps"] or max(1, t["num_train_epochs"] * per_epoch // accum)
 
     model_id = preset.base_model
+    # A bad --resume or a checkpoint of other settings fails now, not after downloads and the embed cache.
+    fingerprint = run_fingerprint(preset, model_id, world)
+    found = ckpt.find_resume(out, resume)
+    if found:
+        ckpt.check_checkpoint(found, fingerprint)
     with accelerator.main_process_first():
         model_dir = resolve_model_dir(model_id, stage=preset.stage, revision=preset.model["revision"],
                                       variant=preset.model["variant"], events=events if main else None)
@@ -218,8 +223,6 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
     unet, optimizer = accelerator.prepare(unet, optimizer)
 
     position = ckpt.Position()
-    fingerprint = run_fingerprint(preset, model_id, world)
-    found = ckpt.find_resume(out, resume)
     if resume == "none" and main:
         old = ckpt.list_checkpoints(out)
         for p in old:
@@ -302,6 +305,7 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
         if t["max_grad_norm"] > 0:
             accelerator.clip_grad_norm_(params, t["max_grad_norm"])
         optimizer.step()
+        lr = lr_scheduler.get_last_lr()[0]  # the rate this step used, before the schedule moves on
         lr_scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         position.step += 1
@@ -310,7 +314,7 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
         elapsed = time.perf_counter() - started
         rate = (position.step - start_step) * samples_per_step / max(elapsed, 1e-9)
         events.emit("step", step=position.step, epoch=position.epoch, loss=round(loss_value, 6),
-                    lr=lr_scheduler.get_last_lr()[0], samples_per_s=round(rate, 2),
+                    lr=lr, samples_per_s=round(rate, 2),
                     eta_s=round((total - position.step) * samples_per_step / max(rate, 1e-9), 1))
         if stop.agreed(accelerator):
             save_checkpoint()
