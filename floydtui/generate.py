@@ -25,11 +25,11 @@ from floydtui.errors import FloydError
 from floydtui.fsutil import atomic_path, atomic_write_text
 from floydtui.train.checkpoint import STATE_FILE
 from floydtui.train.lora import LORA_FILE
+from floydtui.train.models import IN_CHANNELS, STAGE_NAMES
+from floydtui.train.validation import STAGE2_NOISE_LEVEL
 
-STAGE_NAMES = {1: "I", 2: "II"}
 UPSCALE = 4  # IF stage II: 64 -> 256
 STAGE2_GUIDANCE = 4.0  # IFSuperResolutionPipeline's own default, as in the IF model card
-STAGE2_NOISE_LEVEL = 250  # likewise
 SIZE_MULTIPLE = 8  # IF stage I halves the image three times
 CUDA_MARGIN = 2 << 30  # bytes kept free beside a UNet's weights for activations and the CUDA context
 SLUG_MAX = 60
@@ -229,7 +229,7 @@ def check_model_stage(model_id: str, stage: int, flag: str) -> None:
     found = stage_of_model_id(model_id)
     local = Path(model_id).expanduser() / "unet" / "config.json"
     if found is None and local.is_file():
-        found = {3: 1, 6: 2}.get(json.loads(local.read_text()).get("in_channels"))
+        found = IN_CHANNELS.get(json.loads(local.read_text()).get("in_channels"))
     if found is None or found == stage:
         return
     if stage == 1:
@@ -381,32 +381,26 @@ def load_lora_fully(pipe, lora: Path) -> int:
     convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)) mix both formats on IF
     (add_k_proj.lora_A beside to_q.lora.down): loaded as they are, the to_q/to_k/to_v/to_out
     adapters are silently dropped. Keys are normalised to peft's names first, and the result
-    is checked module by module. BitFit biases saved beside the file are applied as load_lora does.
+    is checked module by module. BitFit biases saved beside the file are applied (models.load_lora).
     """
     from diffusers.utils.state_dict_utils import convert_unet_state_dict_to_peft
     from safetensors.torch import load_file
 
-    from floydtui.train.lora import BITFIT_FILE, apply_bitfit
+    from floydtui.train.models import load_lora
 
     raw = load_file(str(lora))
     state = convert_unet_state_dict_to_peft(raw)
     wanted = {k[len("unet."):].split(".lora_A.")[0] for k in state if k.startswith("unet.") and ".lora_A." in k}
-    if set(state) == set(raw):
-        # Already peft keys (floydtui's files): load the file itself, so its header's adapter config
-        # (lora_alpha, DoRA) is used rather than one guessed from the shapes.
-        pipe.load_lora_weights(str(lora.parent), weight_name=lora.name)
-    else:
-        pipe.load_lora_weights(state)
+    # Already peft keys (floydtui's files): load the file itself, so its header's adapter config
+    # (lora_alpha, DoRA) is used rather than one guessed from the shapes.
+    load_lora(pipe, lora, state_dict=None if set(state) == set(raw) else state)
     adapted = {name for name, m in pipe.unet.named_modules() if getattr(m, "lora_A", None)}
     missing = sorted(wanted - adapted)
     if missing:
         raise FloydError.one(f"diffusers loaded {len(wanted) - len(missing)} of the {len(wanted)} adapters in "
                              f"{lora}; {missing[0]} got none", where=str(lora),
                              hint="this is a bug in floydtui or diffusers: please report it with the LoRA file")
-    if (lora.parent / BITFIT_FILE).is_file():
-        apply_bitfit(pipe.unet, lora.parent / BITFIT_FILE)
     return len(wanted)
-
 
 
 def _device_and_dtype():

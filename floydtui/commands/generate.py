@@ -91,8 +91,10 @@ def main(args: argparse.Namespace) -> int:
     from floydtui.generate import STAGE_NAMES, generate
     from floydtui.preview import colour_enabled, render
 
+    from floydtui.train.models import quiet_libraries
+
     req = build_request(args)
-    _quiet_libraries()
+    quiet_libraries()
     out, err = Console(highlight=False), Console(stderr=True, highlight=False)
     colour = colour_enabled() and out.is_terminal  # half-blocks mean nothing in a pipe or a log file
 
@@ -114,14 +116,3 @@ def main(args: argparse.Namespace) -> int:
               markup=False, soft_wrap=True)
     return 0
 
-
-def _quiet_libraries() -> None:
-    """Library progress bars and advisories off: generate reports its own progress and checks its inputs."""
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.set_verbosity_error()  # before diffusers imports its pipelines, which warn on import
-    transformers_logging.disable_progress_bar()
-    from diffusers.utils import logging as diffusers_logging
-
-    diffusers_logging.set_verbosity_error()
-    diffusers_logging.disable_progress_bar()

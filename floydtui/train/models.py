@@ -180,10 +180,11 @@ def load_pipeline(folder: Path, stage: int, *, unet=None, dtype=None, variant: s
     return pipe
 
 
-def load_lora(pipe, lora: str | Path) -> None:
+def load_lora(pipe, lora: str | Path, state_dict: dict | None = None) -> None:
     """Load a LoRA (a run directory or its .safetensors file) into a pipeline, diffusers' way.
 
-    BitFit biases saved beside it (bitfit_biases.safetensors) are applied too.
+    BitFit biases saved beside it (bitfit_biases.safetensors) are applied too. A `state_dict`
+    (the file's tensors under other key names) is loaded in place of the file itself.
     """
     from floydtui.train.lora import BITFIT_FILE, LORA_FILE, apply_bitfit
 
@@ -197,7 +198,10 @@ def load_lora(pipe, lora: str | Path) -> None:
         folder, name = lora.parent, lora.name
     else:
         raise FloydError.one(f"no such LoRA: {lora}", hint="pass a run directory or a .safetensors file")
-    pipe.load_lora_weights(str(folder), weight_name=name)
+    if state_dict is None:
+        pipe.load_lora_weights(str(folder), weight_name=name)
+    else:
+        pipe.load_lora_weights(state_dict)
     if (folder / BITFIT_FILE).is_file():
         apply_bitfit(pipe.unet, folder / BITFIT_FILE)
 
