@@ -190,6 +190,9 @@ def test_run_end_to_end_directory_events_and_lora_loads(tmp_path):
     events = read_events(run / "events.jsonl")[before:]
     assert "lora_rank" in events[-2]["message"] and events[-1]["status"] == "failed"
     assert not [e for e in events if e["type"] in ("run_start", "phase") and e.get("name") != "scan"]
+    # A new learning_rate would be silently ignored by the saved schedule: refused the same way.
+    code, _, err = finish(floydtui("run", str(preset), "--json", "--set", "learning_rate=0.5"))
+    assert code == 2 and "learning_rate" in read_events(run / "events.jsonl")[-2]["message"]
 
 
 def test_resume_after_sigkill_and_sigterm_ends_with_the_unbroken_lora(tmp_path):

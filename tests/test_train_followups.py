@@ -59,3 +59,19 @@ def test_the_tiny_models_are_built_as_version_2():
     unet = json.loads((folder / "unet" / "config.json").read_text())
     assert unet["in_channels"] == 6 and unet["class_embed_type"] == "timestep"
     assert (folder / "image_noising_scheduler" / "scheduler_config.json").is_file()
+
+
+def test_partial_checkpoint_folders_are_removed(tmp_path):
+    """A run killed while writing a checkpoint leaves a hidden temp folder; the next run deletes it."""
+    from floydtui.fsutil import atomic_dir
+    from floydtui.train.checkpoint import list_checkpoints, remove_partial
+
+    root = tmp_path / "checkpoints"
+    with atomic_dir(root / "checkpoint-000002") as tmp:
+        (tmp / "state.json").write_text("{}")
+    partial = root / ".checkpoint-000004.abc.tmp"
+    partial.mkdir()
+    (partial / "state.json").write_text("{")  # half-written: never read, since it lacks the final name
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-000002"]
+    assert remove_partial(tmp_path) == [partial]
+    assert not partial.exists() and (root / "checkpoint-000002").is_dir()

@@ -666,3 +666,20 @@ def test_watch_cannot_stop_a_run_on_another_host(tmp_path):
 
     assert not AttachedRun(os.getpid(), "some-other-host").alive
     assert AttachedRun(os.getpid(), "").alive
+
+
+def test_stopping_a_run_in_the_watchers_own_group_signals_only_the_run():
+    """A run and a watcher started by one script share a process group: only the run gets SIGINT."""
+    import socket
+
+    from floydtui.tui.runproc import AttachedRun
+
+    child = subprocess.Popen([sys.executable, "-c", SIGINT_CHILD], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        assert os.getpgid(child.pid) == os.getpgrp()
+        AttachedRun(child.pid, socket.gethostname()).stop()  # a group signal would interrupt pytest too
+        assert child.wait(timeout=20) == 130
+    finally:
+        if child.poll() is None:
+            child.kill()

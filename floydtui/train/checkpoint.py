@@ -46,6 +46,19 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def remove_partial(output_dir: Path) -> list[Path]:
+    """Delete checkpoint temp folders left by a run killed mid-write (never read: they lack the final name)."""
+    import shutil
+
+    root = output_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    partial = [p for p in root.iterdir() if p.name.startswith(".") and p.name.endswith((".tmp", ".old"))]
+    for p in partial:
+        shutil.rmtree(p, ignore_errors=True)
+    return partial
+
+
 def save_checkpoint(output_dir: Path, position: Position, *, trainable: dict, optimizer, lr_scheduler,
                     fingerprint: dict[str, Any], limit: int) -> Path:
     """Write a checkpoint atomically and prune the oldest beyond `limit`."""

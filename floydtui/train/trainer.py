@@ -180,6 +180,8 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
     model_id = preset.base_model
     # A bad --resume or a checkpoint of other settings fails now, not after downloads and the embed cache.
     fingerprint = run_fingerprint(preset, model_id, world)
+    if main:
+        ckpt.remove_partial(out)
     found = ckpt.find_resume(out, resume)
     if found:
         ckpt.check_checkpoint(found, fingerprint)
@@ -328,6 +330,8 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
     # ---- the end ----
     if last_checkpoint != position.step or not ckpt.list_checkpoints(out):
         save_checkpoint()
+    if stop.agreed(accelerator):  # a stop that arrived during the last step or its checkpoint
+        return "stopped"
     stop.armed = False  # from here a Ctrl-C stops at once: the final checkpoint lets a rerun redo the end
     validate(then_train=False)
     guard.check("pytorch_lora_weights.safetensors")
@@ -384,8 +388,9 @@ def set_attention(unet, mechanism: str) -> None:
 def run_fingerprint(preset: Preset, model_id: str, world: int) -> dict[str, Any]:
     """Settings a checkpoint must share with the run that resumes it."""
     t = preset.training
+    # learning_rate too: the saved schedule keeps its starting rate, so a new one would be silently ignored
     keys = ("model_type", "lora_rank", "lora_alpha", "lora_target_modules", "use_dora", "use_bitfit",
-            "train_batch_size", "gradient_accumulation_steps", "optimizer", "seed")
+            "train_batch_size", "gradient_accumulation_steps", "optimizer", "seed", "learning_rate")
     if preset.stage == 2:
         keys += ("stage2_conditioning",)
     return json.loads(json.dumps({"model": model_id, "world_size": world, **{k: t[k] for k in keys}}))

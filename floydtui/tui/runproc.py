@@ -88,8 +88,16 @@ class AttachedRun:
         return True
 
     def stop(self) -> None:
-        """SIGINT to the run's process group, as Ctrl+C in its terminal would: checkpoint, exit 130."""
+        """SIGINT to the run's process group, as Ctrl+C in its terminal would: checkpoint, exit 130.
+
+        When the watcher shares that group (both started by one script without job control),
+        only the run's own process is signalled, so the watcher and the script live on.
+        """
         try:
-            os.killpg(os.getpgid(self.pid), signal.SIGINT)
+            group = os.getpgid(self.pid)
+            if group == os.getpgrp():
+                os.kill(self.pid, signal.SIGINT)
+            else:
+                os.killpg(group, signal.SIGINT)
         except ProcessLookupError:
             pass
