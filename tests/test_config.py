@@ -221,3 +221,22 @@ def test_unknown_builtin_model_is_a_preset_error(tmp_path):
         'pretrained_model_name_or_path = "builtin:tiny-if-1"'))
     assert p.key == "pretrained_model_name_or_path" and "builtin:tiny-if-1" in p.message
     assert "did you mean builtin:tiny-if-i?" in p.hint
+
+
+@pytest.mark.parametrize("value,needle", [
+    ("bad id with spaces", "neither a folder"),
+    ("org/name/extra", "neither a folder"),
+])
+def test_model_that_is_neither_folder_nor_hub_id(tmp_path, value, needle):
+    text = MINIMAL.replace('model_flavour = "i-medium-400m"',
+                           f'model_flavour = "i-medium-400m"\npretrained_model_name_or_path = "{value}"')
+    probs = problems_of(tmp_path, text)
+    assert probs[0].key == "pretrained_model_name_or_path" and needle in probs[0].message
+
+
+def test_existing_local_model_folder_and_hub_ids_pass(tmp_path):
+    (tmp_path / "models" / "my-if").mkdir(parents=True)
+    for value in ("models/my-if", "DeepFloyd/IF-I-XL-v1.0"):
+        text = MINIMAL.replace('model_flavour = "i-medium-400m"',
+                               f'model_flavour = "i-medium-400m"\npretrained_model_name_or_path = "{value}"')
+        assert load_preset(write(tmp_path, text)).model["pretrained_model_name_or_path"] == value

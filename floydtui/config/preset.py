@@ -266,6 +266,7 @@ def preset_from_dict(data: dict[str, Any], source: Path | None = None) -> Preset
     if flavour:
         _resolve_auto(model, training, validation, flavour)
         _check_stage(model, training, validation, flavour, where, problems)
+        _check_model_location(model["pretrained_model_name_or_path"], source, where, problems)
     if isinstance(validation.get("validation_resolution"), str):
         try:
             parse_validation_resolution(validation["validation_resolution"])
@@ -366,6 +367,26 @@ def _resolve_auto(model: dict, training: dict, validation: dict, flavour: Flavou
         training["lora_alpha"] = training["lora_rank"]
     if validation["validation_resolution"] == AUTO:
         validation["validation_resolution"] = str(flavour.native_resolution)
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def _check_model_location(value: str, source: Path | None, where: str, problems: list[Problem]) -> None:
+    """A model id that is neither a built-in id, an existing folder nor a well-formed hub id fails here."""
+    if value.startswith(BUILTIN_PREFIX):
+        return
+    base = source.parent.resolve() if source else Path.cwd()
+    local = Path(value).expanduser()
+    local = local if local.is_absolute() else base / local
+    if local.exists():
+        return
+    # a missing folder written as a path is the download section's to report (floydtui check, the wizard)
+    if not value.startswith((".", "/", "~")) and not _HUB_ID.match(value):
+        problems.append(Problem(
+            f"pretrained_model_name_or_path {value!r} is neither a folder (looked for {local}) nor a hub id",
+            where=f"{where} [model]", key="pretrained_model_name_or_path",
+            hint="a hub id looks like DeepFloyd/IF-I-M-v1.0; a folder must exist"))
 
 
 def _check_stage(model: dict, training: dict, validation: dict, flavour: Flavour, where: str,
