@@ -75,3 +75,31 @@ def test_partial_checkpoint_folders_are_removed(tmp_path):
     assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-000002"]
     assert remove_partial(tmp_path) == [partial]
     assert not partial.exists() and (root / "checkpoint-000002").is_dir()
+
+
+def test_sigterm_during_start_up_still_ends_with_run_end(tmp_path):
+    """A scheduler's SIGTERM in the first seconds (torch still importing) stops at once, with run_end."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from floydtui.events import read_events
+
+    repo = Path(__file__).resolve().parent.parent
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "floydtui", "run", str(repo / "presets" / "demo.toml"),
+                             "--output-dir", str(out), "--json"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, cwd=repo)
+    deadline = time.time() + 60
+    while not (out / "events.jsonl").exists() and time.time() < deadline:  # the writer exists: signal it
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    events = read_events(out / "events.jsonl")
+    assert events[-1]["type"] == "run_end" and events[-1]["status"] == "stopped"
+    assert not (out / "pytorch_lora_weights.safetensors").exists()
+    assert os.path.isdir(out)

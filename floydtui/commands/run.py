@@ -45,30 +45,42 @@ def main(args) -> int:
     return run(preset, args)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run(preset, args) -> int:
     """Train in this process (one of N under the launcher); events, exit code."""
-    import torch
-    from accelerate import PartialState
-
     from floydtui.events import EventWriter
-    from floydtui.train.models import quiet_libraries
-    from floydtui.train.trainer import train
 
-    quiet_libraries()
-    state = PartialState(cpu=not torch.cuda.is_available())
-    events = EventWriter(preset.output_dir / "events.jsonl", echo_json=args.json, enabled=state.is_main_process)
+    # Until the trainer installs its own handler, SIGTERM (a scheduler, the TUI) stops at once like
+    # Ctrl-C, and the run still ends with a run_end event that a watcher can see.
+    signal.signal(signal.SIGTERM, _interrupt)
+    main_process = int(os.environ.get("RANK", "0")) == 0  # accelerate's launcher sets RANK per process
+    events = EventWriter(preset.output_dir / "events.jsonl", echo_json=args.json, enabled=main_process)
     view = None
-    if state.is_main_process and not args.json:
+    if main_process and not args.json:
         from floydtui.train.console import ConsoleView
 
         view = ConsoleView()
         events.listeners.append(view)
     try:
+        import torch
+        from accelerate import PartialState
+
+        from floydtui.train.models import quiet_libraries
+        from floydtui.train.trainer import train
+
+        quiet_libraries()
+        PartialState(cpu=not torch.cuda.is_available())
         status = train(preset, events, resume=args.resume)
         fields = {"lora_path": str(preset.output_dir / "pytorch_lora_weights.safetensors")} \
             if status == "completed" else {}
         events.emit("run_end", status=status, **fields)
         return EXIT[status]
+    except KeyboardInterrupt:  # before training started: nothing to checkpoint yet
+        events.emit("run_end", status="stopped")
+        return EXIT["stopped"]
     except FloydError as e:
         for p in e.problems:
             events.emit("error" if p.is_error else "warning", message=p.message, hint=p.hint)
