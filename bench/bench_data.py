@@ -23,6 +23,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from common import cpu_name, publish
+
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -95,15 +97,7 @@ def diffusers_style(path: str, resolution: int, rng: np.random.Generator) -> np.
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, Python " \
+    return f"{cpu_name()}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, Python " \
            f"{platform.python_version()}, Pillow {Image.__version__}, numpy {np.__version__}"
 
 
@@ -192,7 +186,7 @@ def main() -> int:
         ("**cached vs decode-every-step epoch** (target >= 10x)", f"**{epoch_ratio:.0f}x**",
          "met" if epoch_ratio >= 10 else "MISSED"),
     ]
-    text = "\n".join([
+    publish(RESULTS, [
         "## Datasets (bench/bench_data.py)",
         "",
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}.",
@@ -212,9 +206,6 @@ def main() -> int:
         *(f"| {a} | {b} | {c} |" for a, b, c in rows),
         "",
     ])
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text, encoding="utf-8")
-    print(text)
     return 0 if disk_ratio >= 20 and epoch_ratio >= 10 else 1
 
 

@@ -26,6 +26,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from common import cpu_name, publish
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -36,12 +38,9 @@ WORDS = "a photo of red blue green circle square dog cat castle painting portrai
 
 
 def machine() -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     import torch
+
+    cpu = cpu_name()
 
     return (f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {cpu}, {os.cpu_count()} logical CPUs, "
             f"{torch.get_num_threads()} torch threads, Linux {platform.release()}, Python {platform.python_version()}, "
@@ -120,9 +119,7 @@ def main() -> None:
         "conditioning inference never produces. Half precision is the lossless-enough saving; the rest of a "
         "multi-megabyte cache was float32 and pickling.",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    publish(RESULTS, lines)
 
 
 if __name__ == "__main__":

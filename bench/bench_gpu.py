@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import publish
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -151,11 +153,9 @@ def main() -> None:
     from bench_embed import machine
 
     if not torch.cuda.is_available():
-        text = ("## GPU (bench/bench_gpu.py)\n\n" + machine() + ".\n\n"
-                "Skipped: no CUDA device on this machine. Run `bash bench/run.sh gpu` on a GPU box to fill this in.\n")
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(text)
-        print(text)
+        publish(RESULTS, ["## GPU (bench/bench_gpu.py)", "", machine() + ".", "",
+                          "Skipped: no CUDA device on this machine. Run `bash bench/run.sh gpu` on a GPU box to fill "
+                          "this in."])
         return
     device = torch.device("cuda", 0)
     name = torch.cuda.get_device_name(device)
@@ -187,9 +187,7 @@ def main() -> None:
         "encode_prompts. The guide: 9-10 embeds/s on an A6000; goal: above half the GPU's bf16 peak.", "",
         "| placement | batch | prompts/s | achieved | peak VRAM |", "| --- | --- | --- | --- | --- |", *embeds,
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    publish(RESULTS, lines)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import publish
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -199,9 +201,7 @@ def main() -> None:
         "never in memory while training (bench_gpu.py). floydtui's wall time also covers scanning, both caches, "
         "validation, the LoRA save and the load check, which the plain loop does not do.",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    publish(RESULTS, lines)
 
 
 if __name__ == "__main__":

@@ -336,9 +336,9 @@ def check_lora(lora: Path, unet, *, stage: int, model_id: str, flag: str) -> lis
     if bad:
         more = f" (and {len(bad) - 1} more mismatching key{'s' * (len(bad) > 2)})" if len(bad) > 1 else ""
         if stage == 1:
-            hint = (f"this LoRA was trained on another base model or is a stage II LoRA: pass the base it was "
-                    f"trained on with --base (its run's preset.toml says which), or give a stage II LoRA as "
-                    f"--stage2-lora")
+            hint = ("this LoRA was trained on another base model or is a stage II LoRA: pass the base it was "
+                    "trained on with --base (its run's preset.toml says which), or give a stage II LoRA as "
+                    "--stage2-lora")
         else:
             hint = ("this LoRA was trained on another stage II model or is a stage I LoRA: pass the model it was "
                     "trained on with --stage2, or give a stage I LoRA as --lora")

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import copy_captioned
 from floydtui.cli import main
 
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "add_k_proj", "add_v_proj"]
@@ -130,14 +131,9 @@ def test_the_png_is_what_the_guides_snippet_gives(tmp_path):
 
 
 def test_generate_from_a_real_tiny_run(tmp_path, repo):
-    import shutil
     from safetensors import safe_open
 
-    data = tmp_path / "data"
-    data.mkdir()
-    for png in sorted((repo / "examples/demo-data").glob("*.png"))[:4]:
-        shutil.copy(png, data)
-        shutil.copy(png.with_suffix(".txt"), data)
+    copy_captioned(sorted((repo / "examples/demo-data").glob("*.png"))[:4], tmp_path / "data")
     (tmp_path / "preset.toml").write_text(
         '[model]\nmodel_flavour = "i-medium-400m"\npretrained_model_name_or_path = "builtin:tiny-if-i"\n'
         '[training]\nlora_rank = 4\nlearning_rate = 1e-2\ntrain_batch_size = 2\nmax_train_steps = 3\n'

@@ -6,7 +6,6 @@ on the built-in tiny stage II model, at its real 256px output size.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import copy_captioned
 from floydtui.cli import main
 from floydtui.events import read_events
 
@@ -122,12 +122,7 @@ def write_stage2_preset(tmp_path: Path, *, steps: int = 4, training: str = "", v
 
     `training`, `validation` and `dataset` add lines to their table; `edits` replaces lines.
     """
-    data = tmp_path / "data"
-    if not data.exists():
-        data.mkdir()
-        for png in BIG if images is None else images:
-            shutil.copy(png, data / png.name)
-            shutil.copy(png.with_suffix(".txt"), data / png.with_suffix(".txt").name)
+    copy_captioned(BIG if images is None else images, tmp_path / "data")
     path = tmp_path / name
     path.write_text(f"""
 [model]

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import copy_captioned
 from floydtui.config.preset import load_preset
 from floydtui.errors import FloydError
 from floydtui.events import EventWriter, read_events
@@ -29,12 +30,7 @@ ALL_EVENTS = {"run_start", "phase", "progress", "step", "validation", "checkpoin
 def write_preset(tmp_path: Path, *, images: int = 8, steps: int = 4, model: str = "builtin:tiny-if-i",
                  training: str = "", name: str = "preset.toml") -> Path:
     """A preset on a few of the demo images at 32px, output and cache inside tmp_path."""
-    data = tmp_path / "data"
-    if not data.exists():
-        data.mkdir()
-        for png in sorted((REPO / "examples" / "demo-data").glob("*.png"))[:images]:
-            shutil.copy(png, data / png.name)
-            shutil.copy(png.with_suffix(".txt"), data / png.with_suffix(".txt").name)
+    copy_captioned(sorted((REPO / "examples" / "demo-data").glob("*.png"))[:images], tmp_path / "data")
     path = tmp_path / name
     path.write_text(f"""
 [model]

@@ -37,9 +37,9 @@ def model_card(preset: Any, *, base_model: str, note: str, steps: int, world_siz
         "",
     ]
     if stage == 2:
-        lines += [f"Stage II upscales a 64px image 4x: `pipe(image=stage_one_images, prompt_embeds=..., "
-                  f"negative_prompt_embeds=..., noise_level=250)`. DeepFloyd's stage II repos hold no text "
-                  f"encoder: encode prompts with the stage I pipeline and pass its embeds.",
+        lines += ["Stage II upscales a 64px image 4x: `pipe(image=stage_one_images, prompt_embeds=..., "
+                  "negative_prompt_embeds=..., noise_level=250)`. DeepFloyd's stage II repos hold no text "
+                  "encoder: encode prompts with the stage I pipeline and pass its embeds.",
                   "",
                   f"Trained with `stage2_conditioning = \"{t['stage2_conditioning']}\"`: " +
                   ("the UNet saw the upscaled 64px image noised at a random noise level, as "
