@@ -35,6 +35,9 @@ class EventWriter:
             self._file = open(self.path, "a", encoding="utf-8")
 
     def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
+        # the names are the contract (DESIGN.md section 7) that watchers read: a new one is a bug here
+        if type_ not in EVENT_TYPES or (type_ == "phase" and fields.get("name") not in PHASES):
+            raise ValueError(f"not a contract event: {type_} {fields.get('name', '')}".strip())
         event = {"t": round(time.time(), 3), "type": type_, **fields}
         if not self.enabled:
             return event

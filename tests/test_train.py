@@ -21,10 +21,10 @@ import torch
 from helpers import copy_captioned
 from floydtui.config.preset import load_preset
 from floydtui.errors import FloydError
-from floydtui.events import EventWriter, read_events
+from floydtui.events import EVENT_TYPES, EventWriter, read_events
 
 REPO = Path(__file__).resolve().parent.parent
-ALL_EVENTS = {"run_start", "phase", "progress", "step", "validation", "checkpoint", "warning", "error", "run_end"}
+ALL_EVENTS = set(EVENT_TYPES)
 
 
 def write_preset(tmp_path: Path, *, images: int = 8, steps: int = 4, model: str = "builtin:tiny-if-i",

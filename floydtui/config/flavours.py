@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # T5 v1.1 XXL's encoder, shared by every stage (DESIGN.md section 4).
-TEXT_ENCODER_ID = "DeepFloyd/t5-v1_1-xxl"
 TEXT_ENCODER_PARAMS = 4_760_000_000
 TEXT_MAX_LENGTH = 77
 
@@ -74,10 +73,6 @@ FLAVOURS: dict[str, Flavour] = {
 }
 
 FLAVOUR_NAMES = tuple(FLAVOURS)
-
-
-def get_flavour(name: str) -> Flavour:
-    return FLAVOURS[name]
 
 
 def stage_of_model_id(model_id: str) -> int | None:

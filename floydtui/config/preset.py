@@ -120,11 +120,6 @@ class Preset:
     def text_embeds_cache_dir(self) -> Path:
         return self.path(self.text_embeds_dataset["cache_dir"])
 
-    def get(self, key: str) -> Any:
-        """A key's resolved value by name alone (keys are unique across tables)."""
-        table, _ = FIELD_BY_KEY[key]
-        return getattr(self, table)[key]
-
     # ---- writing -------------------------------------------------------
     def to_dict(self, absolute_paths: bool = False) -> dict[str, Any]:
         """The raw tables as written (defaults not filled), ready for TOML."""
