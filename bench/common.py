@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import platform
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo, when run as a script
 
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo, else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from floydtui.hardware.devices import cpu_name  # noqa: E402,F401  (the one reader of /proc/cpuinfo)
 
 
 def publish(path: Path, lines: list[str]) -> None:

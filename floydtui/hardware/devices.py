@@ -243,7 +243,7 @@ def _mps_devices() -> list[Device]:
 def cpu_device() -> Device:
     """This machine's CPU with its RAM: where training runs when there is no GPU."""
     total, free = system_memory_mib()
-    return Device(_cpu_name(), "cpu", total, free, 0)
+    return Device(cpu_name(), "cpu", total, free, 0)
 
 
 def system_memory_mib() -> tuple[int, int]:
@@ -267,7 +267,8 @@ def system_memory_mib() -> tuple[int, int]:
     return total, free
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), for the CPU device and the benchmarks' machine lines."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
