@@ -4,7 +4,7 @@
    the prompt and a content hash) against `torch.save` of a float32 [1, 77, 4096] tensor per
    prompt, the multi-megabyte kind of cache the guide complains about.
 2. Prompts/s encoding in batches of `embed_batch_size` (16) against one prompt at a time,
-   through the same code (floydtui.train.embed_cache.encode_prompts) and the same encoder.
+   through the same code (floydtui.train.sampling.encode_prompts) and the same encoder.
 
 The encoder is a T5 encoder with T5-XXL's width (d_model 4096, 64 heads, d_ff 10240, 32128
 tokens) built from its config with random weights, but with 1 layer instead of 24 so it runs
@@ -62,7 +62,8 @@ def main() -> None:
     import torch
     from transformers import AutoTokenizer, T5Config, T5EncoderModel
 
-    from floydtui.train.embed_cache import TextEmbedCache, encode_prompts
+    from floydtui.train.embed_cache import TextEmbedCache
+    from floydtui.train.sampling import encode_prompts
     from floydtui.train.models import quiet_libraries
     from floydtui.train.tiny import ensure_builtin
 
@@ -71,22 +72,22 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(ensure_builtin("builtin:tiny-if-i"), subfolder="tokenizer")
     encoder = T5EncoderModel(T5Config(num_layers=1, **XXL)).eval()
     texts = prompts(args.prompts)
-    encode_prompts(tokenizer, encoder, texts[:2], "cpu")  # warm-up: first-call allocations
+    encode_prompts(tokenizer, encoder, texts[:2], "cpu", clean_caption=True)  # warm-up: first-call allocations
 
     start = time.perf_counter()
-    single = [encode_prompts(tokenizer, encoder, [t], "cpu")[0][0] for t in texts]
+    single = [encode_prompts(tokenizer, encoder, [t], "cpu", clean_caption=True)[0][0] for t in texts]
     one_at_a_time = time.perf_counter() - start
     start = time.perf_counter()
     batched = []
     for i in range(0, len(texts), args.batch):
-        out, _ = encode_prompts(tokenizer, encoder, texts[i:i + args.batch], "cpu")
+        out, _ = encode_prompts(tokenizer, encoder, texts[i:i + args.batch], "cpu", clean_caption=True)
         batched.extend(out)
     in_batches = time.perf_counter() - start
     same = max(float((a - b).abs().max()) for a, b in zip(single, batched))
 
     with tempfile.TemporaryDirectory() as tmp:
         cache = TextEmbedCache(Path(tmp) / "cache", "bench-t5-xxl-width", torch.bfloat16)
-        _, tokens = encode_prompts(tokenizer, encoder, texts[:1], "cpu")
+        _, tokens = encode_prompts(tokenizer, encoder, texts[:1], "cpu", clean_caption=True)
         entry = cache.save(texts[0], batched[0], tokens[0]).stat().st_size
         buffer = io.BytesIO()
         torch.save(batched[0][None].float().clone(), buffer)

@@ -12,7 +12,7 @@
 2. The embed cache on a T5-XXL-encoder-sized model (24 layers, d_model 4096, 64 heads,
    d_ff 10240; 4.76B parameters) with random weights in bf16: prompts/s and peak VRAM with
    the encoder on the GPU and streamed from CPU memory (accelerate's cpu_offload), through
-   floydtui.train.embed_cache.encode_prompts. The guide's figure: 9-10 embeds/s on an
+   floydtui.train.sampling.encode_prompts. The guide's figure: 9-10 embeds/s on an
    A6000; the goal: above half the GPU's bf16 peak (the achieved TFLOP/s are reported).
 
 Run: .venv/bin/python bench/bench_gpu.py [--quick]
@@ -107,7 +107,7 @@ def embed_run(device, *, placement: str, prompts: int, batch: int, layers: int =
     import torch
     from transformers import AutoTokenizer, T5Config, T5EncoderModel
 
-    from floydtui.train.embed_cache import encode_prompts
+    from floydtui.train.sampling import encode_prompts
     from floydtui.train.tiny import ensure_builtin
     from bench_embed import prompts as make_prompts
 
@@ -125,13 +125,13 @@ def embed_run(device, *, placement: str, prompts: int, batch: int, layers: int =
             torch.cuda.empty_cache()
         cpu_offload(encoder, execution_device=device)
     texts = make_prompts(prompts)
-    encode_prompts(tokenizer, encoder, texts[:batch], device)  # warm-up
+    encode_prompts(tokenizer, encoder, texts[:batch], device, clean_caption=True)  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     for i in range(0, len(texts), batch):
-        out, _ = encode_prompts(tokenizer, encoder, texts[i:i + batch], device)
+        out, _ = encode_prompts(tokenizer, encoder, texts[i:i + batch], device, clean_caption=True)
         out.cpu()
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0

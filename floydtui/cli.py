@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     doc = sub.add_parser("doctor", help="devices and memory estimates")
     doc.add_argument("--json", action="store_true")
 
+    from floydtui.config.flavours import GUIDANCE
+
     gen = sub.add_parser("generate", help="images from a base model + LoRA")
     gen.add_argument("--base", help="base model: hub id, folder or builtin:tiny-if-i")
     gen.add_argument("--lora", help="LoRA file or run directory")
@@ -87,13 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--prompt", action="append", default=[], help="prompt (repeatable)")
     gen.add_argument("--negative-prompt", default="")
     gen.add_argument("--steps", type=int, default=50)
-    gen.add_argument("--guidance", type=float, default=7.0)
+    gen.add_argument("--guidance", type=float, default=GUIDANCE[1], help="stage I guidance (IFPipeline's default)")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--size", default=None, help="WxH of the stage I image (default: the native size)")
     gen.add_argument("--num-images", type=int, default=1)
     gen.add_argument("--stage2", help="stage II model to upscale with")
     gen.add_argument("--stage2-lora", help="LoRA for the stage II model")
     gen.add_argument("--stage2-steps", type=int, default=50)
+    gen.add_argument("--stage2-guidance", type=float, default=GUIDANCE[2],
+                     help="stage II guidance (IFSuperResolutionPipeline's default)")
+    gen.add_argument("--image", help="upscale this image with --stage2 alone, instead of a --base image")
+    clean = gen.add_mutually_exclusive_group()
+    clean.add_argument("--clean-caption", dest="clean_caption", action="store_true", default=None,
+                       help="clean prompts as IFPipeline does by default (the default; with --run, the run's "
+                            "clean_caption)")
+    clean.add_argument("--no-clean-caption", dest="clean_caption", action="store_false",
+                       help="only lower-case and strip prompts (clean_caption = false)")
     gen.add_argument("--no-preview", action="store_true", help="do not draw the images in the terminal")
     gen.add_argument("-o", "--output", required=True, help="folder for the PNGs")
     return p

@@ -326,7 +326,7 @@ def test_full_finetune_runs_use_their_unet(tmp_path):
 
 
 def test_generate_modules_import_no_torch():
-    code = ("import sys, floydtui.generate, floydtui.commands.generate, floydtui.cli; "
+    code = ("import sys, floydtui.train.generate, floydtui.commands.generate, floydtui.cli; "
             "floydtui.cli.build_parser().parse_args(['generate', '--base', 'b', '--prompt', 'p', '-o', 'o']); "
             "print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'textual') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -187,7 +187,8 @@ def test_a_stage_two_run_end_to_end_resumes_and_its_lora_loads_with_the_upscaler
 
     from floydtui.train.embed_cache import TextEmbedCache, encoder_identity
     from floydtui.train.models import validation_scheduler
-    from floydtui.train.validation import STAGE2_NOISE_LEVEL, eval_views
+    from floydtui.train.sampling import STAGE2_NOISE_LEVEL
+    from floydtui.train.validation import eval_views
 
     preset = write_stage2_preset(tmp_path)
     assert main(["run", str(preset), "--json"]) == 0
@@ -272,7 +273,7 @@ def _lora(run: Path) -> dict:
 
 
 def test_a_bare_stage_two_lora_file_is_refused_for_stage_one_by_its_header(tmp_path, tiny_ii, capsys):
-    from floydtui.generate import lora_origin
+    from floydtui.train.generate import lora_origin
     from floydtui.train.lora import save_lora, setup_trainable
     from floydtui.train.models import load_unet
 

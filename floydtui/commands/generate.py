@@ -1,6 +1,6 @@
 """`floydtui generate`: images from a base model + LoRA, saved as PNG and previewed in the terminal.
 
-This module turns flags into a `floydtui.generate.Request` (every flag problem reported at
+This module turns flags into a `floydtui.train.generate.Request` (every flag problem reported at
 once, exit 2) and draws each image as it is saved; the engine does the rest. Progress goes to
 stderr, saved paths and previews to stdout.
 """
@@ -15,7 +15,7 @@ from floydtui.errors import FloydError, Problem
 
 def build_request(args: argparse.Namespace):
     """The engine's Request from parsed flags; FloydError listing every problem found."""
-    from floydtui.generate import Request, find_lora_file, parse_size, read_run
+    from floydtui.train.generate import Request, find_lora_file, parse_size, read_run, recorded_clean_caption
 
     problems: list[Problem] = []
 
@@ -34,9 +34,19 @@ def build_request(args: argparse.Namespace):
                         ("--num-images", args.num_images)):
         if value < 1:
             problems.append(Problem(f"{flag} {value} must be at least 1", where=flag, hint=f"e.g. {flag} 30"))
-    if args.guidance < 0:
-        problems.append(Problem(f"--guidance {args.guidance} is negative", where="--guidance",
-                                hint="IF's usual value is 7; 1 or less turns classifier-free guidance off"))
+    for flag, value in (("--guidance", args.guidance), ("--stage2-guidance", args.stage2_guidance)):
+        if value < 0:
+            problems.append(Problem(f"{flag} {value} is negative", where=flag,
+                                    hint="IF's usual values are 7 (stage I) and 4 (stage II); 1 or less turns "
+                                         "classifier-free guidance off"))
+    image = Path(args.image).expanduser() if args.image else None
+    if image is not None and not image.is_file():
+        problems.append(Problem(f"--image {image}: no such file", where="--image",
+                                hint="give the PNG to upscale, e.g. a stage I image floydtui generate saved"))
+    if image is not None and (args.base or args.size):
+        flag = "--base" if args.base else "--size"
+        problems.append(Problem(f"--image is upscaled by stage II alone; {flag} would make a stage I image to "
+                                "compete with it", where=flag, hint=f"drop {flag}, or drop --image"))
     size = attempt(parse_size, args.size) if args.size is not None else None
     output = Path(args.output).expanduser()
     if output.exists() and not output.is_dir():
@@ -65,22 +75,29 @@ def build_request(args: argparse.Namespace):
                                         "would compete with it", where=flag, hint=f"drop {flag}, or drop --run"))
         stage2, stage2_lora, stage2_unet = run.base, run.lora, run.unet
         flags.update(stage2="--run", stage2_lora="--run")
-        if not args.base:
+        if not args.base and image is None:
             problems.append(Problem(f"{run.folder} is a stage II (upscaler) run: it needs a stage I image to upscale",
                                     where="--base", hint="add the stage I model, e.g. --base DeepFloyd/IF-I-M-v1.0 "
                                                          "(and its LoRA with --lora)"))
-    elif not args.run and not args.base:
+    elif not args.run and not args.base and image is None:
         problems.append(Problem("no model: give --base MODEL or --run RUN_DIR", where="--base",
                                 hint="e.g. --base DeepFloyd/IF-I-M-v1.0 --lora output/my-lora, or "
                                      "--run output/my-lora, or --base builtin:tiny-if-i to try it"))
+    if image is not None and not stage2:
+        problems.append(Problem("--image needs --stage2 MODEL (or --run of a stage II run) to upscale it",
+                                where="--image", hint="add e.g. --stage2 DeepFloyd/IF-II-M-v1.0"))
     if args.stage2_lora and not stage2:
         problems.append(Problem("--stage2-lora needs --stage2 MODEL, the stage II model it was trained on",
                                 where="--stage2-lora", hint="add e.g. --stage2 DeepFloyd/IF-II-M-v1.0"))
     if problems:
         raise FloydError(problems)
+    clean_caption = args.clean_caption
+    if clean_caption is None:  # the setting the LoRA was trained with: the run's preset, else the file's header
+        clean_caption = run.clean_caption if run else recorded_clean_caption(lora or stage2_lora)
     return Request(base=base, prompts=prompts, output=output, lora=lora, negative_prompt=args.negative_prompt,
                    steps=args.steps, guidance=args.guidance, seed=args.seed, size=size, num_images=args.num_images,
-                   stage2=stage2, stage2_lora=stage2_lora, stage2_steps=args.stage2_steps, revision=revision,
+                   stage2=stage2, stage2_lora=stage2_lora, stage2_steps=args.stage2_steps,
+                   stage2_guidance=args.stage2_guidance, image=image, clean_caption=clean_caption, revision=revision,
                    variant=variant, unet=unet, stage2_unet=stage2_unet, run=run.folder if run else None, flags=flags)
 
 
@@ -88,7 +105,7 @@ def main(args: argparse.Namespace) -> int:
     """Generate, save and preview; 0 done, 1 out of memory, 2 bad flags (raised as FloydError)."""
     from rich.console import Console
 
-    from floydtui.generate import STAGE_NAMES, generate
+    from floydtui.train.generate import STAGE_NAMES, generate
     from floydtui.preview import colour_enabled, render
 
     from floydtui.train.models import quiet_libraries

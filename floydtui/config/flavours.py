@@ -12,6 +12,10 @@ from dataclasses import dataclass
 TEXT_ENCODER_PARAMS = 4_760_000_000
 TEXT_MAX_LENGTH = 77
 
+# The pipelines' own guidance defaults: IFPipeline 7.0, IFSuperResolutionPipeline 4.0 (IF's model card).
+# validation_guidance = "auto" and `floydtui generate` both take them from here.
+GUIDANCE = {1: 7.0, 2: 4.0}
+
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = {"builtin:tiny-if-i": 1, "builtin:tiny-if-ii": 2}
 

@@ -24,7 +24,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from floydtui.config.flavours import BUILTIN_MODELS, BUILTIN_PREFIX, FLAVOURS, Flavour, stage_of_model_id
+from floydtui.config.flavours import BUILTIN_MODELS, BUILTIN_PREFIX, FLAVOURS, GUIDANCE, Flavour, stage_of_model_id
 from floydtui.config.resolution import parse_validation_resolution
 from floydtui.config.schema import (
     AUTO,
@@ -362,6 +362,8 @@ def _resolve_auto(model: dict, training: dict, validation: dict, flavour: Flavou
         training["lora_alpha"] = training["lora_rank"]
     if validation["validation_resolution"] == AUTO:
         validation["validation_resolution"] = str(flavour.native_resolution)
+    if validation["validation_guidance"] == AUTO:
+        validation["validation_guidance"] = GUIDANCE[flavour.stage]
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")

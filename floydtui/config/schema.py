@@ -111,6 +111,9 @@ TRAINING_FIELDS = [
        "Where T5 runs while caching embeds: gpu, stream (layers from CPU memory), cpu; auto picks.",
        choices=(AUTO, "gpu", "stream", "cpu"), simpletuner=False),
     _f("embed_batch_size", int, 16, "Prompts encoded per batch while caching embeds.", min=1, max=1024, simpletuner=False),
+    _f("clean_caption", bool, True, "Clean captions as IFPipeline does by default (URLs, HTML, punctuation) "
+       "before T5; false only lower-cases and strips. Training, validation and generate all use it.",
+       simpletuner=False),
     _f("stage2_conditioning", str, "pipeline",
        "Stage II input: pipeline (noised upscaled 64px image, class_labels=noise_level, as inference "
        "does) or timesteps (the reference trainers' way).", choices=("pipeline", "timesteps"), simpletuner=False),
@@ -126,7 +129,8 @@ VALIDATION_FIELDS = [
     _f("validation_negative_prompt", str, "", "Negative prompt for validation."),
     _f("validation_steps", int, 100, "Validate every N steps; 0 = only at the end.", min=0),
     _f("validation_num_inference_steps", int, 30, "Denoising steps per validation image.", min=1, max=1000),
-    _f("validation_guidance", NUM, 7.0, "Classifier-free guidance scale.", min=0),
+    _f("validation_guidance", NUM, AUTO, "Classifier-free guidance scale; auto = the pipeline's default (7 for "
+       "stage I, 4 for stage II), what `floydtui generate` uses.", min=0),
     _f("validation_seed", int, 0, "Seed of validation images (fixed, so steps compare).", min=0),
     _f("num_eval_images", int, 4, "Stage II: eval images taken from each dataset.", min=0, max=1000),
 ]

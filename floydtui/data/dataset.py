@@ -91,6 +91,9 @@ class TrainingData:
             for ds in preset.image_datasets]
         self._recheck()
         self._fill_pixel_cache()
+        from floydtui.train.caption_length import add_caption_length
+
+        add_caption_length(self.scans, preset)  # warns of captions over 77 T5 tokens, as check and scan do
         self.records: list[ImageRecord] = [_image_record(r, s.settings) for s in self.scans for r in s.usable]
         self.warnings: list[Problem] = [p for s in self.scans for p in s.problems if not p.is_error]
         self._by_bucket: dict[tuple[int, int], list[int]] = {}

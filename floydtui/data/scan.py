@@ -75,6 +75,7 @@ class DatasetScan:
     seconds: float = 0.0
     unlisted: list[str] = field(default_factory=list)  # subfolders that could not be listed
     loops: list[str] = field(default_factory=list)  # folders reached twice through links
+    caption_tokens: Any = None  # train.caption_length.CaptionTokens, once counted
 
     @property
     def id(self) -> str:
@@ -115,6 +116,8 @@ class DatasetScan:
             lines.append("  buckets: " + ", ".join(f"{w}x{h}: {n}" for (w, h), n in sorted(self.buckets.items())))
         if self.coverage is not None and s.crop:
             lines.append(f"  crops keep {self.coverage:.0%} of the scene on average")
+        if self.caption_tokens is not None:
+            lines.append(f"  {self.caption_tokens.summary()}")
         return lines
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,7 +126,8 @@ class DatasetScan:
                 "usable": len(self.usable), "skipped": dict(self.skipped_by_reason),
                 "downsampled": self.downsampled,
                 "buckets": {f"{w}x{h}": n for (w, h), n in sorted(self.buckets.items())},
-                "coverage": round(self.coverage, 4) if self.coverage is not None else None}
+                "coverage": round(self.coverage, 4) if self.coverage is not None else None,
+                "caption_tokens": self.caption_tokens.to_dict() if self.caption_tokens is not None else None}
 
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -135,6 +139,9 @@ def scan_preset(preset: Any, resolution: int | None = None) -> list[DatasetScan]
                           flavour=preset.flavour.name)
              for ds in preset.image_datasets]
     add_bucket_problems(scans, preset.training["train_batch_size"])
+    from floydtui.train.caption_length import add_caption_length
+
+    add_caption_length(scans, preset)
     return scans
 
 

@@ -17,6 +17,8 @@ def model_card(preset: Any, *, base_model: str, note: str, steps: int, world_siz
     stage = preset.stage
     pipeline = "IFPipeline" if stage == 1 else "IFSuperResolutionPipeline"
     t = preset.training
+    clean = "True" if t["clean_caption"] else "False"
+    prompt = preset.validation_prompt_list[0].replace('"', "'") if stage == 1 else "a prompt"
     lines = [
         f"# DeepFloyd IF stage {'I' if stage == 1 else 'II'} LoRA",
         "",
@@ -33,7 +35,15 @@ def model_card(preset: Any, *, base_model: str, note: str, steps: int, world_siz
         f'pipe.load_lora_weights("{preset.output_dir}")',
         "# IF's inference scheduler setting (the guide's line):",
         'pipe.scheduler = pipe.scheduler.__class__.from_config(pipe.scheduler.config, variance_type="fixed_small")',
+        *([f'image = pipe("{prompt}", clean_caption={clean})[0]'] if stage == 1 else [
+            "# prompt embeds from the stage I pipeline, with the captions' preprocessing of this run:",
+            f'prompt_embeds, negative_embeds = stage_1.encode_prompt("{prompt}", clean_caption={clean})']),
         "```",
+        "",
+        f"The captions were preprocessed with `clean_caption = {str(t['clean_caption']).lower()}`"
+        + (" (IFPipeline's default: URLs, HTML and odd punctuation removed, lower case)" if t["clean_caption"] else
+           " (lower case and stripped only)") + ": pass the same `clean_caption` at inference, as above, so the "
+        "LoRA sees the text it was trained on. `floydtui generate --run` does.",
         "",
     ]
     if stage == 2:
@@ -50,7 +60,7 @@ def model_card(preset: Any, *, base_model: str, note: str, steps: int, world_siz
     if t["use_bitfit"]:
         lines += ["BitFit biases trained too: they are in `bitfit_biases.safetensors`, which "
                   "`load_lora_weights` does not read. Apply them with "
-                  "`floydtui.train.models.load_lora(pipe, OUTPUT_DIR)` (it loads both) or `floydtui generate`.", ""]
+                  "`floydtui.train.sampling.load_lora(pipe, OUTPUT_DIR)` (it loads both) or `floydtui generate`.", ""]
     lines += ["## Settings", "", "| key | value |", "| --- | --- |"]
     lines += [f"| {k} | `{t[k]}` |" for k in (*_SETTINGS, *(("stage2_conditioning",) if stage == 2 else ()))]
     if validation_images:

@@ -14,7 +14,7 @@ import re
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from floydtui.errors import FloydError
 from floydtui.fsutil import atomic_dir
@@ -60,8 +60,11 @@ def remove_partial(output_dir: Path) -> list[Path]:
 
 
 def save_checkpoint(output_dir: Path, position: Position, *, trainable: dict, optimizer, lr_scheduler,
-                    fingerprint: dict[str, Any], limit: int) -> Path:
-    """Write a checkpoint atomically and prune the oldest beyond `limit`."""
+                    fingerprint: dict[str, Any], limit: int, write_lora: Callable[[Path], Any] | None = None) -> Path:
+    """Write a checkpoint atomically and prune the oldest beyond `limit`.
+
+    `write_lora` writes the LoRA of this step into the folder (inside the same atomic rename).
+    """
     import numpy as np
     import torch
     from safetensors.torch import save_file
@@ -72,6 +75,8 @@ def save_checkpoint(output_dir: Path, position: Position, *, trainable: dict, op
         torch.save({"optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
                     "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
                             "python": random.getstate()}}, tmp / "training_state.pt")
+        if write_lora:
+            write_lora(tmp)
         (tmp / STATE_FILE).write_text(json.dumps({**asdict(position), "fingerprint": fingerprint}, indent=2))
     for old in list_checkpoints(output_dir)[:-limit]:
         shutil.rmtree(old, ignore_errors=True)

@@ -1,13 +1,15 @@
 """The text-embed cache: every prompt through T5 once, then never again.
 
 One safetensors file per unique prompt, named by a hash of (encoder identity, max length,
-dtype, prompt), so a cache folder can be shared between runs, presets and models without
-mix-ups. An entry holds `prompt_embeds` [77, D] exactly as IFPipeline.encode_prompt gives
-them to the UNet (77 tokens, T5 given the attention mask), stored in the training dtype
-(bf16 by default: half a float32 `torch.save`), with the prompt, its token count and a
-sha256 of the tensor bytes in the header. All 77 rows are kept: T5's outputs at padded
-positions are not zero, and IF's UNet attends to them without a mask, so dropping them
-would train on a conditioning that inference never sees.
+dtype, preprocessing, prompt), so a cache folder can be shared between runs, presets and
+models without mix-ups, and a changed `clean_caption` never reuses an entry. An entry holds
+`prompt_embeds` [77, D] exactly as IFPipeline.encode_prompt gives them to the UNet (the
+caption run through the pipeline's own preprocessing, 77 tokens, T5 given the attention
+mask), stored in the training dtype (bf16 by default: half a float32 `torch.save`), with the
+prompt, the preprocessing, its token count and a sha256 of the tensor bytes in the header.
+All 77 rows are kept: T5's outputs at padded positions are not zero, and IF's UNet attends
+to them without a mask, so dropping them would train on a conditioning that inference never
+sees.
 
 Reading checks the header and the hash; a truncated or altered entry is reported and
 encoded again. Entries are written atomically, so a killed run never leaves a half file.
@@ -25,9 +27,9 @@ from typing import Any, Iterable
 from floydtui.errors import FloydError
 from floydtui.fsutil import atomic_path
 from floydtui.train.models import load_text_encoder
+from floydtui.train.sampling import MAX_LENGTH, encode_prompts, preprocessing_name
 
-FORMAT = "floydtui-text-embed-v1"
-MAX_LENGTH = 77  # IF's prompt length (IFPipeline.encode_prompt)
+FORMAT = "floydtui-text-embed-v2"  # v2: the preprocessing is part of the key and the header
 
 
 def encoder_identity(model_dir: Path) -> str:
@@ -53,17 +55,20 @@ def encoder_identity(model_dir: Path) -> str:
 
 
 class TextEmbedCache:
-    """Cached prompt embeddings in one folder, for one encoder and dtype."""
+    """Cached prompt embeddings in one folder, for one encoder, dtype and preprocessing (`clean_caption`)."""
 
-    def __init__(self, folder: Path, encoder_id: str, dtype, max_length: int = MAX_LENGTH) -> None:
+    def __init__(self, folder: Path, encoder_id: str, dtype, max_length: int = MAX_LENGTH, *,
+                 clean_caption: bool = True) -> None:
         self.folder = Path(folder)
         self.encoder_id = encoder_id
         self.dtype = dtype
         self.max_length = max_length
+        self.clean_caption = clean_caption
+        self.preprocessing = preprocessing_name(clean_caption)
         self._memo: dict[str, Any] = {}
 
     def key(self, prompt: str) -> str:
-        text = json.dumps([self.encoder_id, self.max_length, str(self.dtype), prompt])
+        text = json.dumps([self.encoder_id, self.max_length, str(self.dtype), self.preprocessing, prompt])
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def path(self, prompt: str) -> Path:
@@ -75,7 +80,8 @@ class TextEmbedCache:
         from safetensors.torch import save_file
 
         t = embeds.detach().to("cpu", self.dtype).contiguous()
-        meta = {"format": FORMAT, "prompt": prompt, "encoder": self.encoder_id, "max_length": str(self.max_length),
+        meta = {"format": FORMAT, "prompt": prompt, "preprocessing": self.preprocessing,
+                "encoder": self.encoder_id, "max_length": str(self.max_length),
                 "dtype": str(self.dtype), "tokens": str(tokens), "sha256": _tensor_sha256(t)}
         with atomic_path(self.path(prompt)) as tmp:
             save_file({"prompt_embeds": t}, str(tmp), metadata=meta)
@@ -94,7 +100,8 @@ class TextEmbedCache:
                 t = f.get_tensor("prompt_embeds")
         except Exception as e:  # safetensors raises several types for cut or garbled files
             raise CacheEntryError(path, f"unreadable ({type(e).__name__}: {e})") from None
-        if meta.get("format") != FORMAT or meta.get("prompt") != prompt:
+        if meta.get("format") != FORMAT or meta.get("prompt") != prompt or \
+                meta.get("preprocessing") != self.preprocessing:
             raise CacheEntryError(path, "its header does not match the prompt it is named for")
         if t.dtype != self.dtype or t.shape[0] != self.max_length or meta.get("sha256") != _tensor_sha256(t):
             raise CacheEntryError(path, "its content hash does not match (altered or corrupted)")
@@ -143,18 +150,6 @@ def _tensor_sha256(t) -> str:
     import torch
 
     return hashlib.sha256(t.contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
-
-
-def encode_prompts(tokenizer, encoder, prompts: list[str], device) -> tuple[Any, list[int]]:
-    """T5 embeds of prompts as IFPipeline.encode_prompt makes them: ([B, 77, D], token counts)."""
-    import torch
-
-    inputs = tokenizer(prompts, padding="max_length", max_length=MAX_LENGTH, truncation=True,
-                       add_special_tokens=True, return_tensors="pt")
-    mask = inputs.attention_mask.to(device)
-    with torch.no_grad():
-        out = encoder(inputs.input_ids.to(device), attention_mask=mask)[0]
-    return out, mask.sum(dim=1).tolist()
 
 
 def place_encoder(encoder, placement: str, events=None):
@@ -229,7 +224,7 @@ def build_cache(cache: TextEmbedCache, prompts: list[str], model_dir: Path, *, p
         start, done = time.perf_counter(), 0
         for i in range(0, len(mine), batch_size):
             chunk = mine[i:i + batch_size]
-            embeds, tokens = encode_prompts(tokenizer, encoder, chunk, device)
+            embeds, tokens = encode_prompts(tokenizer, encoder, chunk, device, cache.clean_caption)
             for prompt, e, n in zip(chunk, embeds, tokens):
                 cache.save(prompt, e, n)
             done += len(chunk)

@@ -3,7 +3,7 @@
 `use_bitfit` adds the UNet's own biases to what trains, beside the LoRA adapters. diffusers'
 LoRA format has no place for a base layer's bias, so the trained biases go into their own
 file, `bitfit_biases.safetensors`, next to `pytorch_lora_weights.safetensors`;
-`floydtui.train.models.load_lora` applies both (plain `load_lora_weights` applies the LoRA
+`floydtui.train.sampling.load_lora` applies both (plain `load_lora_weights` applies the LoRA
 only). `model_type = "full"` trains every UNet weight and saves the whole UNet.
 """
 

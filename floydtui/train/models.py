@@ -2,7 +2,7 @@
 
 Every kind of model id ends as a local folder laid out by `save_pretrained` (model_index.json,
 unet/, scheduler/, text_encoder/, tokenizer/), and everything after that goes through the
-same loaders. `floydtui generate` uses `load_pipeline` and `load_lora` too.
+same loaders. `floydtui generate` uses `load_pipeline` too.
 """
 
 from __future__ import annotations
@@ -178,32 +178,6 @@ def load_pipeline(folder: Path, stage: int, *, unet=None, dtype=None, variant: s
     pipe = cls.from_pretrained(folder, dtype=dtype, variant=weight_variant(folder, variant), **extra)
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-def load_lora(pipe, lora: str | Path, state_dict: dict | None = None) -> None:
-    """Load a LoRA (a run directory or its .safetensors file) into a pipeline, diffusers' way.
-
-    BitFit biases saved beside it (bitfit_biases.safetensors) are applied too. A `state_dict`
-    (the file's tensors under other key names) is loaded in place of the file itself.
-    """
-    from floydtui.train.lora import BITFIT_FILE, LORA_FILE, apply_bitfit
-
-    lora = Path(lora)
-    if lora.is_dir():
-        if not (lora / LORA_FILE).is_file():
-            raise FloydError.one(f"{lora} holds no {LORA_FILE}",
-                                 hint="pass a finished run directory or the .safetensors file itself")
-        folder, name = lora, LORA_FILE
-    elif lora.is_file():
-        folder, name = lora.parent, lora.name
-    else:
-        raise FloydError.one(f"no such LoRA: {lora}", hint="pass a run directory or a .safetensors file")
-    if state_dict is None:
-        pipe.load_lora_weights(str(folder), weight_name=name)
-    else:
-        pipe.load_lora_weights(state_dict)
-    if (folder / BITFIT_FILE).is_file():
-        apply_bitfit(pipe.unet, folder / BITFIT_FILE)
 
 
 def quiet_libraries() -> None:

@@ -1,8 +1,9 @@
 """The training run: scan, embed cache, the loop, checkpoints, validation, the LoRA.
 
-`train()` sets everything up and then runs a loop whose step fits on one screen (batch,
-noise, timesteps, forward, loss, backward, step); the cache, checkpoints, validation and
-events are called from the loop, not woven into it.
+`setup()` builds everything into a `Run` (data, models, embed cache, optimizer, position);
+`_train` is then a short loop over `train_step(run, ...)`, whose step fits on one screen
+(batch, noise, timesteps, forward, loss, backward, step); `save_checkpoint(run)`,
+`validate(run)` and the events are called from the loop, not woven into it.
 
 Randomness is per step: noise, timesteps, caption dropout and LoRA dropout come from a
 generator seeded by (seed, step, micro-batch, rank), and the data order from (seed, epoch).
@@ -289,10 +290,15 @@ def save_checkpoint(run: Run) -> None:
     step = run.position.step
     run.guard.check(f"checkpoint-{step:06d}")
     if run.main:
-        path = ckpt.save_checkpoint(run.out, run.position,
-                                    trainable=trainable_state_dict(run.accelerator.unwrap_model(run.unet)),
+        bare = run.accelerator.unwrap_model(run.unet)
+        path = ckpt.save_checkpoint(run.out, run.position, trainable=trainable_state_dict(bare),
                                     optimizer=run.optimizer, lr_scheduler=run.lr_scheduler,
-                                    fingerprint=run.fingerprint, limit=run.preset.training["checkpoints_total_limit"])
+                                    fingerprint=run.fingerprint, limit=run.preset.training["checkpoints_total_limit"],
+                                    # a LoRA file beside the state: `floydtui generate --lora CHECKPOINT` samples it
+                                    write_lora=(lambda folder: save_lora(folder, bare, run.preset.stage,
+                                                                         run.preset.training,
+                                                                         metadata=lora_metadata(run.preset)))
+                                    if run.preset.is_lora else None)
         run.events.emit("checkpoint", step=step, path=str(path))
     run.accelerator.wait_for_everyone()
 
@@ -377,7 +383,8 @@ def setup(preset: Preset, events: EventWriter, resume: str, accelerator, stop: S
 
     # Every prompt through T5 once; T5 is gone before the UNet loads.
     events.emit("phase", name="embed_cache")
-    cache = TextEmbedCache(preset.text_embeds_cache_dir, encoder_identity(text_dir), weight_dtype)
+    cache = TextEmbedCache(preset.text_embeds_cache_dir, encoder_identity(text_dir), weight_dtype,
+                           clean_caption=t["clean_caption"])
     build_cache(cache, [*data.captions(), *preset.validation_prompt_list, v["validation_negative_prompt"], ""],
                 text_dir, placement=t["text_encoder_placement"], batch_size=t["embed_batch_size"],
                 variant=preset.model["variant"], events=events if main else None, rank=rank, world_size=world,
@@ -429,19 +436,18 @@ def finish(preset: Preset, events: EventWriter, unet, model_dir: Path, cache: Te
     """
     out = preset.output_dir
     events.emit("phase", name="save")
-    path = save_lora(out, unet, preset.stage, preset.training,
-                     metadata={"base_model": preset.base_model, "flavour": preset.flavour.name})
+    path = save_lora(out, unet, preset.stage, preset.training, metadata=lora_metadata(preset))
     atomic_write_text(out / "README.md", model_card(preset, base_model=base_label, note=note, steps=steps,
                                                     world_size=world, validation_images=images))
     if preset.is_lora:
         prompt = preset.validation_prompt_list[0] if preset.stage == 1 else eval_image.caption
-        diff, landed, saved = load_check(model_dir, preset.stage, out, cache, prompt=prompt,
-                                         negative_prompt=preset.validation["validation_negative_prompt"],
-                                         size=preset.validation_sizes[0], validation=preset.validation,
-                                         device=device, dtype=dtype, eval_image=eval_image)
-        if landed < saved:
-            events.warning(f"my LoRA is partly lost: load_lora_weights placed {landed} of the {saved} tensors in "
-                           f"{out / 'pytorch_lora_weights.safetensors'}",
+        diff, loaded = load_check(model_dir, preset.stage, out, cache, prompt=prompt,
+                                  negative_prompt=preset.validation["validation_negative_prompt"],
+                                  size=preset.validation_sizes[0], validation=preset.validation,
+                                  device=device, dtype=dtype, eval_image=eval_image)
+        if not loaded.complete:
+            events.warning(f"my LoRA is partly lost: load_lora_weights placed {loaded.landed} of the {loaded.saved} "
+                           f"tensors in {out / 'pytorch_lora_weights.safetensors'}",
                            hint="this is a bug in floydtui or a diffusers version it does not know; report it")
         if diff <= NO_EFFECT_ATOL:
             events.warning(
@@ -450,6 +456,12 @@ def finish(preset: Preset, events: EventWriter, unet, model_dir: Path, cache: Te
                 hint="train longer or with a higher learning_rate; check lora_target_modules includes "
                      "add_k_proj/add_v_proj (IF's text conditioning) and that the loss went down")
     return path
+
+
+def lora_metadata(preset: Preset) -> dict[str, str]:
+    """floydtui's keys in a LoRA file's header: what `floydtui generate` reads to check and sample it."""
+    return {"base_model": preset.base_model, "flavour": preset.flavour.name,
+            "clean_caption": str(preset.training["clean_caption"]).lower()}
 
 
 def set_attention(unet, mechanism: str) -> None:
@@ -467,7 +479,8 @@ def run_fingerprint(preset: Preset, model_id: str, world: int) -> dict[str, Any]
     t = preset.training
     # learning_rate too: the saved schedule keeps its starting rate, so a new one would be silently ignored
     keys = ("model_type", "lora_rank", "lora_alpha", "lora_target_modules", "use_dora", "use_bitfit",
-            "train_batch_size", "gradient_accumulation_steps", "optimizer", "seed", "learning_rate")
+            "train_batch_size", "gradient_accumulation_steps", "optimizer", "seed", "learning_rate",
+            "clean_caption")  # the text the captions become: a resume with another would train on other embeds
     if preset.stage == 2:
         keys += ("stage2_conditioning",)
     return json.loads(json.dumps({"model": model_id, "world_size": world, **{k: t[k] for k in keys}}))

@@ -44,7 +44,8 @@ _PANE_OF_KEY = {k: "training" for k in _TRAINING_KEYS} | {
                               "validation_steps", "validation_num_inference_steps", "validation_guidance",
                               "validation_seed", "num_eval_images", "validation_prompts")} | {
     "model_flavour": "flavour", "pretrained_model_name_or_path": "training",
-    "text_encoder_placement": "embeds", "embed_batch_size": "embeds", "cache_dir": "embeds"}
+    "text_encoder_placement": "embeds", "embed_batch_size": "embeds", "clean_caption": "embeds",
+    "cache_dir": "embeds"}
 
 
 def pane_of(problem: Problem) -> str:

@@ -39,6 +39,7 @@ class EmbedsPane(WizardPane):
                         folder_base=self.state.base_dir, label="cache_dir (text_embeds)"),
             self.table_editor("text_encoder_placement"),
             self.table_editor("embed_batch_size"),
+            self.table_editor("clean_caption"),
             Static(id="embeds-estimate"),
             id="embeds-body",
         )

@@ -1,11 +1,12 @@
 """Images from a DeepFloyd IF base model and a LoRA: the engine behind `floydtui generate`.
 
-The guide's inference snippet, done the way it should be: the pipeline's scheduler set to
-variance_type="fixed_small" (the step people miss), the LoRA checked against the UNet
-before diffusers loads it (a LoRA for the other stage or another base fails with the key and
-both shapes, not with a size-mismatch traceback halfway through), prompts encoded by T5 once
-and T5 freed when memory is short, and an optional stage II upscale that reuses the same
-prompt embeds. Each PNG gets a JSON sidecar with every setting that made it.
+The guide's inference snippet, done the way it should be: every input checked before weights
+load (a LoRA for the other stage or another base fails with the key and both shapes, not with
+a size-mismatch traceback halfway through), then `floydtui.train.sampling` does the rest, the
+same code validation runs during training: prompts preprocessed as the pipeline does
+(`clean_caption`, the run's setting with --run) and encoded by T5 once, T5 freed, stage I
+with fixed_small variance, an optional stage II upscale of it (or of a given --image) that
+reuses the same prompt embeds. Each PNG gets a JSON sidecar with every setting that made it.
 """
 
 from __future__ import annotations
@@ -23,23 +24,19 @@ from floydtui import __version__
 from floydtui.config.flavours import FLAVOURS, stage_of_model_id
 from floydtui.errors import FloydError
 from floydtui.fsutil import atomic_path, atomic_write_text
+from floydtui.train import sampling
 from floydtui.train.checkpoint import STATE_FILE
 from floydtui.train.lora import LORA_FILE
 from floydtui.train.models import IN_CHANNELS, STAGE_NAMES
-from floydtui.train.validation import STAGE2_NOISE_LEVEL
 
-UPSCALE = 4  # IF stage II: 64 -> 256
-STAGE2_GUIDANCE = 4.0  # IFSuperResolutionPipeline's own default, as in the IF model card
 SIZE_MULTIPLE = 8  # IF stage I halves the image three times
-CUDA_MARGIN = 2 << 30  # bytes kept free beside a UNet's weights for activations and the CUDA context
-SLUG_MAX = 60
 
 
 @dataclass
 class Request:
     """Everything one `generate` call does; flags already resolved to model ids and LoRA files."""
 
-    base: str
+    base: str | None
     prompts: list[str]
     output: Path
     lora: Path | None = None
@@ -52,6 +49,9 @@ class Request:
     stage2: str | None = None
     stage2_lora: Path | None = None
     stage2_steps: int = 50
+    stage2_guidance: float = sampling.STAGE2_GUIDANCE
+    image: Path | None = None  # upscale this image with stage II alone (no --base)
+    clean_caption: bool = True  # the pipeline's caption cleaning; a run's own setting with --run
     revision: str = "main"
     variant: str | None = "auto"
     unet: Path | None = None  # a full fine-tune's UNet folder (a run with model_type = "full")
@@ -86,6 +86,7 @@ class RunInfo:
     variant: str | None
     lora: Path | None
     unet: Path | None
+    clean_caption: bool = True
 
 
 # ---- small parsers --------------------------------------------------------------------
@@ -108,14 +109,6 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def slug(prompt: str) -> str:
-    """A file-name piece from a prompt: lower case words joined by '-', at most 60 characters."""
-    s = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")
-    if len(s) > SLUG_MAX:
-        s = s[:SLUG_MAX].rsplit("-", 1)[0]
-    return s or "empty"
-
-
 def file_sha256(path: Path) -> str:
     """The sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
@@ -134,7 +127,8 @@ def find_lora_file(path: str | Path, flag: str = "--lora") -> Path:
         if (p / LORA_FILE).is_file():
             return (p / LORA_FILE).resolve()
         if (p / STATE_FILE).is_file():
-            raise FloydError.one(f"{p} is a training checkpoint (what a run resumes from), not a LoRA", where=flag,
+            raise FloydError.one(f"{p} is a training checkpoint without a LoRA file (written by an older floydtui, "
+                                 "or of a full fine-tune)", where=flag,
                                  hint="generate from the finished run (--run RUN_DIR); an unfinished run continues "
                                       "from its newest checkpoint with `floydtui run RUN_DIR/preset.toml`")
         others = sorted(q.name for q in p.glob("*.safetensors"))
@@ -166,6 +160,7 @@ def read_run(run_dir: str | Path) -> RunInfo:
         preset = load_preset(folder / "preset.toml")
         base, stage = preset.base_model, preset.stage
         revision, variant = preset.model["revision"], preset.model["variant"]
+        clean_caption = preset.training["clean_caption"]
     else:
         start = next((e for e in events if e.get("type") == "run_start"), None)
         if start is None:
@@ -174,12 +169,13 @@ def read_run(run_dir: str | Path) -> RunInfo:
                                  hint="pass the output_dir of a `floydtui run`, or use --base and --lora")
         base = start.get("model_id") or start["base_model"]
         stage, revision, variant = FLAVOURS[start["flavour"]].stage, "main", "auto"
+        clean_caption = True
     lora = folder / LORA_FILE
     unet = folder / "unet"
     if lora.is_file():
-        return RunInfo(folder, base, stage, revision, variant, lora, None)
+        return RunInfo(folder, base, stage, revision, variant, lora, None, clean_caption)
     if (unet / "config.json").is_file():
-        return RunInfo(folder, base, stage, revision, variant, None, unet)
+        return RunInfo(folder, base, stage, revision, variant, None, unet, clean_caption)
     end = next((e for e in reversed(events) if e.get("type") == "run_end"), None)
     if end is None:
         state = "is still running or was interrupted"
@@ -220,6 +216,19 @@ def lora_origin(lora: Path) -> tuple[int | None, str | None]:
             if e.get("type") == "run_start" and e.get("flavour") in FLAVOURS:
                 return FLAVOURS[e["flavour"]].stage, e.get("model_id") or e.get("base_model")
     return None, None
+
+
+def recorded_clean_caption(lora: Path | None) -> bool:
+    """The clean_caption a LoRA was trained with, from its header (floydtui writes it); True (the pipeline's
+    default) for a LoRA without one."""
+    from floydtui.train.lora import lora_file_metadata
+
+    if lora is None:
+        return True
+    try:
+        return lora_file_metadata(lora).get("clean_caption", "true") != "false"
+    except Exception:  # not a readable safetensors file: check_lora reports that in its own words
+        return True
 
 
 # ---- checks before anything heavy loads -----------------------------------------------
@@ -374,58 +383,12 @@ def check_text_width(folder1: Path, unet2, stage2_id: str) -> None:
 
 # ---- the run ---------------------------------------------------------------------------
 
-def load_lora_fully(pipe, lora: Path) -> int:
-    """Load a LoRA file into a pipeline with every adapter it holds; returns how many modules it adapts.
-
-    diffusers 0.42 decides a file's key format from its first key alone, and the files made by
-    convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)) mix both formats on IF
-    (add_k_proj.lora_A beside to_q.lora.down): loaded as they are, the to_q/to_k/to_v/to_out
-    adapters are silently dropped. Keys are normalised to peft's names first, and the result
-    is checked module by module. BitFit biases saved beside the file are applied (models.load_lora).
-    """
-    from diffusers.utils.state_dict_utils import convert_unet_state_dict_to_peft
-    from safetensors.torch import load_file
-
-    from floydtui.train.models import load_lora
-
-    raw = load_file(str(lora))
-    state = convert_unet_state_dict_to_peft(raw)
-    wanted = {k[len("unet."):].split(".lora_A.")[0] for k in state if k.startswith("unet.") and ".lora_A." in k}
-    # Already peft keys (floydtui's files): load the file itself, so its header's adapter config
-    # (lora_alpha, DoRA) is used rather than one guessed from the shapes.
-    load_lora(pipe, lora, state_dict=None if set(state) == set(raw) else state)
-    adapted = {name for name, m in pipe.unet.named_modules() if getattr(m, "lora_A", None)}
-    missing = sorted(wanted - adapted)
-    if missing:
-        raise FloydError.one(f"diffusers loaded {len(wanted) - len(missing)} of the {len(wanted)} adapters in "
-                             f"{lora}; {missing[0]} got none", where=str(lora),
-                             hint="this is a bug in floydtui or diffusers: please report it with the LoRA file")
-    return len(wanted)
-
-
 def _device_and_dtype():
     import torch
 
     if torch.cuda.is_available():
         return torch.device("cuda"), torch.float16
     return torch.device("cpu"), torch.float32
-
-
-def _must_free_text_encoder(device, unet_bytes: int) -> bool:
-    """Free T5 after encoding: on a CPU always (T5-XXL is ~19 GB of RAM in fp32), on CUDA when the
-    largest UNet still to run would not fit in the memory T5 leaves free."""
-    import torch
-
-    if device.type != "cuda":
-        return True
-    free, _ = torch.cuda.mem_get_info(device)
-    return free < unet_bytes + CUDA_MARGIN
-
-
-def _param_bytes(unet, dtype) -> int:
-    import torch
-
-    return sum(p.numel() for p in unet.parameters()) * torch.finfo(dtype).bits // 8
 
 
 def _release(device) -> None:
@@ -436,17 +399,9 @@ def _release(device) -> None:
         torch.cuda.empty_cache()
 
 
-def _to_pil(image):
-    """A [1, 3, H, W] tensor in [-1, 1] (the pipelines' "pt" output) to a PIL image, as their "pil" output does."""
-    from PIL import Image
-
-    array = (image[0].float().cpu() / 2 + 0.5).clamp(0, 1).permute(1, 2, 0).numpy()
-    return Image.fromarray((array * 255).round().astype("uint8"))
-
-
 def _names(prompts: list[str]) -> dict[str, str]:
     """A distinct file-name slug per prompt; prompts that slug alike get a short hash of their text."""
-    slugs = [slug(p) for p in prompts]
+    slugs = [sampling.slug(p) for p in prompts]
     return {p: s if slugs.count(s) == 1 else f"{s}-{hashlib.sha1(p.encode()).hexdigest()[:6]}"
             for p, s in zip(prompts, slugs)}
 
@@ -473,35 +428,62 @@ def _save(image, sidecar: dict[str, Any], path: Path) -> Path:
     return side
 
 
+def load_lora_fully(pipe, lora: Path, flag: str) -> str:
+    """sampling.load_lora, refusing a LoRA whose tensors did not all land; returns what landed, in words."""
+    loaded = sampling.load_lora(pipe, lora)
+    if not loaded.complete:
+        raise FloydError.one(f"diffusers placed {loaded.landed} of the {loaded.saved} LoRA tensors in {lora}",
+                             where=flag,
+                             hint="this is a bug in floydtui or diffusers: please report it with the LoRA file")
+    return f"{loaded.modules} modules adapted ({loaded.landed} tensors)"
+
+
+def read_image(path: Path, flag: str = "--image"):
+    """The stage II input image (--image) as [1, 3, h, w] in [-1, 1]; FloydError when it is not one."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return sampling.from_pil(im)
+    except (OSError, UnidentifiedImageError) as e:
+        raise FloydError.one(f"{path} is not an image floydtui can read ({e})", where=flag,
+                             hint="give a PNG or JPEG, e.g. a stage I image floydtui generate saved") from None
+
+
 def generate(req: Request, on_image: Callable[[Generated], None] | None = None,
              say: Callable[[str], None] | None = None) -> list[Generated]:
     """Run stage I (and stage II when asked) for every prompt and seed; save and report each image.
 
     Every input is checked before weights load: both models' stages, both LoRAs' keys and
     shapes, the size. Seeds run seed, seed+1, ... per prompt, one image per pipeline call,
-    so an image depends only on its own prompt, seed and settings.
+    so an image depends only on its own prompt, seed and settings. With `req.image`, stage I
+    is skipped and stage II upscales that image.
     """
-    import torch
-    from diffusers.utils import is_bs4_available, is_ftfy_available
-
-    from floydtui.train.models import builtin_note, load_pipeline
+    from floydtui.train.embed_cache import encoder_dtype
+    from floydtui.train.models import builtin_note, load_pipeline, resolve_text_encoder_dir
 
     say = say or (lambda _msg: None)
     flags = req.flags
     started = time.time()
-    folder1 = resolve_model(req.base, 1, flags["base"], req.revision, req.variant)
-    unet1 = meta_unet(folder1)
-    warnings = []
-    if req.lora:
-        warnings += check_lora(req.lora, unet1, stage=1, model_id=req.base, flag=flags["lora"])
-    folder2 = unet2 = None
+    warnings: list[str] = []
+    folder1 = unet1 = folder2 = unet2 = source = None
+    if req.base:
+        folder1 = resolve_model(req.base, 1, flags["base"], req.revision, req.variant)
+        unet1 = meta_unet(folder1)
+        if req.lora:
+            warnings += check_lora(req.lora, unet1, stage=1, model_id=req.base, flag=flags["lora"])
     if req.stage2:
         folder2 = resolve_model(req.stage2, 2, flags["stage2"])
         unet2 = meta_unet(folder2)
-        check_text_width(folder1, unet2, req.stage2)
+        if folder1:
+            check_text_width(folder1, unet2, req.stage2)
         if req.stage2_lora:
             warnings += check_lora(req.stage2_lora, unet2, stage=2, model_id=req.stage2, flag=flags["stage2_lora"])
-    width, height = req.size or (unet1.config.sample_size, unet1.config.sample_size)
+    if req.image:
+        source = read_image(req.image)
+        width, height = source.shape[-1], source.shape[-2]
+    else:
+        width, height = req.size or (unet1.config.sample_size, unet1.config.sample_size)
     for model_id in (req.base, req.stage2):
         if model_id and builtin_note(model_id):
             say(builtin_note(model_id))
@@ -509,55 +491,44 @@ def generate(req: Request, on_image: Callable[[Generated], None] | None = None,
         say(f"warning: {warning}")
 
     device, dtype = _device_and_dtype()
-    clean_caption = is_bs4_available() and is_ftfy_available()  # IF's caption cleaner needs both
-    say(f"loading {req.base} (stage I) on {device.type}")
-    pipe = load_pipeline(folder1, 1, unet=_full_unet(req.unet, dtype), dtype=dtype, variant=req.variant,
-                         text_encoder=True)
-    if req.lora:
-        say(f"LoRA {req.lora}: {load_lora_fully(pipe, req.lora)} modules adapted")
-
-    # One prompt per T5 call: the embeds, and so the image, never depend on the other prompts.
-    pipe.text_encoder.to(device)
     prompts = list(dict.fromkeys(req.prompts))
-    embeds = {}
-    with torch.no_grad():
-        for prompt in prompts:
-            embeds[prompt] = pipe.encode_prompt(prompt, do_classifier_free_guidance=True, device=device,
-                                                negative_prompt=req.negative_prompt, clean_caption=clean_caption)
-    unet_bytes = max(_param_bytes(u, dtype) for u in (unet1, unet2) if u is not None)
-    freed = _must_free_text_encoder(device, unet_bytes)
-    if freed:
-        pipe.text_encoder = None
-        _release(device)
-        say("text encoder freed after encoding")
-    pipe.to(device)
+    text_dir = (resolve_text_encoder_dir(req.base, folder1, stage=1, revision=req.revision, variant=req.variant)
+                if req.base else resolve_text_encoder_dir(req.stage2, folder2, stage=2))
+    say(f"encoding {len(prompts)} prompt(s) with {text_dir.name}'s T5 (clean_caption = "
+        f"{str(req.clean_caption).lower()})")
+    t5_device = "gpu" if device.type == "cuda" else "cpu"
+    embeds = sampling.encode_with_t5(text_dir, [*prompts, req.negative_prompt], clean_caption=req.clean_caption,
+                                     device=device, dtype=encoder_dtype(t5_device),
+                                     variant=req.variant if req.base else "auto")
+    _release(device)
+    negative = embeds[req.negative_prompt]
 
-    scheduler = pipe.scheduler
     settings: dict[str, Any] = {
         "floydtui_version": __version__,
-        "base": req.base, "base_folder": str(folder1), "base_note": builtin_note(req.base), "revision": req.revision,
+        "base": req.base, "base_folder": str(folder1) if folder1 else None,
+        "base_note": builtin_note(req.base) if req.base else "", "revision": req.revision,
         "lora": _lora_record(req.lora), "unet": str(req.unet) if req.unet else None,
-        "run": str(req.run) if req.run else None,
+        "run": str(req.run) if req.run else None, "image": str(req.image) if req.image else None,
         "negative_prompt": req.negative_prompt, "steps": req.steps, "guidance": req.guidance,
-        "size": [width, height],
-        "scheduler": {"class": type(scheduler).__name__, "variance_type": scheduler.config.variance_type},
-        "clean_caption": clean_caption, "device": device.type, "dtype": str(dtype).removeprefix("torch."),
-        "text_encoder_freed": freed,
+        "size": [width, height], "scheduler": {"class": "DDPMScheduler", "variance_type": "fixed_small"},
+        "clean_caption": req.clean_caption, "device": device.type, "dtype": str(dtype).removeprefix("torch."),
+        "text_encoder_freed": True,
         "stage2": None,
     }
     if req.stage2:
         settings["stage2"] = {"model": req.stage2, "model_folder": str(folder2), "note": builtin_note(req.stage2),
                               "lora": _lora_record(req.stage2_lora),
                               "unet": str(req.stage2_unet) if req.stage2_unet else None,
-                              "steps": req.stage2_steps, "guidance": STAGE2_GUIDANCE, "noise_level": STAGE2_NOISE_LEVEL,
-                              "size": [width * UPSCALE, height * UPSCALE]}
+                              "steps": req.stage2_steps, "guidance": req.stage2_guidance,
+                              "noise_level": sampling.STAGE2_NOISE_LEVEL,
+                              "size": [width * sampling.UPSCALE, height * sampling.UPSCALE]}
     names = _names(prompts)
     jobs = [(prompt, req.seed + i) for prompt in prompts for i in range(req.num_images)]
     out: list[Generated] = []
     stage1: dict[tuple[str, int], Any] = {}
 
     def keep(image, prompt: str, seed: int, stage: int, suffix: str, extra: dict[str, Any]) -> None:
-        pil = _to_pil(image)
+        pil = sampling.to_pil(image)
         path = req.output / f"{seed}-{names[prompt]}{suffix}.png"
         sidecar = {"file": path.name, "stage": stage, "prompt": prompt, "seed": seed,
                    "width": pil.width, "height": pil.height, **extra, **settings}
@@ -567,36 +538,36 @@ def generate(req: Request, on_image: Callable[[Generated], None] | None = None,
         if on_image:
             on_image(item)
 
-    say(f"stage I: {len(jobs)} image(s) at {width}x{height}, {req.steps} steps")
-    with torch.no_grad():
+    if req.base:
+        say(f"loading {req.base} (stage I) on {device.type}")
+        pipe = load_pipeline(folder1, 1, unet=_full_unet(req.unet, dtype), dtype=dtype, variant=req.variant)
+        if req.lora:
+            say(f"LoRA {req.lora}: {load_lora_fully(pipe, req.lora, flags['lora'])}")
+        pipe.to(device)
+        say(f"stage I: {len(jobs)} image(s) at {width}x{height}, {req.steps} steps")
         for prompt, seed in jobs:
-            positive, negative = embeds[prompt]
-            image = pipe(prompt_embeds=positive, negative_prompt_embeds=negative, height=height, width=width,
-                         num_inference_steps=req.steps, guidance_scale=req.guidance, output_type="pt",
-                         generator=torch.Generator("cpu").manual_seed(seed)).images
-            if req.stage2:
-                stage1[(prompt, seed)] = image
+            image = sampling.sample_stage1(pipe, embeds[prompt], negative, width=width, height=height,
+                                           steps=req.steps, guidance=req.guidance, seed=seed)
+            stage1[(prompt, seed)] = image
             keep(image, prompt, seed, 1, "", {})
-    del pipe
-    _release(device)
+        del pipe
+        _release(device)
 
     if req.stage2:
         say(f"loading {req.stage2} (stage II)")
         pipe2 = load_pipeline(folder2, 2, unet=_full_unet(req.stage2_unet, dtype), dtype=dtype, variant="auto")
         if req.stage2_lora:
-            say(f"stage II LoRA {req.stage2_lora}: {load_lora_fully(pipe2, req.stage2_lora)} modules adapted")
+            say(f"stage II LoRA {req.stage2_lora}: "
+                f"{load_lora_fully(pipe2, req.stage2_lora, flags['stage2_lora'])}")
         pipe2.to(device)
-        say(f"stage II: {len(jobs)} image(s) at {width * UPSCALE}x{height * UPSCALE}, {req.stage2_steps} steps")
-        with torch.no_grad():
-            for prompt, seed in jobs:
-                positive, negative = embeds[prompt]
-                image = pipe2(image=stage1[(prompt, seed)], prompt_embeds=positive.to(dtype),
-                              negative_prompt_embeds=negative.to(dtype), height=height * UPSCALE,
-                              width=width * UPSCALE, num_inference_steps=req.stage2_steps,
-                              guidance_scale=STAGE2_GUIDANCE, noise_level=STAGE2_NOISE_LEVEL, output_type="pt",
-                              generator=torch.Generator("cpu").manual_seed(seed)).images
-                keep(image, prompt, seed, 2, "-stage2",
-                     {"stage1_file": f"{seed}-{names[prompt]}.png"})
+        say(f"stage II: {len(jobs)} image(s) at {width * sampling.UPSCALE}x{height * sampling.UPSCALE}, "
+            f"{req.stage2_steps} steps")
+        for prompt, seed in jobs:
+            small = source if source is not None else stage1[(prompt, seed)]
+            image = sampling.upscale(pipe2, small, embeds[prompt], negative, steps=req.stage2_steps,
+                                     guidance=req.stage2_guidance, seed=seed)
+            extra = {"stage1_file": None if source is not None else f"{seed}-{names[prompt]}.png"}
+            keep(image, prompt, seed, 2, "-stage2", extra)
         del pipe2
         _release(device)
     say(f"{len(out)} image(s) in {time.time() - started:.1f}s")
