@@ -8,7 +8,6 @@ state it showed, so nothing says "Checking…" forever.
 
 from __future__ import annotations
 
-from textual import on
 from textual.worker import Worker, WorkerState
 
 from floydtui.errors import FloydError
@@ -17,8 +16,8 @@ from floydtui.errors import FloydError
 class WorkerFailures:
     """Mixin for a Widget or Screen: notify a failed worker's error, then call `worker_failed`."""
 
-    @on(Worker.StateChanged)
-    def _worker_state_changed(self, event: Worker.StateChanged) -> None:
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """(Named, not @on: Textual collects @on handlers only from classes with its metaclass.)"""
         if event.state != WorkerState.ERROR:
             return
         worker, error = event.worker, event.worker.error

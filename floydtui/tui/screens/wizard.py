@@ -194,7 +194,7 @@ class WizardScreen(WorkerFailures, Screen):
         preset = self.state.preset
         if self._scan_timer is not None:
             self._scan_timer.stop()
-        if preset is not None and preset in (self.scanning, self.scans_for):
+        if preset is not None and (preset is self.scanning or preset is self.scans_for):
             return
         self.cancel_scan()
         self.scanning = preset
