@@ -27,6 +27,7 @@ from floydtui.tui.runproc import AttachedRun
 from floydtui.tui.runstate import LogLine, RunState, format_duration
 from floydtui.tui.screens.dialogs import ChoiceDialog
 from floydtui.tui.widgets.keybar import KeyBar
+from floydtui.tui.workers import WorkerFailures
 from floydtui.tui.widgets.loss_plot import LossPlot
 from floydtui.tui.widgets.validation_view import ValidationView
 
@@ -52,7 +53,7 @@ class RunExited(Message):
         self.log_tail = log_tail  # the child's last stderr lines, read by the worker when it failed
 
 
-class MonitorScreen(Screen):
+class MonitorScreen(WorkerFailures, Screen):
     """Stats, embed-cache progress, the loss plot, validation images, the log."""
 
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
@@ -190,7 +191,9 @@ class MonitorScreen(Screen):
         status = self._status_text()
         stats.append(f" {status[0]} ", style=status[1] + " reverse")
         if s.flavour:
-            stats.append(f"  {s.flavour} on {s.device}" + (f" x{s.world_size}" if s.world_size > 1 else ""))
+            stats.append(f"  {s.flavour}")
+            stats.append(f" · {s.model_name}", style="bold" if s.model_id.startswith("builtin:") else "")
+            stats.append(f" on {s.device}" + (f" x{s.world_size}" if s.world_size > 1 else ""))
         stats.append(f"  phase {s.phase or '—'}\n")
         total = f"/{s.total_steps:,}" if s.total_steps else ""
         stats.append(f" step {s.step:,}{total}   epoch {s.epoch}   ")
