@@ -175,3 +175,216 @@ def test_a_failed_check_clears_checking_and_says_why(tmp_path, monkeypatch, repo
         assert any("the disk went away" in str(n.message) for n in app._notifications)
 
     run(app, test)
+
+
+# ---- the monitor ------------------------------------------------------------------------------
+PROMPTS = ["a red circle", "a blue square", "a green triangle"]
+
+
+def recorded_run(run_dir: Path, steps=(10, 20, 30, 40, 50), model_id="builtin:tiny-if-i", end=True) -> Path:
+    """A run directory as `floydtui run` leaves it: events.jsonl and validation PNGs."""
+    import json
+    run_dir.mkdir(parents=True, exist_ok=True)
+    base = "/cache/models/tiny-if-i" if model_id.startswith("builtin:") else model_id
+    events = [{"t": 1.0, "type": "run_start", "run_id": "r1", "flavour": "i-medium-400m", "base_model": base,
+               "model_id": model_id, "total_steps": steps[-1], "world_size": 1, "device": "cpu"}]
+    for step in steps:
+        events.append({"t": 2.0 + step, "type": "step", "step": step, "epoch": 0, "loss": 1.0 / step, "lr": 1e-4,
+                       "samples_per_s": 3.0, "eta_s": 1.0})
+        folder = run_dir / "validation" / f"step-{step:06d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        images = []
+        for i, prompt in enumerate(PROMPTS):
+            path = folder / f"{i:02d}-{prompt.replace(' ', '-')}-64x64.png"
+            Image.new("RGB", (64, 64), (step * 4 % 255, 60 * i, 120)).save(path)
+            images.append({"path": str(path.relative_to(run_dir)), "prompt": prompt, "width": 64, "height": 64})
+        events.append({"t": 2.5 + step, "type": "validation", "step": step, "images": images})
+    if end:
+        events.append({"t": 100.0, "type": "run_end", "status": "completed", "lora_path": str(run_dir)})
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    return run_dir
+
+
+@pytest.mark.parametrize("model_id, shown", [
+    ("builtin:tiny-if-i", "i-medium-400m · built-in tiny model (builtin:tiny-if-i) on cpu"),
+    ("DeepFloyd/IF-I-M-v1.0", "i-medium-400m · DeepFloyd/IF-I-M-v1.0 on cpu"),
+    ("/models/my-if", "i-medium-400m · folder /models/my-if on cpu"),
+])
+def test_the_monitor_names_the_model_that_trains(tmp_path, model_id, shown):
+    app = create_app(run_dir=recorded_run(tmp_path / "run", steps=(10,), model_id=model_id))
+
+    async def test(pilot):
+        await wait_for(pilot, lambda: app.screen.state.status == "completed", "the recorded run's end")
+        assert shown in plain(app.screen.query_one("#run-stats").content)
+
+    run(app, test, size=(80, 24))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_comparison_grid_pages_through_steps_and_prompts(tmp_path, size):
+    from floydtui.tui.screens.compare import CompareScreen
+    app = create_app(run_dir=recorded_run(tmp_path / "run", steps=tuple(range(10, 90, 10))))
+
+    async def test(pilot):
+        await wait_for(pilot, lambda: len(app.screen.state.validations) == 8, "eight validations")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), "the comparison grid")
+        grid = app.screen
+
+        def heads():
+            return [plain(w.content).strip() for w in grid.query(".compare-head")]
+
+        def labels():
+            return [plain(w.content).split("\n")[0].strip() for w in grid.query(".compare-label")]
+        await wait_for(pilot, lambda: len(heads()) > 1, "the grid's first page", seen=heads)
+        first = heads()[1:]
+        assert first[-1] == "step 80", "the newest steps first"
+        assert len(first) < 8, f"at {size} not every step fits: {first}"
+        assert len(grid.query(".compare-cell")) == len(first) * len(labels())
+        assert "▀" in plain(grid.query(".compare-cell").first().content), "the image, drawn"
+        await pilot.press("left")
+        await wait_for(pilot, lambda: heads()[1:] != first, "the earlier steps", seen=heads)
+        assert heads()[1] == "step 10"
+        rows = labels()
+        if len(rows) < len(PROMPTS):
+            await pilot.press("down")
+            await wait_for(pilot, lambda: labels() != rows, "the next prompts", seen=labels)
+            assert labels()[-1] == PROMPTS[-1]
+        else:
+            assert rows == PROMPTS
+        await pilot.press("escape")
+        assert type(app.screen).__name__ == "MonitorScreen"
+
+    run(app, test, size=size)
+
+
+# ---- the run list ------------------------------------------------------------------------------
+def test_runs_command_lists_status_step_loss_and_start(tmp_path):
+    import json
+    import subprocess
+    import sys
+    recorded_run(tmp_path / "output" / "done", steps=(10, 20))
+    recorded_run(tmp_path / "output" / "project" / "cut-short", steps=(5,), end=False)
+    (tmp_path / "output" / "not-a-run").mkdir()
+    out = subprocess.run([sys.executable, "-m", "floydtui", "runs", str(tmp_path / "output"), "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    runs = {Path(r["path"]).name: r for r in map(json.loads, out.stdout.splitlines())}
+    assert set(runs) == {"done", "cut-short"}
+    assert (runs["done"]["status"], runs["done"]["step"], runs["done"]["loss"]) == ("completed", 20, 0.05)
+    assert runs["cut-short"]["status"] == "interrupted", "no run_end, and its process is gone"
+    table = subprocess.run([sys.executable, "-m", "floydtui", "runs", str(tmp_path / "output")],
+                           capture_output=True, text=True, timeout=120).stdout
+    assert "completed" in table and "20/20" in table and "0.0500" in table and "project/cut-short" in table
+    missing = subprocess.run([sys.executable, "-m", "floydtui", "runs", str(tmp_path / "nope")],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "no folder" in missing.stderr and "fix:" in missing.stderr
+
+
+def test_runs_command_does_not_import_textual(tmp_path):
+    import subprocess
+    import sys
+    code = ("import sys; from floydtui.cli import main; main(['runs', sys.argv[1]]); "
+            "assert 'textual' not in sys.modules, 'textual imported'")
+    recorded_run(tmp_path / "output" / "a", steps=(10,))
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "output")], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_run_list_opens_a_run_in_the_monitor(tmp_path, monkeypatch, size):
+    from floydtui.tui.screens.runs import RunsScreen
+    monkeypatch.chdir(tmp_path)
+    recorded_run(tmp_path / "output" / "older", steps=(10,))
+    newest = recorded_run(tmp_path / "output" / "newer", steps=(10, 20, 30))
+    lines = (newest / "events.jsonl").read_text().splitlines()
+    (newest / "events.jsonl").write_text("\n".join(lines[:1]).replace('"t": 1.0', '"t": 5.0') + "\n"
+                                         + "\n".join(lines[1:]) + "\n")
+    app = create_app()
+
+    async def test(pilot):
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.runs, "the run list")
+        table = app.screen.table
+        assert table.row_count == 2
+        first = [plain(c).strip() for c in table.get_row_at(0)]
+        assert first[0] == "completed" and first[1] == "30/30" and first[2] == "0.0333" and first[4] == "newer"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "MonitorScreen"
+                       and app.screen.state.status == "completed", "the monitor on the newest run")
+        assert app.screen.run_dir == newest and app.screen.state.step == 30
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+        await pilot.press("escape")
+        assert type(app.screen).__name__ == "WizardScreen"
+
+    run(app, test, size=size)
+
+
+# ---- validate now, on a live run -----------------------------------------------------------------
+@pytest.mark.slow
+def test_validate_now_validates_at_the_next_step_of_a_live_run(tmp_path, repo):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tomllib
+
+    from floydtui.config.preset import dump_toml
+    data = tomllib.loads((repo / "presets" / "demo.toml").read_text())
+    data["output"]["output_dir"] = str(tmp_path / "run")
+    data["datasets"][0]["instance_data_dir"] = str(repo / "examples" / "demo-data")
+    data["datasets"][1]["cache_dir"] = str(tmp_path / "cache")
+    data["training"]["max_train_steps"] = 2000
+    data["training"]["checkpointing_steps"] = 5000
+    data["validation"]["validation_steps"] = 5000  # no periodic validation: only the one asked for
+    preset = tmp_path / "demo.toml"
+    preset.write_text(dump_toml(data))
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "floydtui", "run", str(preset), "--json"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "run.log", "wb"),
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (run_dir / "events.jsonl").exists() or '"type": "step"' not in (run_dir / "events.jsonl").read_text():
+            assert proc.poll() is None, (tmp_path / "run.log").read_text()
+            assert time.monotonic() < deadline, "the run never reached its first step"
+            time.sleep(0.2)
+        app = create_app(run_dir=run_dir)
+        asked: list[float] = []  # the clock just before and just after the key wrote the request
+
+        async def test(pilot):
+            monitor = app.screen
+            await wait_for(pilot, lambda: monitor.state.step > 0 and monitor.live, "the live run's steps")
+            asked.append(time.time())
+            await pilot.press("v")
+            asked.append(time.time())
+            await wait_for(pilot, lambda: monitor.state.validations, "a validation after the request", timeout=300,
+                           seen=lambda: f"step {monitor.state.step}")
+            vs = monitor.state.validations[0]
+            await wait_for(pilot, lambda: monitor.state.step > vs.step, "a step after the validation")
+            assert "validation requested" in "\n".join(str(line.text) for line in monitor.log_view.lines)
+
+        run(app, test, size=(100, 30))
+        events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+        validations = [e for e in events if e["type"] == "validation"]
+        assert len(validations) == 1 and validations[0]["step"] < 2000
+        steps = [(e["t"], e["step"]) for e in events if e["type"] == "step"]
+        # Taken right after the step that ended when it was written: between the last step before the
+        # key and the first step after it (the clock of the machine both share, not its speed).
+        before = max((n for t, n in steps if t <= asked[0]), default=0)
+        after = min(n for t, n in steps if t > asked[1])
+        assert before <= validations[0]["step"] <= after, (before, validations[0]["step"], after)
+        assert max(n for _, n in steps) > validations[0]["step"], "the run carried on after validating"
+        assert all((run_dir / img["path"]).exists() or Path(img["path"]).exists() for img in validations[0]["images"])
+        assert not (run_dir / "requests" / "validate-now.json").exists(), "the request was taken"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

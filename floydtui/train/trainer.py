@@ -31,6 +31,7 @@ from floydtui.events import EventWriter
 from floydtui.fsutil import atomic_write_text
 from floydtui.hub import DiskGuard
 from floydtui.train import checkpoint as ckpt
+from floydtui.train import control
 from floydtui.train.card import model_card
 from floydtui.train.embed_cache import TextEmbedCache, build_cache, encoder_identity
 from floydtui.train.inputs import Stage2Inputs, StageInputs, stage1_inputs
@@ -324,7 +325,9 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
         if t["checkpointing_steps"] and position.step % t["checkpointing_steps"] == 0 and position.step < total:
             save_checkpoint()
             last_checkpoint = position.step
-        if v["validation_steps"] and position.step % v["validation_steps"] == 0 and position.step < total:
+        periodic = bool(v["validation_steps"]) and position.step % v["validation_steps"] == 0
+        asked = control.validation_requested(out, accelerator, main)  # the monitor's "validate now"
+        if (periodic or asked) and position.step < total:
             validate()
 
     # ---- the end ----

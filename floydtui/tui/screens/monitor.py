@@ -58,11 +58,14 @@ class MonitorScreen(WorkerFailures, Screen):
 
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = [
-        Binding("l", "toggle_log", "Log scale"),
-        Binding("left_square_bracket", "page(-1)", "Earlier images"),
-        Binding("right_square_bracket", "page(1)", "Later images"),
-        Binding("s", "stop", "Stop run"),
+        Binding("l", "toggle_log", "Log axis"),
+        Binding("left_square_bracket", "page(-1)", "Earlier"),
+        Binding("right_square_bracket", "page(1)", "Later"),
+        Binding("v", "validate_now", "Validate now"),
+        Binding("c", "compare", "Compare"),
+        Binding("s", "stop", "Stop"),
         Binding("q", "app.quit", "Quit", show=False),  # ^q Quit is on the bar already
+        Binding("escape", "back", "Back", show=False),
     ]
 
     def __init__(self, run_dir: Path, reader: Any, process: Any = None) -> None:
@@ -159,6 +162,9 @@ class MonitorScreen(WorkerFailures, Screen):
             self.update_progress()
         if "validation" in changed:
             self.validation_view.update_sets(self.state.validations)
+            for screen in self.app.screen_stack:
+                if hasattr(screen, "update_sets"):  # the comparison grid, open over this monitor
+                    screen.update_sets(self.state.validations)
         if "log" in changed:
             self.update_log()
         if "end" in changed and self.quit_when_ended:
@@ -270,6 +276,35 @@ class MonitorScreen(WorkerFailures, Screen):
             attached = AttachedRun(self.state.pid, self.state.host)
             return attached if attached.alive else None
         return None
+
+    def action_back(self) -> None:
+        """Back to the run list, for a run opened from it (a run this monitor started stays in view)."""
+        if self.process is None and len(self.app.screen_stack) > 1:
+            self.app.pop_screen()
+
+    def action_validate_now(self) -> None:
+        """Ask the run to validate after its current step, through a request file in the run directory."""
+        if not self.live:
+            self.notify("The run is not running: there is nothing to validate now.", timeout=4)
+            return
+        from floydtui.train.control import request_validation
+
+        try:
+            request_validation(self.run_dir)
+        except OSError as e:
+            self.notify(f"Cannot write the request into {self.run_dir}: {e.strerror or e}", severity="error",
+                        timeout=8)
+            return
+        self.write_log(LogLine(time.time(), "info", "validation requested: the run validates after its current step"))
+
+    def action_compare(self) -> None:
+        """Validation images across steps: prompts as rows, steps as columns."""
+        if not self.state.validations:
+            self.notify("No validation images yet.", timeout=3)
+            return
+        from floydtui.tui.screens.compare import CompareScreen
+
+        self.app.push_screen(CompareScreen(self.state.validations))
 
     def action_stop(self) -> None:
         """Stop the run: SIGINT, the trainer saves a checkpoint and exits."""

@@ -88,6 +88,7 @@ class WizardScreen(WorkerFailures, Screen):
         Binding("ctrl+s", "save", "Save", priority=True),
         Binding("ctrl+e", "export", "Export", priority=True),
         Binding("ctrl+r", "launch", "Launch", priority=True),
+        Binding("ctrl+o", "runs", "Runs", priority=True),
     ]
 
     def __init__(self, state: WizardState) -> None:
@@ -349,6 +350,15 @@ class WizardScreen(WorkerFailures, Screen):
             self.refuse("launch")
             return
         self.action_save(then=lambda path: self.app.launch(path, self.state.preset.output_dir))
+
+    def action_runs(self) -> None:
+        """The run list: the runs under the output folders (the preset's output_dir's folder, and output/)."""
+        from floydtui.tui.screens.runs import RunsScreen
+
+        roots = [self.state.base_dir / "output"]
+        if self.state.preset is not None:
+            roots.insert(0, self.state.preset.output_dir.parent)
+        self.app.push_screen(RunsScreen(roots))
 
     def refuse(self, what: str) -> None:
         self.show_problems(self.state.errors, f"Cannot {what} yet")
