@@ -388,3 +388,73 @@ def test_validate_now_validates_at_the_next_step_of_a_live_run(tmp_path, repo):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+# ---- every screen at 80x24 and 100x30 ------------------------------------------------------------
+def assert_fits(app, where: str) -> None:
+    """Full labels and nothing cut: the key bar, the title, every form label on one line, every button."""
+    from rich.text import Text
+    from textual.widgets import Button, Label
+
+    from floydtui.tui.widgets.keybar import KeyBar
+    width = app.size.width
+    bar = app.screen.query_one(KeyBar).render()
+    assert bar.cell_len <= width, f"{where}: the key bar is cut: {bar.plain!r}"
+    for title in app.screen.query("#title-bar, #run-title, #compare-title, #runs-title"):
+        shown = title.render()
+        text = shown.plain if isinstance(shown, Text) else plain(shown)
+        assert len(text.rstrip()) <= width and not text.rstrip().endswith("…"), f"{where}: title cut: {text!r}"
+    for label in app.screen.query(".field-name").results(Label):
+        if not label.display or not label.region.width:
+            continue
+        name = str(label.render())
+        assert label.region.height == 1 and len(name) < label.region.width, \
+            f"{where}: label {name!r} wraps in {label.region.width} columns"
+    for button in app.screen.query(Button):
+        if button.display and button.region.width:
+            assert Text.from_markup(str(button.label)).cell_len <= button.region.width, \
+                f"{where}: button {button.label!r} is cut"
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_every_wizard_step_fits(repo, size):
+    app = create_app(repo / "presets" / "demo.toml")
+
+    async def test(pilot):
+        for step, _, _ in STEPS:
+            app.screen.go(step)
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert_fits(app, f"{step} at {size}")
+
+    run(app, test, size=size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_monitor_the_grid_and_the_run_list_fit(tmp_path, monkeypatch, size):
+    from floydtui.tui.screens.compare import CompareScreen
+    from floydtui.tui.screens.runs import RunsScreen
+    monkeypatch.chdir(tmp_path)
+    run_dir = recorded_run(tmp_path / "output" / "a-run-with-a-rather-long-name-to-fit" / "inside", steps=(10, 20))
+    app = create_app()
+
+    async def test(pilot):
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.runs, "the run list")
+        assert_fits(app, f"run list at {size}")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: getattr(app.screen, "run_dir", None) == run_dir
+                       and app.screen.state.status == "completed", "the monitor")
+        await wait_for(pilot, lambda: app.screen.query(".val-tile"), "the validation tiles")
+        assert_fits(app, f"monitor at {size}")
+        stats = app.screen.query_one("#run-stats")
+        assert stats.region.height >= len(plain(stats.content).rstrip("\n").splitlines()), "stats cut"
+        for tile in app.screen.query(".val-tile"):
+            caption = plain(tile.content).splitlines()[0].strip()
+            assert caption.endswith("…") or caption.endswith(PROMPTS[0]) or any(p in caption for p in PROMPTS)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.query(".compare-cell"),
+                       "the grid")
+        assert_fits(app, f"grid at {size}")
+
+    run(app, test, size=size)

@@ -48,10 +48,10 @@ class CompareScreen(WorkerFailures, Screen):
     """Prompts as rows, steps as columns; Escape goes back to the monitor."""
 
     BINDINGS = [
-        Binding("left,left_square_bracket", "page_steps(-1)", "Earlier steps"),
-        Binding("right,right_square_bracket", "page_steps(1)", "Later steps"),
-        Binding("up,pageup", "page_rows(-1)", "Prompts up"),
-        Binding("down,pagedown", "page_rows(1)", "Prompts down"),
+        Binding("left,left_square_bracket", "page_steps(-1)", "Earlier"),
+        Binding("right,right_square_bracket", "page_steps(1)", "Later"),
+        Binding("up,pageup", "page_rows(-1)", "Up"),
+        Binding("down,pagedown", "page_rows(1)", "Down"),
         Binding("escape,c", "app.pop_screen", "Back"),
     ]
 

@@ -26,6 +26,7 @@ from textual.worker import get_current_worker
 from floydtui.tui.runproc import AttachedRun
 from floydtui.tui.runstate import LogLine, RunState, format_duration
 from floydtui.tui.screens.dialogs import ChoiceDialog
+from floydtui.tui.text import fit_path
 from floydtui.tui.widgets.keybar import KeyBar
 from floydtui.tui.workers import WorkerFailures
 from floydtui.tui.widgets.loss_plot import LossPlot
@@ -187,11 +188,16 @@ class MonitorScreen(WorkerFailures, Screen):
             self.app.exit()
 
     # ---- drawing ------------------------------------------------------------------------
+    def on_resize(self) -> None:
+        self.update_stats()  # the title's path is fitted to the width
+
     def update_stats(self) -> None:
         s = self.state
-        title = Text()
+        title = Text(no_wrap=True, overflow="ellipsis")
         title.append(" floydtui monitor ", style="bold reverse")
-        title.append(f"  {s.run_id or 'waiting for the run to start'}  ·  {self.run_dir}")
+        head = f"  {s.run_id or 'waiting for the run to start'}  ·  "
+        room = self.app.size.width - len(" floydtui monitor ") - len(head) - 1
+        title.append(head + fit_path(str(self.run_dir), room))
         self.query_one("#run-title", Static).update(title)
         stats = Text()
         status = self._status_text()

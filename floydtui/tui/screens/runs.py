@@ -16,6 +16,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
+from floydtui.tui.text import fit_path
 from floydtui.tui.widgets.keybar import KeyBar
 from floydtui.tui.workers import WorkerFailures
 
@@ -55,11 +56,14 @@ class RunsScreen(WorkerFailures, Screen):
 
     def on_mount(self) -> None:
         self.table.add_columns("status", "step", "loss", "started", "folder")
-        title = Text()
-        title.append(" Runs ", style="bold reverse")
-        title.append("  under " + ", ".join(str(r) for r in self.roots))
-        self.query_one("#runs-title", Static).update(title)
         self.action_refresh()
+
+    def on_resize(self) -> None:
+        title = Text(no_wrap=True, overflow="ellipsis")
+        title.append(" Runs ", style="bold reverse")
+        room = (self.app.size.width - 16) // len(self.roots)
+        title.append("  under " + ", ".join(fit_path(str(r), room) for r in self.roots))
+        self.query_one("#runs-title", Static).update(title)
 
     def action_refresh(self) -> None:
         self.query_one("#runs-note", Static).update("Looking for run directories…")

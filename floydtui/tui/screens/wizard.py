@@ -20,6 +20,7 @@ from floydtui.errors import FloydError, Problem
 from floydtui.tui.screens.panes.base import PresetChanged, WizardPane
 from floydtui.tui.screens.panes.flavour import FlavourPane
 from floydtui.tui.state import WizardState
+from floydtui.tui.text import fit_path
 from floydtui.tui.workers import WorkerFailures
 from floydtui.tui.widgets.keybar import KeyBar
 from floydtui.tui.widgets.stepbar import StepBar
@@ -87,7 +88,7 @@ class WizardScreen(WorkerFailures, Screen):
         Binding("ctrl+p", "step(-1)", "Back", priority=True),
         Binding("ctrl+s", "save", "Save", priority=True),
         Binding("ctrl+e", "export", "Export", priority=True),
-        Binding("ctrl+r", "launch", "Launch", priority=True),
+        Binding("ctrl+r", "launch", "Run", priority=True),
         Binding("ctrl+o", "runs", "Runs", priority=True),
     ]
 
@@ -166,14 +167,19 @@ class WizardScreen(WorkerFailures, Screen):
             pane.state_changed()
         self.update_chrome()
 
+    def on_resize(self) -> None:
+        self.update_chrome()  # the title's path is fitted to the width
+
     def update_chrome(self) -> None:
         """The title bar and each tab's count of errors at its fields."""
-        source = str(self.state.source) if self.state.source else "new preset (unsaved)"
-        title = Text()
+        modified = "  ● modified" if self.state.dirty else ""
+        head = f"  {self.state.flavour}  ·  "
+        room = self.app.size.width - len(" floydtui ") - len(head) - len(modified) - 1
+        source = fit_path(str(self.state.source), room) if self.state.source else "new preset (unsaved)"
+        title = Text(no_wrap=True, overflow="ellipsis")
         title.append(" floydtui ", style="bold reverse")
-        title.append(f"  {self.state.flavour}  ·  {source}")
-        if self.state.dirty:
-            title.append("  ● modified", style="yellow")
+        title.append(head + source)
+        title.append(modified, style="yellow")
         self.query_one("#title-bar", Static).update(title)
         counts: dict[str, int] = {}
         for p in self.state.errors:

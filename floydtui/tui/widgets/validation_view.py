@@ -14,6 +14,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from floydtui.tui.runstate import ValidationImage, ValidationSet
+from floydtui.tui.text import fit
 from floydtui.tui.workers import WorkerFailures
 
 
@@ -26,7 +27,7 @@ def render_tile(img: ValidationImage, cell_w: int, cell_h: int, colour: bool, la
     from floydtui.preview import render
 
     head = label if label is not None else f"{img.width}x{img.height} {img.prompt}"
-    caption = Text(head[:cell_w] + "\n", style="dim", no_wrap=True)
+    caption = Text(fit(head, cell_w) + "\n", style="dim", no_wrap=True)
     try:
         with Image.open(img.path) as im:
             im.load()

@@ -43,7 +43,8 @@ class DatasetItem(ListItem):
 class DatasetsPane(WizardPane):
     """The list of image datasets on the left, the selected one's fields, scan and preview on the right."""
 
-    BINDINGS = [Binding("a", "add", "Add dataset"), Binding("delete", "remove", "Remove dataset"),
+    # a and Del are on the list's buttons ("Add (a)", "Remove (Del)"): the key bar keeps room for the wizard's keys
+    BINDINGS = [Binding("a", "add", "Add dataset", show=False), Binding("delete", "remove", "Remove dataset", show=False),
                 Binding("ctrl+g", "scan_all", "Scan all of it", show=False)]
 
     selected: int | None = None
