@@ -160,7 +160,8 @@ class WizardScreen(WorkerFailures, Screen):
         event.stop()
         self.cancel_scan()  # the next edit cancels the running scan: its preset is gone
         if event.key == "instance_data_dir":
-            self.schedule_scan(FOLDER_SETTLE_S, only_if_folders=True)
+            index = event.source.dataset_index if event.source is not None else None
+            self.schedule_scan(FOLDER_SETTLE_S, folder_index=index)
         else:
             self.schedule_scan()
         for pane in self.built_panes():
@@ -187,12 +188,13 @@ class WizardScreen(WorkerFailures, Screen):
         self.steps.errors = counts
 
     # ---- the datasets' scan ------------------------------------------------
-    def schedule_scan(self, delay: float = SCAN_DELAY_S, only_if_folders: bool = False) -> None:
-        """Scan once the edits pause; `only_if_folders`: only if every dataset's folder exists (a path
-        being typed is scanned when it names a folder, not at each prefix on the way)."""
+    def schedule_scan(self, delay: float = SCAN_DELAY_S, folder_index: int | None = None) -> None:
+        """Scan once the edits pause; with `folder_index` (a folder path being typed in that dataset),
+        only if the path names a folder: not at each prefix on the way that is not one."""
         if self._scan_timer is not None:
             self._scan_timer.stop()
-        if only_if_folders and not all(f.is_dir() for f in self.dataset_folders()):
+        folder = self.dataset_folder(folder_index) if folder_index is not None else None
+        if folder_index is not None and (folder is None or not folder.is_dir()):
             return
         self._scan_timer = self.set_timer(delay, self.scan_now)
 
@@ -218,13 +220,10 @@ class WizardScreen(WorkerFailures, Screen):
         self.workers.cancel_group(self, "scan")
         self.scanning = None
 
-    def dataset_folders(self) -> list[Path]:
-        """The image datasets' folders as typed, resolved against the preset's folder."""
-        out = []
-        for i in self.state.image_dataset_indexes():
-            text = str(self.state.datasets[i].get("instance_data_dir") or "").strip()
-            out.append(self.state.base_dir / Path(text).expanduser() if text else Path(""))
-        return out
+    def dataset_folder(self, index: int) -> Path | None:
+        """A dataset's folder as typed, resolved against the preset's folder; None when empty."""
+        text = str(self.state.datasets[index].get("instance_data_dir") or "").strip()
+        return self.state.base_dir / Path(text).expanduser() if text else None
 
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
     def scan(self, preset, unbounded: frozenset) -> None:

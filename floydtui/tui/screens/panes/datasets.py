@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Iterable
 
 from rich.text import Text
@@ -123,11 +122,6 @@ class DatasetsPane(WizardPane):
         return next((d for d in preset.datasets if d["id"] == ds_id), None)
 
     # ---- scan and preview -----------------------------------------------
-    def typed_folder(self) -> Path | None:
-        """The selected dataset's folder as typed, resolved against the preset's folder."""
-        typed = str(self.state.datasets[self.selected].get("instance_data_dir") or "").strip()
-        return (self.state.base_dir / Path(typed).expanduser()) if typed else None
-
     def show_scan(self) -> None:
         """The selected dataset's scan: which folder, whether it is being scanned, then the summary."""
         out = self.query_one("#ds-scan", Static)
@@ -140,7 +134,7 @@ class DatasetsPane(WizardPane):
         wizard, preset = self.wizard, self.state.preset
         scan = next((s for s in wizard.scans or [] if s.id == ds_id), None) \
             if preset is not None and wizard.scans_for is preset else None
-        folder = scan.settings.folder if scan is not None else self.typed_folder()
+        folder = scan.settings.folder if scan is not None else self.wizard.dataset_folder(self.selected)
         text = Text()
         text.append("Scan  ", style="bold")
         text.append(f"{folder}\n" if folder else "(no folder yet)\n")
