@@ -458,3 +458,29 @@ def test_the_monitor_the_grid_and_the_run_list_fit(tmp_path, monkeypatch, size):
         assert_fits(app, f"grid at {size}")
 
     run(app, test, size=size)
+
+
+def test_quitting_from_a_run_opened_from_the_list_still_asks_about_unsaved_changes(tmp_path, monkeypatch):
+    from floydtui.tui.screens.dialogs import ChoiceDialog
+    from floydtui.tui.screens.runs import RunsScreen
+    monkeypatch.chdir(tmp_path)
+    recorded_run(tmp_path / "output" / "done", steps=(10,))
+    app = create_app()
+
+    async def test(pilot):
+        await goto(pilot, "training")
+        app.screen.query_one("#field-lora_rank").editor.focus()
+        await pilot.press("1", "6")
+        assert app.screen.state.dirty
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.runs, "the run list")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "MonitorScreen"
+                       and app.screen.state.status == "completed", "the finished run")
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), "the unsaved-changes question")
+        assert "unsaved changes" in app.screen.question
+        await pilot.press("escape")
+        assert app.is_running
+
+    run(app, test)

@@ -327,7 +327,7 @@ class MonitorScreen(WorkerFailures, Screen):
     def request_quit(self) -> None:
         """Quit; for a live run, ask whether to stop it or leave it running."""
         if not self.live:
-            self.app.exit()
+            self.app.quit_past(self)
             return
         watch = f"floydtui watch {self.run_dir}"
         if self.stoppable is not None:
@@ -340,7 +340,7 @@ class MonitorScreen(WorkerFailures, Screen):
 
         def answered(answer: str | None) -> None:
             if answer == "leave":
-                self.app.exit()
+                self.app.quit_past(self)
             elif answer == "stop":
                 self.quit_when_ended = True
                 self.action_stop()
