@@ -154,7 +154,7 @@ def _coerce(f: Field, value: Any) -> Any:
             return float(v)
         except ValueError:
             pass
-    if list in types:
+    if list in types and str not in types:  # webhook_config: a string is a file path or JSON, not a list
         return [s.strip() for s in v.split(",") if s.strip()]
     return value
 
