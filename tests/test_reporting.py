@@ -333,3 +333,21 @@ def test_a_preset_that_reports_nowhere_gets_no_reporter(tmp_path):
     preset = load_preset(write_preset(tmp_path))
     with EventWriter(tmp_path / "events.jsonl") as events:
         assert Reporter.for_run(preset, events) is None and events.listeners == []
+
+
+def test_export_writes_a_webhook_file_reference_and_never_inline_urls(tmp_path, capsys):
+    from floydtui.cli import main
+
+    inline = write_preset(tmp_path, "webhook_config = " + json.dumps(json.dumps(
+        {"webhook_type": "raw", "callback_url": f"https://example.invalid/{SECRET}"})), name="inline.toml")
+    assert main(["export", str(inline), "-o", str(tmp_path / "st-inline")]) == 0
+    assert "inline webhook_config was left out" in capsys.readouterr().out
+    config = json.loads((tmp_path / "st-inline" / "config.json").read_text())
+    assert "webhook_config" not in config and config["tracker_run_name"] == "out-inline"
+    assert SECRET not in "".join(p.read_text() for p in (tmp_path / "st-inline").iterdir())
+
+    by_file = write_preset(tmp_path, 'report_to = "tensorboard"\nwebhook_config = "hooks.json"', name="file.toml")
+    assert main(["export", str(by_file), "-o", str(tmp_path / "st-file")]) == 0
+    config = json.loads((tmp_path / "st-file" / "config.json").read_text())
+    assert (config["report_to"], config["webhook_config"]) == ("tensorboard", "hooks.json")
+    assert "hooks.json" in capsys.readouterr().out  # named among the relative paths SimpleTuner reads from its cwd

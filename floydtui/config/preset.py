@@ -278,8 +278,11 @@ def preset_from_dict(data: dict[str, Any], source: Path | None = None) -> Preset
         except FloydError as e:
             problems.extend(Problem(p.message, where=f"{where} [validation]", hint=p.hint,
                                     key="validation_resolution") for p in e.problems)
+    output = resolved["output"]
+    if output["tracker_run_name"] == AUTO and isinstance(output["output_dir"], str):
+        output["tracker_run_name"] = Path(output["output_dir"]).name or "floydtui"
     try:  # inline webhooks now; a webhook file is read by `check` and the run
-        read_webhook_config(resolved["output"]["webhook_config"], source.parent.resolve() if source else Path.cwd(),
+        read_webhook_config(output["webhook_config"], source.parent.resolve() if source else Path.cwd(),
                             read_file=False)
     except FloydError as e:
         problems.extend(Problem(p.message, where=f"{where} [output]", hint=p.hint, key=p.key) for p in e.problems)

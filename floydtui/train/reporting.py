@@ -204,7 +204,7 @@ class Reporter:
         self.trackers: list[Any] = []
         out = preset.output
         self.project = out["tracker_project_name"]
-        self.run_name = preset.output_dir.name if out["tracker_run_name"] == "auto" else out["tracker_run_name"]
+        self.run_name = out["tracker_run_name"]
         self.logs = preset.output_dir / "logs"
         self.sender = WebhookSender(endpoints, prefix=f"{self.project} {self.run_name}") if endpoints else None
         self.started: float | None = None
