@@ -173,12 +173,18 @@ def run_config(preset: Preset) -> dict[str, Any]:
 
 
 def wandb_logged_in() -> bool:
-    """Whether wandb has a key to use (WANDB_API_KEY or its netrc entry), without asking for one."""
+    """Whether wandb has a key (WANDB_API_KEY, or the netrc entry `wandb login` writes), without asking for one."""
     if os.environ.get("WANDB_API_KEY"):
         return True
-    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+    import wandb
+
+    try:  # the host `wandb login` saved the key for (versions differ in their default)
+        base_url = wandb.Settings().base_url
+    except Exception:
+        base_url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    host = str(base_url).split("://")[-1].split("/")[0]
     try:
-        return netrc.netrc().authenticators(host) is not None
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
     except (OSError, netrc.NetrcParseError):
         return False
 
@@ -326,7 +332,8 @@ class Reporter:
                 self.trackers.append(tracker)
             except Exception as e:
                 self._warn(f"{name} did not start ({_first_line(e)}); the run goes on without it",
-                           "events.jsonl and the monitor have everything; see docs/reporting.md")
+                           ("set WANDB_MODE=offline to log locally and `wandb sync` later; " if name == "wandb"
+                            else "") + "events.jsonl and the monitor have everything; see docs/reporting.md")
 
     def _wandb_kwargs(self) -> dict[str, Any]:
         import wandb
