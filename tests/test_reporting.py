@@ -268,6 +268,23 @@ def test_a_dead_endpoint_is_one_warning_and_send_never_blocks():
     assert not sender.take_failures()
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="wandb is not installed (not a dev dependency)")
+def test_wandb_without_a_login_logs_offline_with_a_warning(tmp_path, monkeypatch):
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: not logged in
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    preset = write_preset(tmp_path, 'report_to = "wandb"')
+    result = floydtui("run", str(preset), "--json")
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "out-preset"
+    warnings = [e["message"] for e in read_events(run / "events.jsonl") if e["type"] == "warning"]
+    assert any("wandb: not logged in, so this run logs offline" in w for w in warnings), warnings
+    [offline] = (run / "logs" / "wandb").glob("offline-run-*")
+    assert len(list(offline.rglob("*.png"))) == 4  # 2 sizes x 2 validations, with their prompt in the name
+
+
 # ---- configuration ---------------------------------------------------------------
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed here")
 def test_wandb_without_wandb_fails_check_and_run_with_the_install_command(tmp_path):
