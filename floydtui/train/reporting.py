@@ -308,13 +308,13 @@ class Reporter:
         """Stop trackers and the webhook thread (idempotent); failures so far become warnings."""
         if self._done:
             return
+        self._done = True  # first: a Ctrl-C while the webhooks drain must not start a second end
         for tracker in self.trackers:
             self._guarded(tracker.name, tracker.finish)
         self.trackers = []
         if self.sender:
             self.sender.close()
         self._report_failures()
-        self._done = True
 
     # ---- helpers -------------------------------------------------------------------
     def _start_trackers(self) -> None:
