@@ -306,7 +306,8 @@ def test_webhook_config_forms_and_errors_that_never_echo_the_url(tmp_path):
     (tmp_path / "hooks.json").write_text(json.dumps([raw, discord]))
     for value in ("hooks.json", json.dumps([raw, discord]), [raw, discord]):
         endpoints = read_webhook_config(value, tmp_path)
-        assert [(e.type, e.url) for e in endpoints] == [("raw", raw["callback_url"]), ("discord", discord["webhook_url"])]
+        expected = [("raw", raw["callback_url"]), ("discord", discord["webhook_url"])]
+        assert [(e.type, e.url) for e in endpoints] == expected
         assert endpoints[1].wants("error") and not endpoints[1].wants("info")
         assert SECRET not in repr(endpoints)
     assert [e.type for e in read_webhook_config(raw, tmp_path)] == ["raw"]
