@@ -253,6 +253,23 @@ def test_a_failing_or_hanging_endpoint_changes_neither_the_lora_nor_the_exit_cod
     assert SECRET not in run_texts(tmp_path / "out-hooked") + result.stdout + result.stderr
 
 
+@pytest.mark.slow
+def test_with_two_processes_only_the_main_one_reports(tmp_path):
+    server = Endpoint()
+    try:
+        hooks = json.dumps(json.dumps({"webhook_type": "raw", "callback_url": server.url("/raw")}))
+        preset = write_preset(tmp_path, f'report_to = "tensorboard"\nwebhook_config = {hooks}')
+        result = floydtui("run", str(preset), "--json", "--num-processes", "2", "--max-train-steps", "2")
+        assert result.returncode == 0, result.stderr
+    finally:
+        server.close()
+    kinds = [json.loads(p["body"])["message_type"] for p in server.posts]
+    assert kinds.count("run_start") == kinds.count("run_end") == 1 and kinds[-1] == "run_end", kinds
+    assert json.loads(server.posts[0]["body"])["world_size"] == 2
+    logs = tmp_path / "out-preset" / "logs"
+    assert len([p for p in logs.rglob("events.out.tfevents.*") if p.parent.name == "floydtui"]) == 1
+
+
 def test_a_dead_endpoint_is_one_warning_and_send_never_blocks():
     dead = Endpoint()
     url = dead.url(f"/{SECRET}")
