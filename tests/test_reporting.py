@@ -254,6 +254,25 @@ def test_a_failing_or_hanging_endpoint_changes_neither_the_lora_nor_the_exit_cod
 
 
 @pytest.mark.slow
+def test_a_failed_run_sends_its_error_and_a_failed_end(tmp_path):
+    server = Endpoint()
+    try:
+        hooks = json.dumps(json.dumps({"webhook_type": "raw", "callback_url": server.url("/raw")}))
+        preset = write_preset(tmp_path, f"webhook_config = {hooks}")
+        result = floydtui("run", str(preset), "--set", "train_batch_size=64")  # 6 images never fill a batch
+        assert result.returncode == 2, result.stderr
+    finally:
+        server.close()
+    messages = [json.loads(p["body"]) for p in server.posts]
+    assert [m["message_type"] for m in messages][-2:] == ["error", "run_end"]
+    error, end = messages[-2:]
+    event = [e for e in read_events(tmp_path / "out-preset" / "events.jsonl") if e["type"] == "error"][-1]
+    assert "train_batch_size 64" in event["message"]
+    assert (error["message"], error["hint"], error["level"]) == (event["message"], event["hint"], "error")
+    assert (end["status"], end["level"], end["error"]) == ("failed", "error", event["message"])
+
+
+@pytest.mark.slow
 def test_with_two_processes_only_the_main_one_reports(tmp_path):
     server = Endpoint()
     try:
