@@ -33,6 +33,7 @@ from floydtui.events import EventWriter
 from floydtui.fsutil import atomic_write_text
 from floydtui.hub import DiskGuard
 from floydtui.train import checkpoint as ckpt
+from floydtui.train import control
 from floydtui.train.card import model_card
 from floydtui.train.embed_cache import TextEmbedCache, build_cache, encoder_identity
 from floydtui.train.inputs import Stage2Inputs, StageInputs, stage1_inputs
@@ -230,7 +231,8 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
         if every(t["checkpointing_steps"], position.step, run.total):
             save_checkpoint(run)
             last_checkpoint = position.step
-        if every(v["validation_steps"], position.step, run.total):
+        asked = control.validation_requested(run.out, accelerator, run.main)  # the monitor's "validate now"
+        if every(v["validation_steps"], position.step, run.total) or (asked and position.step < run.total):
             validate(run)
 
     if last_checkpoint != position.step or not ckpt.list_checkpoints(run.out):
