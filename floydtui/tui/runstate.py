@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from floydtui.config.flavours import builtin_label
 from floydtui.tui.lossdata import LossSeries
 
 LOG_LINES = 500  # the log pane keeps the latest lines; the full record is events.jsonl
@@ -59,6 +60,7 @@ class RunState:
     run_id: str = ""
     flavour: str = ""
     base_model: str = ""
+    model_id: str = ""  # as the preset names it: a builtin id, a hub id or a folder
     device: str = ""
     world_size: int = 1
     total_steps: int = 0
@@ -113,14 +115,21 @@ class RunState:
         self.run_id = str(ev.get("run_id", ""))
         self.flavour = str(ev.get("flavour", ""))
         self.base_model = str(ev.get("base_model", ""))
+        self.model_id = str(ev.get("model_id", ""))
         self.device = str(ev.get("device", ""))
         self.world_size = int(ev.get("world_size") or 1)
         self.total_steps = int(ev.get("total_steps") or 0)
         self.pid = int(ev["pid"]) if ev.get("pid") else None
         self.host = str(ev.get("host", ""))
         self._log(ev, "info", f"run {self.run_id} started: {self.flavour} on {self.device}, "
-                              f"{self.total_steps} steps, base {self.base_model}")
+                              f"{self.total_steps} steps, base {self.base_label}")
         return {"stats", "log"}
+
+    @property
+    def base_label(self) -> str:
+        """The base model as the header names it: a built-in model's id and what it is, else its id or folder."""
+        label = builtin_label(self.model_id)
+        return f"{self.model_id} ({label})" if label else self.model_id or self.base_model
 
     def _on_phase(self, ev: dict) -> set[str]:
         self.phase = str(ev["name"])

@@ -23,6 +23,7 @@ from textual.screen import Screen
 from textual.widgets import ProgressBar, RichLog, Static
 from textual.worker import get_current_worker
 
+from floydtui.config.flavours import builtin_label
 from floydtui.tui.runproc import AttachedRun
 from floydtui.tui.runstate import LogLine, RunState, format_duration
 from floydtui.tui.screens.dialogs import ChoiceDialog
@@ -191,6 +192,8 @@ class MonitorScreen(Screen):
         stats.append(f" {status[0]} ", style=status[1] + " reverse")
         if s.flavour:
             stats.append(f"  {s.flavour} on {s.device}" + (f" x{s.world_size}" if s.world_size > 1 else ""))
+        if builtin_label(s.model_id):  # a built-in base is not the flavour's model: say which it is
+            stats.append(f"  base {s.base_label}", style="dim")
         stats.append(f"  phase {s.phase or '—'}\n")
         total = f"/{s.total_steps:,}" if s.total_steps else ""
         stats.append(f" step {s.step:,}{total}   epoch {s.epoch}   ")
