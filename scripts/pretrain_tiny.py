@@ -14,8 +14,8 @@ colour analyser of floydtui.train.shapes on 8 prompts, stage II with PSNR agains
 What it trains (see docs/builtin-models.md for the measured run times on 2 CPU cores):
 - the T5 encoder and tokenizer are the tiny ones every builtin model shares (random, frozen);
   prompts are encoded once, as floydtui's embed cache encodes them;
-- both stages: epsilon loss on the first three output channels, weighted by 1/SNR (at most 20)
-  where the noise dominates (the implied x0's loss: plain epsilon loss teaches the high-noise
+- both stages: epsilon loss on the first three output channels, weighted by 1/SNR (at most 20,
+  then from step 200 at most 200) where the noise dominates (the implied x0's loss: plain epsilon loss teaches the high-noise
   steps, which set colours and layout, in thousands of steps rather than hundreds); the
   learned-variance channels taught to say -1 (the fixed_small variance) so `learned_range`
   sampling works too; 10% of captions dropped to the empty prompt for classifier-free guidance;
@@ -61,6 +61,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--crop", type=int, default=64, help="stage II: training window of the 256px image")
+    p.add_argument("--cap-from", type=int, default=200, help="the step from which the loss weight's cap is 200")
+    p.add_argument("--stop-at", type=int, default=None, help="end (and save) at this step of the --steps schedule")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--save-every", type=int, default=100)
     p.add_argument("--eval-every", type=int, default=150)
@@ -115,6 +117,13 @@ def stage2_batch(x256: torch.Tensor, crop: int, gen: torch.Generator, noising) -
     return win(x256), win(cond), levels
 
 
+def weight_cap(step: int, cap_from: int) -> float:
+    """The cap on the 1/SNR loss weight: 20 while the UNet finds its feet, then 200 so the highest-noise
+    steps, where sampling starts and colours are decided, are learned too (capped at 20 throughout,
+    the x0 a model predicted at t=950 was still noise after 200 steps, and so were its samples)."""
+    return 20.0 if step < cap_from else 200.0
+
+
 def lr_at(step: int, total: int, base: float) -> float:
     warm = 50
     if step < warm:
@@ -159,7 +168,7 @@ def main() -> int:
         log(f"resumed at step {step}")
     unet.train()
     t0, losses = time.time(), []
-    while step < steps:
+    while step < min(steps, args.stop_at or steps):
         # every step's randomness comes from its own seed: resuming replays exactly
         rng, gen = random.Random(SEED * 7919 + step), torch.Generator().manual_seed(SEED + step)
         x, caps = world_batch(rng, args.batch)
@@ -179,7 +188,7 @@ def main() -> int:
         # Epsilon loss, weighted up where the signal is weak (1/SNR, at most 20: the loss of the implied x0):
         # plain epsilon loss teaches the high-noise steps, which set colours and layout, too slowly.
         abar = scheduler.alphas_cumprod[t]
-        weight = ((1 - abar) / abar).clamp(1.0, 20.0)
+        weight = ((1 - abar) / abar).clamp(1.0, weight_cap(step, args.cap_from))
         eps_loss = ((pred[:, :3] - noise) ** 2).mean(dim=(1, 2, 3))
         loss = (weight * eps_loss).mean() + 0.1 * F.mse_loss(pred[:, 3:], torch.full_like(pred[:, 3:], -1.0))
         opt.zero_grad(set_to_none=True)
@@ -192,7 +201,7 @@ def main() -> int:
         if step % 20 == 0:
             log(f"step {step}/{steps} loss {sum(losses) / len(losses):.4f} {(time.time() - t0) / len(losses):.2f}s/step")
             losses, t0 = [], time.time()
-        if step % args.save_every == 0 or step == steps:
+        if step % args.save_every == 0 or step in (steps, args.stop_at):
             tmp = ckpt.with_suffix(".tmp")
             torch.save({"unet": unet.state_dict(), "opt": opt.state_dict(), "ema": ema.shadow, "step": step}, tmp)
             os.replace(tmp, ckpt)
@@ -211,18 +220,20 @@ def ema_unet(stage: int, ema: EMA):
 
 
 def save(stage: int, unet, tokenizer, text_encoder, out: Path) -> None:
-    """The pipeline folder, weights in fp16 (they load into float32 models as any fp16 file does)."""
+    """The pipeline folder, UNet weights in fp16 (they load into float32 models as any fp16 file does)."""
     import json
     import shutil
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tiny.save_pipeline(stage, unet.half(), tokenizer, text_encoder.half(), tmp)
+    # the UNet in fp16 (half the size); T5 stays fp32, so prompts encode exactly as in pretraining
+    tiny.save_pipeline(stage, unet.half(), tokenizer, text_encoder, tmp)
     unet.float()
-    text_encoder.float()
     (tmp / "floydtui-builtin.json").write_text(json.dumps({
         "name": out.name, "note": tiny.SHAPES_NOTE, "seed": SEED, "stage": stage,
         "trained_by": "scripts/pretrain_tiny.py"}, indent=2) + "\n")
+    for f in tmp.rglob("*"):
+        f.chmod(0o755 if f.is_dir() else 0o644)  # safetensors writes private files; the package's are ordinary
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     log(f"saved {out} ({sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 1e6:.1f} MB)")
