@@ -132,12 +132,14 @@ def test_shapes_ids_are_known_everywhere_a_builtin_is(tmp_path):
 
 def stage1_pipe(model_id: str = "builtin:shapes-if-i"):
     """The user's path: IFPipeline.from_pretrained on the model's folder, IF's inference scheduler line."""
+    import torch
     from diffusers import IFPipeline
 
     from floydtui.train.models import resolve_model_dir
 
     pipe = IFPipeline.from_pretrained(resolve_model_dir(model_id, stage=1), safety_checker=None,
-                                      feature_extractor=None, watermarker=None, requires_safety_checker=False)
+                                      feature_extractor=None, watermarker=None, requires_safety_checker=False,
+                                      dtype=torch.float32)  # the shipped UNet is fp16; CPUs compute in fp32
     pipe.scheduler = pipe.scheduler.__class__.from_config(pipe.scheduler.config, variance_type="fixed_small")
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -194,13 +196,14 @@ def world_images(tmp_path: Path, n: int = 4) -> tuple[list[Path], list[str]]:
 
 
 def stage2_pipe():
+    import torch
     from diffusers import IFSuperResolutionPipeline
 
     from floydtui.train.models import resolve_model_dir
 
     pipe = IFSuperResolutionPipeline.from_pretrained(resolve_model_dir("builtin:shapes-if-ii", stage=2),
                                                      safety_checker=None, feature_extractor=None, watermarker=None,
-                                                     requires_safety_checker=False)
+                                                     requires_safety_checker=False, dtype=torch.float32)
     pipe.scheduler = pipe.scheduler.__class__.from_config(pipe.scheduler.config, variance_type="fixed_small")
     pipe.set_progress_bar_config(disable=True)
     return pipe
