@@ -33,7 +33,8 @@ def main() -> int:
     preset = load_preset(ROOT / "presets" / "demo.toml")
     prompt = preset.validation_prompt_list[0]
     pipe = IFPipeline.from_pretrained(resolve_model_dir(preset.base_model, stage=1), safety_checker=None,
-                                      feature_extractor=None, watermarker=None, requires_safety_checker=False)
+                                      feature_extractor=None, watermarker=None, requires_safety_checker=False,
+                                      dtype=torch.float32)  # the shipped UNet is fp16; CPUs compute in fp32
     pipe.scheduler = pipe.scheduler.__class__.from_config(pipe.scheduler.config, variance_type="fixed_small")
     pipe.set_progress_bar_config(disable=True)
 

@@ -231,7 +231,8 @@ def save(stage: int, unet, tokenizer, text_encoder, out: Path) -> None:
     unet.float()
     (tmp / "floydtui-builtin.json").write_text(json.dumps({
         "name": out.name, "note": tiny.SHAPES_NOTE, "seed": SEED, "stage": stage,
-        "trained_by": "scripts/pretrain_tiny.py"}, indent=2) + "\n")
+        "trained_by": "scripts/pretrain_tiny.py", "command": "scripts/pretrain_tiny.py " + " ".join(sys.argv[1:])},
+        indent=2) + "\n")
     for f in tmp.rglob("*"):
         f.chmod(0o755 if f.is_dir() else 0o644)  # safetensors writes private files; the package's are ordinary
     shutil.rmtree(out, ignore_errors=True)

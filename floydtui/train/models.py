@@ -84,8 +84,8 @@ def builtin_note(model_id: str) -> str:
         return ""
     if model_id.startswith(f"{BUILTIN_PREFIX}shapes-"):
         return (f"{model_id}: floydtui's built-in {builtin_label(model_id)}: real IF classes and config switches, "
-                "about a million parameters trained by scripts/pretrain_tiny.py to draw one shape in one of 8 "
-                "colours on a plain background; it draws nothing else")
+                "about a million parameters pretrained by scripts/pretrain_tiny.py on one shape in one of 8 colours "
+                "on a plain background (briefly: docs/builtin-models.md says what it has learned)")
     return (f"{model_id}: floydtui's built-in {builtin_label(model_id)}: real IF classes, random weights, "
             "about a million parameters; it is not a model of anything")
 

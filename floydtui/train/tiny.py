@@ -238,7 +238,7 @@ def shapes_unet(stage: int):
 
 SHAPES_WIDTHS = {1: (16, 32, 48, 64), 2: (8, 16, 32, 48, 64)}
 
-SHAPES_NOTE = ("floydtui's built-in pretrained tiny DeepFloyd IF: real IF classes and config switches, a few "
-               "million parameters pretrained by scripts/pretrain_tiny.py on the shapes world (one circle, square, "
-               "triangle, diamond or star in one of 8 colours on a plain background). It draws that world and "
-               "nothing else.")
+SHAPES_NOTE = ("floydtui's built-in tiny DeepFloyd IF: real IF classes and config switches, about a million UNet "
+               "parameters, pretrained by scripts/pretrain_tiny.py on the shapes world (one circle, square, triangle, "
+               "diamond or star in one of 8 colours on a plain background) for as long as a shared 2-core CPU "
+               "allowed: see docs/builtin-models.md for what it has learned so far.")
