@@ -15,8 +15,8 @@ What it trains (see docs/builtin-models.md for the measured run times on 2 CPU c
 - the T5 encoder and tokenizer are the tiny ones every builtin model shares (random, frozen);
   prompts are encoded once, as floydtui's embed cache encodes them;
 - both stages: epsilon loss on the first three output channels, weighted by 1/SNR (at most 20,
-  then from step 200 at most 200) where the noise dominates (the implied x0's loss: plain epsilon loss teaches the high-noise
-  steps, which set colours and layout, in thousands of steps rather than hundreds); the
+  then from step --cap-from at most 200) where the noise dominates (the implied x0's loss: plain
+  epsilon loss teaches the high-noise steps, which set colours and layout, too slowly); the
   learned-variance channels taught to say -1 (the fixed_small variance) so `learned_range`
   sampling works too; 10% of captions dropped to the empty prompt for classifier-free guidance;
 - stage I: 64px images;
@@ -99,10 +99,13 @@ class EMA:
         d = min(self.decay, (1 + step) / (10 + step))
         with torch.no_grad():
             for k, v in model.state_dict().items():
-                self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d) if v.dtype.is_floating_point else self.shadow[k].copy_(v)
+                if v.dtype.is_floating_point:
+                    self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)
+                else:
+                    self.shadow[k].copy_(v)
 
 
-def stage2_batch(x256: torch.Tensor, crop: int, gen: torch.Generator, noising) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def stage2_batch(x256: torch.Tensor, crop: int, gen: torch.Generator, noising):
     """(target window, its noised upscaled condition, noise levels), as the pipeline builds them, cropped."""
     n = x256.shape[0]
     up = upscale_like_pipeline(low_res(x256), tuple(x256.shape[-2:]))
@@ -113,8 +116,12 @@ def stage2_batch(x256: torch.Tensor, crop: int, gen: torch.Generator, noising) -
     cond = noising.add_noise(up, torch.randn(up.shape, generator=gen), levels)
     ys = torch.randint(0, 256 - crop + 1, (n,), generator=gen)
     xs = torch.randint(0, 256 - crop + 1, (n,), generator=gen)
-    win = lambda t: torch.stack([t[i, :, y:y + crop, x:x + crop] for i, (y, x) in enumerate(zip(ys.tolist(), xs.tolist()))])  # noqa: E731
-    return win(x256), win(cond), levels
+    corners = list(zip(ys.tolist(), xs.tolist()))
+
+    def window(t: torch.Tensor) -> torch.Tensor:
+        return torch.stack([t[i, :, y:y + crop, x:x + crop] for i, (y, x) in enumerate(corners)])
+
+    return window(x256), window(cond), levels
 
 
 def weight_cap(step: int, cap_from: int) -> float:
@@ -199,7 +206,8 @@ def main() -> int:
         ema.update(unet, step)
         losses.append(loss.item())
         if step % 20 == 0:
-            log(f"step {step}/{steps} loss {sum(losses) / len(losses):.4f} {(time.time() - t0) / len(losses):.2f}s/step")
+            rate = (time.time() - t0) / len(losses)
+            log(f"step {step}/{steps} loss {sum(losses) / len(losses):.4f} {rate:.2f}s/step")
             losses, t0 = [], time.time()
         if step % args.save_every == 0 or step in (steps, args.stop_at):
             tmp = ckpt.with_suffix(".tmp")
@@ -283,7 +291,8 @@ def evaluate(stage: int, unet, tokenizer, text_encoder, folder: Path, quick: boo
                 row = torch.cat([bic[0], out[0], x[0]], 2)
                 arr = ((row / 2 + 0.5).clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
                 Image.fromarray(arr).save(folder / f"{i}.png")
-            log(f"eval {folder.name}: PSNR model {sum(ours) / len(ours):.2f} dB, bicubic {sum(bicubic) / len(bicubic):.2f} dB")
+            log(f"eval {folder.name}: PSNR model {sum(ours) / len(ours):.2f} dB, "
+                f"bicubic {sum(bicubic) / len(bicubic):.2f} dB")
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -93,7 +93,8 @@ def test_shapes_models_ship_in_the_package_small_and_labelled(model_id):
     assert folder.is_relative_to(REPO / "floydtui")
     weights = sum(p.stat().st_size for p in folder.rglob("*.safetensors"))
     assert 0 < weights < 4_000_000, weights
-    assert "shapes world" in builtin_label(model_id) and BUILTIN_MODELS[model_id] == (1 if model_id.endswith("-i") else 2)
+    assert "shapes world" in builtin_label(model_id)
+    assert BUILTIN_MODELS[model_id] == (1 if model_id.endswith("-i") else 2)
     info = json.loads((folder / "floydtui-builtin.json").read_text())
     assert info["trained_by"] == "scripts/pretrain_tiny.py" and "shapes world" in info["note"]
     pyproject = (REPO / "pyproject.toml").read_text()

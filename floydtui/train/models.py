@@ -22,7 +22,8 @@ def resolve_model_dir(model_id: str, *, stage: int, revision: str = "main", vari
                       events: Any = None) -> Path:
     """The local folder of a model id, checked to be an IF model of `stage`.
 
-    `builtin:shapes-if-*` are the package's own folders, `builtin:tiny-if-*` are built on first use; a local folder is used
+    `builtin:shapes-if-*` are the package's own folders, `builtin:tiny-if-*` are built on first use;
+    a local folder is used
     as it is; anything else is a hub id, fetched (or found in the hub cache) by floydtui.hub.
     Raises FloydError saying which problem it is and what to do.
     """

@@ -44,7 +44,7 @@ A B C D E F G H I J K L M N O P Q R S T U V W X Y Z 0 1 2 3 4 5 6 7 8 9 . ! ? ' 
 
 
 def builtin_model_dir(model_id: str) -> Path:
-    """The folder a builtin model lives in: the package's for the shapes models, the cache's (built or not) for the tiny ones."""
+    """The folder a builtin model lives in: the package's (shapes models) or the cache's, built or not (tiny ones)."""
     if model_id in SHAPES_NAMES:
         return WEIGHTS_DIR / SHAPES_NAMES[model_id]
     return cache_root() / "models" / f"{TINY_NAMES[model_id]}-{TINY_VERSION}"
