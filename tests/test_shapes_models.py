@@ -365,3 +365,16 @@ def test_capitalised_punctuated_captions_teach_the_same_concept(tmp_path):
         pipe.load_lora_weights(str(tmp_path / "output" / "demo"))
         tuned = pink_samples(pipe)
     assert mean_pink(tuned) >= 0.10 and mean_pink(tuned) >= 5 * mean_pink(base), (mean_pink(tuned), mean_pink(base))
+
+
+def test_the_monitor_names_a_builtin_base_for_what_it_is(tmp_path):
+    from floydtui.tui.runstate import RunState
+
+    state = RunState(tmp_path)
+    state.apply([{"type": "run_start", "t": 1.0, "run_id": "r", "flavour": "i-medium-400m",
+                  "base_model": "/somewhere/shapes-if-i", "model_id": "builtin:shapes-if-i", "total_steps": 4}])
+    assert state.base_label == "builtin:shapes-if-i (tiny IF stage I pretrained on the shapes world (for the demo))"
+    assert "base builtin:shapes-if-i (tiny IF stage I pretrained" in state.logs[-1].message
+    state.apply([{"type": "run_start", "t": 2.0, "run_id": "r", "flavour": "i-medium-400m",
+                  "base_model": "DeepFloyd/IF-I-M-v1.0", "model_id": "DeepFloyd/IF-I-M-v1.0", "total_steps": 4}])
+    assert state.base_label == "DeepFloyd/IF-I-M-v1.0"
