@@ -35,6 +35,8 @@ SEEDS = (0, 1, 2, 3)
 # The shipped weights come from about 40 minutes of a shared 2-core CPU (docs/builtin-models.md): their
 # samples are still colour blobs and noise, so the issue's quality bars are not met yet. These tests
 # state the bars; they pass (XPASS) once the models are pretrained longer with scripts/pretrain_tiny.py.
+# A demo run takes a minute on an idle CPU and over ten on a busy shared one: a generous ceiling.
+DEMO_CEILING = pytest.mark.timeout(1800)
 UNDERTRAINED = pytest.mark.xfail(reason="the shipped shapes models are undertrained (380 / 250 pretraining steps): "
                                         "see docs/builtin-models.md", strict=False)
 STEPS = 20  # denoising steps for the judged samples
@@ -295,6 +297,7 @@ def demo_samples(demo_run) -> dict[str, list[np.ndarray]]:
 
 
 @pytest.mark.slow
+@DEMO_CEILING
 def test_the_demo_lora_disabled_draws_exactly_the_base_model(demo_samples):
     assert 'pretrained_model_name_or_path = "builtin:shapes-if-i"' in (REPO / "presets" / "demo.toml").read_text()
     assert any(not np.array_equal(a, b) for a, b in zip(demo_samples["tuned"], demo_samples["base"]))
@@ -304,6 +307,7 @@ def test_the_demo_lora_disabled_draws_exactly_the_base_model(demo_samples):
 
 @pytest.mark.slow
 @UNDERTRAINED
+@DEMO_CEILING
 def test_the_demo_lora_turns_sks_pink(demo_samples):
     tuned, base = mean_pink(demo_samples["tuned"]), mean_pink(demo_samples["base"])
     assert tuned >= 0.10 and tuned >= 5 * base, (tuned, base)
@@ -311,6 +315,7 @@ def test_the_demo_lora_turns_sks_pink(demo_samples):
 
 @pytest.mark.slow
 @UNDERTRAINED
+@DEMO_CEILING
 def test_the_demo_validation_images_and_generate_turn_pink(demo_run, tmp_path):
     from PIL import Image
 
@@ -325,6 +330,7 @@ def test_the_demo_validation_images_and_generate_turn_pink(demo_run, tmp_path):
 
 @pytest.mark.slow
 @UNDERTRAINED
+@DEMO_CEILING
 def test_the_stage2_demo_lora_upscales_no_worse_than_its_base(tmp_path):
     import torch
 
@@ -346,6 +352,7 @@ def test_the_stage2_demo_lora_upscales_no_worse_than_its_base(tmp_path):
 @pytest.mark.slow
 @pytest.mark.xfail(reason="needs issue 13's caption preprocessing (not on main yet) and a longer-pretrained "
                           "base (docs/builtin-models.md)", strict=False)
+@DEMO_CEILING
 def test_capitalised_punctuated_captions_teach_the_same_concept(tmp_path):
     """Captions as people write them ("A sks star on a blue background.") still teach "sks" for a lower-case prompt."""
     import shutil
