@@ -380,8 +380,8 @@ def test_the_monitor_names_a_builtin_base_for_what_it_is(tmp_path):
     state = RunState(tmp_path)
     state.apply([{"type": "run_start", "t": 1.0, "run_id": "r", "flavour": "i-medium-400m",
                   "base_model": "/somewhere/shapes-if-i", "model_id": "builtin:shapes-if-i", "total_steps": 4}])
-    assert state.base_label == "builtin:shapes-if-i (tiny IF stage I pretrained on the shapes world (for the demo))"
-    assert "base builtin:shapes-if-i (tiny IF stage I pretrained" in state.logs[-1].message
+    assert state.model_name == "built-in tiny model (builtin:shapes-if-i, pretrained on the shapes world)"
+    assert "base built-in tiny model (builtin:shapes-if-i, pretrained" in state.logs[-1].message
     state.apply([{"type": "run_start", "t": 2.0, "run_id": "r", "flavour": "i-medium-400m",
                   "base_model": "DeepFloyd/IF-I-M-v1.0", "model_id": "DeepFloyd/IF-I-M-v1.0", "total_steps": 4}])
-    assert state.base_label == "DeepFloyd/IF-I-M-v1.0"
+    assert state.model_name == "DeepFloyd/IF-I-M-v1.0"

@@ -60,7 +60,7 @@ class RunState:
     run_id: str = ""
     flavour: str = ""
     base_model: str = ""
-    model_id: str = ""  # as the preset names it: a builtin id, a hub id or a folder
+    model_id: str = ""  # what the preset named: a hub id, a folder, or builtin:...
     device: str = ""
     world_size: int = 1
     total_steps: int = 0
@@ -82,6 +82,18 @@ class RunState:
     status: str = ""  # "" while running; completed / failed / stopped at run_end
     end_detail: str = ""
     started: bool = False
+
+    @property
+    def model_name(self) -> str:
+        """The model that trains, in words: the built-in tiny model, a local folder, or a hub id."""
+        model_id = self.model_id or self.base_model
+        if model_id.startswith("builtin:"):  # the pretrained ones say so: they are not random miniatures
+            learned = ", pretrained on the shapes world" if "shapes world" in builtin_label(model_id) else ""
+            return f"built-in tiny model ({model_id}{learned})"
+        if model_id.startswith(("/", "~", ".")) or (self.base_model and self.base_model == model_id
+                                                    and Path(model_id).is_absolute()):
+            return f"folder {model_id}"
+        return model_id
 
     @property
     def running(self) -> bool:
@@ -122,14 +134,8 @@ class RunState:
         self.pid = int(ev["pid"]) if ev.get("pid") else None
         self.host = str(ev.get("host", ""))
         self._log(ev, "info", f"run {self.run_id} started: {self.flavour} on {self.device}, "
-                              f"{self.total_steps} steps, base {self.base_label}")
+                              f"{self.total_steps} steps, base {self.model_name}")
         return {"stats", "log"}
-
-    @property
-    def base_label(self) -> str:
-        """The base model as the header names it: a built-in model's id and what it is, else its id or folder."""
-        label = builtin_label(self.model_id)
-        return f"{self.model_id} ({label})" if label else self.model_id or self.base_model
 
     def _on_phase(self, ev: dict) -> set[str]:
         self.phase = str(ev["name"])
