@@ -82,7 +82,7 @@ def build_request(args: argparse.Namespace):
     elif not args.run and not args.base and image is None:
         problems.append(Problem("no model: give --base MODEL or --run RUN_DIR", where="--base",
                                 hint="e.g. --base DeepFloyd/IF-I-M-v1.0 --lora output/my-lora, or "
-                                     "--run output/my-lora, or --base builtin:tiny-if-i to try it"))
+                                     "--run output/my-lora, or --base builtin:shapes-if-i to try it"))
     if image is not None and not stage2:
         problems.append(Problem("--image needs --stage2 MODEL (or --run of a stage II run) to upscale it",
                                 where="--image", hint="add e.g. --stage2 DeepFloyd/IF-II-M-v1.0"))
