@@ -261,8 +261,11 @@ def test_a_stage_two_run_upscales_a_stage_one_base(tmp_path, loras, capsys):
     (["--base", "builtin:tiny-if-i", "--size", "64by64"], "--size '64by64' is not WxH"),
     ([], "no model: give --base MODEL or --run RUN_DIR"),
     (["--base", "builtin:tiny-if-i", "--lora", "/no/such/lora.safetensors"], "no such LoRA file"),
-    (["--base", "builtin:tiny-if-ii"], "builtin:tiny-if-ii is a stage II model, but --base needs a stage I"),
-    (["--base", "builtin:tiny-if-i", "--stage2", "builtin:tiny-if-i"], "--stage2 needs a stage II model"),
+    # These two read the built-in models, building them on a cold cache.
+    pytest.param(["--base", "builtin:tiny-if-ii"], "builtin:tiny-if-ii is a stage II model, but --base needs a stage I",
+                 marks=pytest.mark.slow),
+    pytest.param(["--base", "builtin:tiny-if-i", "--stage2", "builtin:tiny-if-i"], "--stage2 needs a stage II model",
+                 marks=pytest.mark.slow),
     (["--base", "builtin:tiny-if-i", "--stage2-lora", "/no/such.safetensors"], "--stage2-lora needs --stage2"),
     (["--run", "/no/such/run"], "no such run directory"),
 ])
