@@ -31,7 +31,7 @@ def floydtui_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, floydtui_cache):
-    """A test that changed the environment by hand (not through monkeypatch) can't leak it to the next."""
+    """Each test starts with the session's cache and no assumed GPU, whatever a test before set by hand."""
     monkeypatch.setenv("FLOYDTUI_CACHE", str(floydtui_cache))
     monkeypatch.delenv("FLOYDTUI_ASSUME_GPU", raising=False)
 

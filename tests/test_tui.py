@@ -498,7 +498,6 @@ def test_a_crashed_run_is_read_off_the_event_loop_and_reported_with_its_log(tmp_
     async def test(pilot):
         screen = app.screen
         await until(pilot, lambda: screen.exit_code is not None, what="the crashed run's exit to be reported")
-        await handled(screen)  # what the worker posted with the exit
         log = "\n".join(str(line.text) for line in screen.log_view.lines)
         assert "floydtui run exited with 1" in log and "Traceback: boom" in log
         assert "FAILED" in static_text(app, "#run-stats")
@@ -584,7 +583,6 @@ def test_launch_the_tiny_demo_and_watch_it_train(tmp_path, repo):
         started.append(monitor.process.proc)
         log = lambda: "\n".join(str(line.text) for line in monitor.log_view.lines)  # noqa: E731
         await until(pilot, lambda: monitor.exit_code is not None, what="`floydtui run` to exit", seen=log)
-        await handled(monitor)  # the events read as the run exited
         assert monitor.state.status == "completed", log()
         assert monitor.exit_code == 0
         assert len(monitor.plot.series) == data["training"]["max_train_steps"]
