@@ -113,8 +113,8 @@ def test_enter_scans_at_once_and_the_next_edit_cancels(tmp_path):
         folder.editor.value = str(real)  # one edit to a folder, then a pause: scanned without Enter
         await wait_for(pilot, lambda: scanned_current(app), "the scan after a pause", seen=lambda: panel(app))
         folder.editor.value = str(real / "a_shape_0.png")  # a file, not a folder: never scanned
-        await pilot.pause(0.05)
-        assert "not a folder (yet)" in panel(app)
+        await wait_for(pilot, lambda: "not a folder (yet)" in panel(app), "the file to be called not a folder",
+                       seen=lambda: panel(app))
         folder.editor.value = str(real)
         await pilot.press("enter")
         await pilot.pause()
