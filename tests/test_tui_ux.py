@@ -122,7 +122,7 @@ def test_enter_scans_at_once_and_the_next_edit_cancels(tmp_path):
         assert wizard.scanning is not None or scanned_current(app), "Enter starts the scan without waiting"
         await wait_for(pilot, lambda: scanned_current(app), "the scan after Enter", seen=lambda: panel(app))
         await pilot.press("/")  # the path now ends in "/": a new preset, the old scan is stale
-        assert wizard.scans_for is not wizard.state.preset
+        await wait_for(pilot, lambda: wizard.scans_for is not wizard.state.preset, "the edit to make a new preset")
         assert "4 files" not in panel(app), "the panel never shows numbers for another version"
 
     run(app, test)
