@@ -14,7 +14,7 @@ import sys
 
 from floydtui import __version__
 
-COMMANDS = ("run", "check", "scan", "watch", "import", "export", "doctor", "generate")
+COMMANDS = ("run", "check", "scan", "watch", "serve", "import", "export", "doctor", "generate")
 
 _EPILOG = """commands:
   floydtui [PRESET]                 the wizard; with PRESET, opens it for editing
@@ -22,6 +22,7 @@ _EPILOG = """commands:
   floydtui check PRESET [--json]    validate a preset, its datasets and the memory it needs
   floydtui scan PRESET [--json]     the per-image decision for every dataset file
   floydtui watch RUN_DIR            the monitor on a run directory, live or finished
+  floydtui serve [--watch RUN_DIR]  the wizard (or the monitor) in a browser, on 127.0.0.1:8000
   floydtui import SRC... -o PRESET  SimpleTuner config.json/.toml/.env (+ multidatabackend.json)
   floydtui export PRESET -o DIR     a preset to SimpleTuner config.json + multidatabackend.json
   floydtui doctor [--json]          devices and, per flavour, the memory estimate and verdict
@@ -67,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("watch", help="the monitor on a run directory")
     w.add_argument("run_dir")
+
+    srv = sub.add_parser("serve", help="the wizard or the monitor in a browser (textual-serve)")
+    srv.add_argument("preset", nargs="?", help="a preset for the wizard to open")
+    srv.add_argument("--watch", metavar="RUN_DIR", help="serve the monitor on this run directory instead")
+    srv.add_argument("--host", help="address to listen on (default 127.0.0.1; any other has no authentication)")
+    srv.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
 
     imp = sub.add_parser("import", help="SimpleTuner config to a preset")
     imp.add_argument("sources", nargs="+", help="config.json / config.toml / config.env, multidatabackend.json")
