@@ -54,7 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-dir", help="override [output] output_dir")
     run.add_argument("--max-train-steps", type=int, help="override [training] max_train_steps")
     run.add_argument("--resume", default="latest", help="latest (default), none, or a checkpoint folder")
-    run.add_argument("--num-processes", type=int, default=1, help="processes; >1 goes through accelerate")
+    run.add_argument("--num-processes", type=int,
+                     help="processes of all machines together (default: one per machine); >1 goes through accelerate")
+    run.add_argument("--num-machines", type=int, help="machines taking part (default 1, or the srun step's node count)")
+    run.add_argument("--machine-rank", type=int, help="this machine's number, 0 to machines-1 (default: NODE_RANK, "
+                                                      "SLURM_NODEID, or 0)")
+    run.add_argument("--main-process-ip", help="address of machine rank 0, reachable from all (default: MASTER_ADDR)")
+    run.add_argument("--main-process-port", type=int,
+                     help="port machine rank 0 listens on (default: MASTER_PORT, or 29500 with several machines)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a preset key (repeatable), e.g. --set learning_rate=1e-4")
     run.add_argument("--json", action="store_true", help="events on stdout instead of progress bars")
