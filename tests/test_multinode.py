@@ -204,3 +204,31 @@ def test_a_bad_flag_on_the_command_line_is_a_message_not_a_traceback(tmp_path):
     assert done.returncode == 2
     assert "need the address of machine rank 0" in done.stderr and "--main-process-ip" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_bucket_too_small_for_every_process_names_the_bucket_and_the_numbers(tmp_path):
+    from floydtui.config.preset import load_preset
+    from floydtui.data.dataset import TrainingData
+
+    data = TrainingData(load_preset(write_preset(tmp_path, images=5)))
+    assert data.rank_feed_problems(2, 2) == []  # 5 samples feed 2 processes a batch of 2
+    [problem] = data.rank_feed_problems(2, 3)
+    assert problem.message == ("bucket 32x32 has 5 sample(s), fewer than train_batch_size 2 x 3 processes = 6: "
+                               "it cannot feed every process a full batch")
+    assert problem.where == "[[datasets]] 'shapes'" and problem.key == "train_batch_size"
+    assert problem.hint.startswith("lower train_batch_size to 1, or run on 2 process(es), or add images")
+
+
+@pytest.mark.slow
+def test_a_run_whose_buckets_cannot_feed_every_process_stops_with_that_message(tmp_path):
+    preset = write_preset(tmp_path, images=3)
+    proc = start(str(preset), "--num-processes", "2")
+    try:
+        out, err = proc.communicate(timeout=400)
+    finally:
+        end_all([proc])
+    assert proc.returncode == 2, err
+    errors = [json.loads(line) for line in out.splitlines() if '"type": "error"' in line]
+    assert errors and errors[0]["message"].startswith("bucket 32x32 has 3 sample(s), fewer than train_batch_size 2 "
+                                                      "x 2 processes = 4")
+    assert "lower train_batch_size to 1" in errors[0]["hint"]

@@ -171,6 +171,9 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
     if no_eval_images:
         raise FloydError([no_eval_images])
     batch_size, accum = t["train_batch_size"], t["gradient_accumulation_steps"]
+    starved = data.rank_feed_problems(batch_size, world)
+    if starved:
+        raise FloydError(starved)
     per_epoch = data.steps_per_epoch(batch_size, world)
     if per_epoch == 0:
         raise FloydError.one(f"{len(data.records)} usable image(s) make no full batch of {batch_size} per process",
