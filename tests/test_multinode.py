@@ -161,6 +161,25 @@ def test_a_stop_on_machine_zero_stops_both_and_both_resume(one_machine):
     assert_same_lora(one_machine.run, out)
 
 
+@pytest.mark.slow
+def test_torchrun_starts_the_ranks_and_each_trains_as_the_rank_it_was_given(one_machine):
+    out = one_machine.tmp / "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FLOYDTUI_DEBUG": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+                             "--master-port", str(free_port()), "-m", "floydtui", "run", str(one_machine.preset),
+                             "--output-dir", str(out), "--json", *NO_VALIDATION], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, start_new_session=True)
+    try:
+        [(code, err)] = wait_all([proc])
+    finally:
+        end_all([proc])
+    assert code == 0, err
+    events = read_events(out / "events.jsonl")
+    assert [e["type"] for e in events].count("run_start") == 1
+    assert next(e for e in events if e["type"] == "run_start")["world_size"] == 2
+    assert_same_lora(one_machine.run, out)
+
+
 def args(**given):
     base = dict(num_processes=None, num_machines=None, machine_rank=None, main_process_ip=None,
                 main_process_port=None)
