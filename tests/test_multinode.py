@@ -34,9 +34,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(*args: str) -> subprocess.Popen:
+def start(*args: str, env: dict | None = None) -> subprocess.Popen:
     """`floydtui run ARGS --json` as its own process group (a machine's terminal)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "FLOYDTUI_DEBUG": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FLOYDTUI_DEBUG": "1", **(env or {})}
     for name in ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "RANK", "WORLD_SIZE", "LOCAL_RANK"):
         env.pop(name, None)
     return subprocess.Popen([sys.executable, "-m", "floydtui", "run", *args, "--json"], stdout=subprocess.PIPE,
@@ -44,10 +44,18 @@ def start(*args: str) -> subprocess.Popen:
 
 
 def machines(preset: Path, out: Path, port: int) -> list[subprocess.Popen]:
-    """Machine rank 0 and 1 of a two-machine run, one process each."""
+    """Machine rank 0 and 1 of a two-machine run, one process each, sharing one filesystem."""
     common = ("--output-dir", str(out), "--num-machines", "2", "--main-process-ip", "127.0.0.1",
               "--main-process-port", str(port), *NO_VALIDATION)
     return [start(str(preset), *common, "--machine-rank", str(rank)) for rank in (0, 1)]
+
+
+def separate_machines(homes: list[Path], port: int) -> list[subprocess.Popen]:
+    """Machine rank 0 and 1 sharing nothing: each its own copy of the project, caches and output."""
+    return [start(str(home / "preset.toml"), "--output-dir", str(home / "out"), "--num-machines", "2",
+                  "--machine-rank", str(rank), "--main-process-ip", "127.0.0.1", "--main-process-port", str(port),
+                  *NO_VALIDATION, env={"FLOYDTUI_CACHE": str(home / "floydtui-cache")})
+            for rank, home in enumerate(homes)]
 
 
 def end_all(procs) -> None:
@@ -126,10 +134,12 @@ def test_two_machines_train_the_lora_of_two_processes_on_one(one_machine):
 
 
 @pytest.mark.slow
-def test_a_stop_on_machine_zero_stops_both_and_both_resume(one_machine):
-    out = one_machine.tmp / "stopped"
-    port = free_port()
-    procs = machines(one_machine.preset, out, port)
+def test_a_stop_on_machine_zero_stops_both_and_both_resume_without_a_shared_filesystem(one_machine, tmp_path):
+    homes = [tmp_path / "machine-0", tmp_path / "machine-1"]
+    for home in homes:  # the same preset and images on each machine, in its own folder
+        write_preset(home, steps=4)
+    out = homes[0] / "out"
+    procs = separate_machines(homes, free_port())
     try:
         seen = []
         for line in procs[0].stdout:  # rank 0's events, as --json prints them
@@ -148,8 +158,13 @@ def test_a_stop_on_machine_zero_stops_both_and_both_resume(one_machine):
     assert events[-2]["type"] == "checkpoint"
     stopped_at = events[-2]["step"]
     assert stopped_at < 4
+    # Machine 1 filled its own caches and wrote no run directory: rank 0 alone writes.
+    assert not (homes[1] / "out").exists()
+    assert sorted(p.name for p in (homes[1] / "cache").rglob("*.safetensors")) == \
+        sorted(p.name for p in (homes[0] / "cache").rglob("*.safetensors"))
+    assert list((homes[1] / "floydtui-cache" / "pixels").rglob("*.px"))
 
-    procs = machines(one_machine.preset, out, free_port())
+    procs = separate_machines(homes, free_port())  # machine 1 has no checkpoint: rank 0 sends it
     try:
         results = wait_all(procs)
     finally:
@@ -158,6 +173,7 @@ def test_a_stop_on_machine_zero_stops_both_and_both_resume(one_machine):
     events = read_events(out / "events.jsonl")
     second = [i for i, e in enumerate(events) if e["type"] == "run_start"][-1]
     assert next(e["step"] for e in events[second:] if e["type"] == "step") == stopped_at + 1
+    assert not (homes[1] / "out").exists()
     assert_same_lora(one_machine.run, out)
 
 

@@ -185,6 +185,8 @@ def run(preset, args) -> int:
         events.emit("run_end", status="stopped")
         return EXIT["stopped"]
     except FloydError as e:
+        if not main_process:  # its events are off: say it where this machine's log shows it
+            sys.stderr.write(f"rank {os.environ.get('RANK')}: {e.format()}\n")
         for p in e.problems:
             events.emit("error" if p.is_error else "warning", message=p.message, hint=p.hint)
         events.emit("run_end", status="failed", error=e.problems[0].message if e.problems else str(e))

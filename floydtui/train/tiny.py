@@ -143,6 +143,9 @@ def build_tiny(stage: int, dest: Path, label: str = "") -> None:
     else:
         noising = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=False)
         pipe = IFSuperResolutionPipeline(image_noising_scheduler=noising, **common)
+    # transformers writes nothing on a rank other than global 0 once torch.distributed is up, but
+    # each machine of a multi-machine run without a shared cache builds its own copy.
+    text_encoder.should_save_on_this_rank = lambda is_main_process: is_main_process
     pipe.save_pretrained(dest, safe_serialization=True)
     (dest / "floydtui-builtin.json").write_text(json.dumps({
         "name": label or f"tiny-if-{'i' * stage}",

@@ -30,8 +30,10 @@ from floydtui.errors import FloydError
 from floydtui.events import EventWriter
 from floydtui.fsutil import atomic_write_text
 from floydtui.hub import DiskGuard
+from floydtui.paths import cache_root
 from floydtui.train import checkpoint as ckpt
 from floydtui.train.card import model_card
+from floydtui.train.distributed import cache_share, fillers_first, from_main, shared_folders
 from floydtui.train.embed_cache import TextEmbedCache, build_cache, encoder_identity
 from floydtui.train.inputs import Stage2Inputs, StageInputs, stage1_inputs
 from floydtui.train.lora import load_trainable_state_dict, save_lora, setup_trainable, trainable_state_dict
@@ -165,8 +167,9 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "preset.toml", preset.to_toml(absolute_paths=True))
 
-    with accelerator.main_process_first():  # rank 0 fills the pixel cache; the others then find it full
-        data = TrainingData(preset, events=events)
+    # Caches on a filesystem every machine sees are filled once, others once per machine; the rest find them full.
+    pixels_shared, embeds_shared = shared_folders(accelerator, [cache_root() / "pixels", preset.text_embeds_cache_dir])
+    data = fillers_first(accelerator, pixels_shared, lambda: TrainingData(preset, events=events))
     no_eval_images = eval_image_problem(preset)
     if no_eval_images:
         raise FloydError([no_eval_images])
@@ -185,9 +188,7 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
     fingerprint = run_fingerprint(preset, model_id, world)
     if main:
         ckpt.remove_partial(out)
-    found = ckpt.find_resume(out, resume)
-    if found:
-        ckpt.check_checkpoint(found, fingerprint)
+    found = from_main(accelerator, lambda: resume_point(out, resume, fingerprint))  # out is rank 0's alone
     with accelerator.main_process_first():
         model_dir = resolve_model_dir(model_id, stage=preset.stage, revision=preset.model["revision"],
                                       variant=preset.model["variant"], events=events if main else None)
@@ -210,9 +211,10 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
     events.emit("phase", name="embed_cache")
     negative = v["validation_negative_prompt"]
     cache = TextEmbedCache(preset.text_embeds_cache_dir, encoder_identity(text_dir), weight_dtype)
+    share, sharers = cache_share(accelerator, embeds_shared)
     build_cache(cache, [*data.captions(), *preset.validation_prompt_list, negative, ""], text_dir,
                 placement=t["text_encoder_placement"], batch_size=t["embed_batch_size"],
-                variant=preset.model["variant"], events=events if main else None, rank=rank, world_size=world,
+                variant=preset.model["variant"], events=events if main else None, rank=share, world_size=sharers,
                 barrier=accelerator.wait_for_everyone)
 
     unet = load_unet(model_dir, weight_dtype, preset.model["variant"])
@@ -236,7 +238,7 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
             events.warning(f"--resume none: removed {len(old)} earlier checkpoint(s) of {out}",
                            hint="a later --resume latest continues this run, not the old one")
     if found:
-        position, weights, state = ckpt.load_checkpoint(found, fingerprint)
+        position, weights, state = from_main(accelerator, lambda: ckpt.load_checkpoint(found, fingerprint))
         load_trainable_state_dict(accelerator.unwrap_model(unet), weights)
         optimizer.load_state_dict(state["optimizer"])
         lr_scheduler.load_state_dict(state["lr_scheduler"])
@@ -244,10 +246,10 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
         events.warning(f"resuming from {found.name} (step {position.step} of {total})",
                        hint="pass --resume none to start over")
 
-    guard = DiskGuard.for_preset(preset)  # every rank checks (same disks), so all stop together
+    guard = DiskGuard.for_preset(preset)  # rank 0 checks the disks it writes to; every rank stops with it
 
     def save_checkpoint() -> None:
-        guard.check(f"checkpoint-{position.step:06d}")
+        from_main(accelerator, lambda: guard.check(f"checkpoint-{position.step:06d}"))
         if main:
             path = ckpt.save_checkpoint(out, position, trainable=trainable_state_dict(accelerator.unwrap_model(unet)),
                                         optimizer=optimizer, lr_scheduler=lr_scheduler, fingerprint=fingerprint,
@@ -259,7 +261,7 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
 
     def validate(then_train: bool = True) -> None:
         nonlocal last_images
-        guard.check(f"validation/step-{position.step:06d}")
+        from_main(accelerator, lambda: guard.check(f"validation/step-{position.step:06d}"))
         if main:
             events.emit("phase", name="validate")
             bare = accelerator.unwrap_model(unet)
@@ -331,13 +333,13 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
             validate()
 
     # ---- the end ----
-    if last_checkpoint != position.step or not ckpt.list_checkpoints(out):
+    if last_checkpoint != position.step or not from_main(accelerator, lambda: bool(ckpt.list_checkpoints(out))):
         save_checkpoint()
     if stop.agreed(accelerator):  # a stop that arrived during the last step or its checkpoint
         return "stopped"
     stop.armed = False  # from here a Ctrl-C stops at once: the final checkpoint lets a rerun redo the end
     validate(then_train=False)
-    guard.check("pytorch_lora_weights.safetensors")
+    from_main(accelerator, lambda: guard.check("pytorch_lora_weights.safetensors"))
     if main:
         finish(preset, events, accelerator.unwrap_model(unet), model_dir, cache, base_label=base_label, note=note,
                steps=position.step, world=world, images=last_images, device=device, dtype=weight_dtype,
@@ -376,6 +378,14 @@ def finish(preset: Preset, events: EventWriter, unet, model_dir: Path, cache: Te
                 hint="train longer or with a higher learning_rate; check lora_target_modules includes "
                      "add_k_proj/add_v_proj (IF's text conditioning) and that the loss went down")
     return path
+
+
+def resume_point(out: Path, resume: str, fingerprint: dict[str, Any]) -> Path | None:
+    """The checkpoint to resume from, checked against this run's settings (None: start fresh)."""
+    found = ckpt.find_resume(out, resume)
+    if found:
+        ckpt.check_checkpoint(found, fingerprint)
+    return found
 
 
 def set_attention(unet, mechanism: str) -> None:
