@@ -123,15 +123,17 @@ async def render(url: str, devtools_port: int, expected: tuple[str, ...], screen
             return text or "(the page built no terminal)"
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium; "
-                                              ".ci/run installs it)")
-def test_serve_shows_the_wizard_in_headless_chromium(tmp_path):
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install "
+                                                              "chromium; .ci/run installs it)")
+
+
+def browser_text(tmp_path: Path, serve_args: list[str], expected: tuple[str, ...]) -> str:
+    """Start `floydtui serve SERVE_ARGS` and headless Chromium on it; the page's terminal text."""
     port = free_port()
     server = browser = None
     try:
-        server = subprocess.Popen([sys.executable, "-m", "floydtui", "serve", "--port", str(port)], cwd=tmp_path,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        server = subprocess.Popen([sys.executable, "-m", "floydtui", "serve", "--port", str(port), *serve_args],
+                                  cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                   start_new_session=True)
 
         def listening():
@@ -143,23 +145,38 @@ def test_serve_shows_the_wizard_in_headless_chromium(tmp_path):
         assert server.poll() is None, server.stdout.read()
         profile = tmp_path / "chromium-profile"
         browser = subprocess.Popen([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                   start_new_session=True)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         active = profile / "DevToolsActivePort"  # Chromium writes the port it chose here
         wait_for("Chromium's DevToolsActivePort file", lambda: active.is_file() and active.read_text().strip(),
                  seen=lambda: f"exit code {browser.poll()}")
         devtools_port = int(active.read_text().split()[0])
-
-        screenshot = tmp_path / "wizard.png"
-        text = asyncio.run(render(f"http://127.0.0.1:{port}/?fontsize=12", devtools_port, FLAVOUR_NAMES, screenshot))
-        missing = [name for name in FLAVOUR_NAMES if name not in text]
+        screenshot = tmp_path / "page.png"
+        text = asyncio.run(render(f"http://127.0.0.1:{port}/?fontsize=12", devtools_port, expected, screenshot))
+        missing = [word for word in expected if word not in text]
         assert not missing, f"the browser's terminal lacks {missing}; it shows:\n{text}"
-        assert "Flavour" in text and "Hardware" in text  # the wizard's step bar
         assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        return text
     finally:
         for proc in (browser, server):
             if proc is not None:
                 stop_group(proc)
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_serve_shows_the_wizard_in_headless_chromium(tmp_path):
+    text = browser_text(tmp_path, [], FLAVOUR_NAMES)
+    assert "Flavour" in text and "Hardware" in text  # the wizard's step bar
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_serve_watch_shows_the_monitor_of_a_run_in_headless_chromium(tmp_path):
+    run = tmp_path / "demo-run"
+    run.mkdir()
+    shutil.copy(REPO / "tests" / "data" / "events-tiny-run.jsonl", run / "events.jsonl")
+    text = browser_text(tmp_path, ["--watch", str(run)], ("floydtui monitor", "demo-run", "COMPLETED", "step 48/48"))
+    assert "loss (raw · EMA)" in text
 
 
 def start_serve(tmp_path: Path, *args: str) -> subprocess.Popen:
