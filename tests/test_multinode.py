@@ -224,6 +224,8 @@ def test_launch_plan_reads_flags_then_torchrun_and_slurm_variables():
     (dict(num_processes=0), {}, "--num-processes 0: must be 1 or more"),
     (dict(num_machines=2, main_process_ip="a", main_process_port=70000), {}, "must be 1 to 65535"),
     (dict(), {"SLURM_STEP_NUM_NODES": "x"}, "SLURM_STEP_NUM_NODES='x' is not a whole number"),
+    (dict(), {"SLURM_STEP_NUM_NODES": "2", "SLURM_STEP_NUM_TASKS": "16", "MASTER_ADDR": "a"},
+     "this srun step runs 16 tasks on 2 node(s)"),
 ])
 def test_launch_plan_mistakes_say_what_and_how(given, env, says):
     with pytest.raises(FloydError) as e:

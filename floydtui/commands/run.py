@@ -76,6 +76,12 @@ def launch_plan(args, env=os.environ) -> Launch:
                   main_process_port=args.main_process_port if args.main_process_port is not None
                   else _env_int(env, "MASTER_PORT"))
     problems = []
+    tasks = _env_int(env, "SLURM_STEP_NUM_TASKS") if in_step else None
+    if tasks and tasks > plan.num_machines:
+        problems.append(Problem(f"this srun step runs {tasks} tasks on {plan.num_machines} node(s); floydtui run "
+                                "starts each node's processes itself", where="srun",
+                                hint="run one task per node (#SBATCH --ntasks-per-node=1) and pass --num-processes "
+                                     "(GPUs per node x nodes); see docs/scale.md"))
     if plan.num_processes < 1:
         problems.append(Problem(f"--num-processes {plan.num_processes}: must be 1 or more", where="--num-processes"))
     if plan.num_machines < 1:
@@ -139,11 +145,12 @@ def run_and_report(preset, args) -> int:
     than rank 0 there may be no events file to read it from.
     """
     code = 1  # an internal error raises: the launcher then reports a failure
+    status_file = os.environ.get(STATUS_ENV)
     try:
         code = run(preset, args)
-        return code
+        # The code travels in the file; a non-zero exit would only make the launcher print a traceback.
+        return 0 if status_file else code
     finally:
-        status_file = os.environ.get(STATUS_ENV)
         if status_file and os.environ.get("LOCAL_RANK", "0") == "0":
             atomic_write_text(Path(status_file), str(code))
 
