@@ -68,7 +68,11 @@ def main(args) -> int:
         raise FloydError.one(f"no run directory {args.watch}", where="--watch",
                              hint="pass a run's output_dir (it holds events.jsonl), e.g. --watch output/demo")
     check_port(host, args.port)
-    from textual_serve.server import Server
+    try:
+        from textual_serve.server import Server
+    except ImportError:
+        raise FloydError.one("textual-serve is not installed", where="serve",
+                             hint="pip install textual-serve (or reinstall floydtui: pip install -e .)") from None
 
     class FloydServer(Server):
         """The page's websocket points back at the address the browser used, not at the bind address.
