@@ -40,10 +40,10 @@ def config_section(preset: Preset) -> CheckSection:
                         {"flavour": f.name, "stage": f.stage, "base_model": preset.base_model})
 
 
-def run_checks(preset: Preset) -> list[CheckSection]:
-    """Config, then datasets, then memory, then disk: each layer's own section."""
+def run_checks(preset: Preset, scans: list | None = None) -> list[CheckSection]:
+    """Config, then datasets, then memory, then disk: each layer's own section (`scans`: already made)."""
     from floydtui.data.report import check_datasets
     from floydtui.hardware.report import check_memory
     from floydtui.hub import disk_section
 
-    return [config_section(preset), check_datasets(preset), check_memory(preset), disk_section(preset)]
+    return [config_section(preset), check_datasets(preset, scans), check_memory(preset), disk_section(preset)]

@@ -14,7 +14,7 @@ import sys
 
 from floydtui import __version__
 
-COMMANDS = ("run", "check", "scan", "watch", "serve", "import", "export", "doctor", "generate")
+COMMANDS = ("run", "check", "scan", "watch", "runs", "serve", "import", "export", "doctor", "generate")
 
 _EPILOG = """commands:
   floydtui [PRESET]                 the wizard; with PRESET, opens it for editing
@@ -22,6 +22,7 @@ _EPILOG = """commands:
   floydtui check PRESET [--json]    validate a preset, its datasets and the memory it needs
   floydtui scan PRESET [--json]     the per-image decision for every dataset file
   floydtui watch RUN_DIR            the monitor on a run directory, live or finished
+  floydtui runs [DIR] [--json]      the runs under DIR (default output/): status, step, loss, start
   floydtui serve [--watch RUN_DIR]  the wizard (or the monitor) in a browser, on 127.0.0.1:8000
   floydtui import SRC... -o PRESET  SimpleTuner config.json/.toml/.env (+ multidatabackend.json)
   floydtui export PRESET -o DIR     a preset to SimpleTuner config.json + multidatabackend.json
@@ -75,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("watch", help="the monitor on a run directory")
     w.add_argument("run_dir")
+
+    rs = sub.add_parser("runs", help="the run directories under a folder")
+    rs.add_argument("dir", nargs="?", default="output", help="the folder to look in (default: output)")
+    rs.add_argument("--json", action="store_true", help="one JSON object a line per run")
 
     srv = sub.add_parser("serve", help="the wizard or the monitor in a browser (textual-serve)")
     srv.add_argument("preset", nargs="?", help="a preset for the wizard to open")
