@@ -29,7 +29,8 @@ _EPILOG = """commands:
   floydtui doctor [--json]          devices and, per flavour, the memory estimate and verdict
   floydtui generate ...             images from a base model + LoRA
 
-The built-in tiny model (builtin:tiny-if-i) runs everything on a CPU in seconds:
+The built-in model builtin:shapes-if-i (a tiny IF pretrained on a world of coloured shapes)
+runs everything on a CPU in about a minute:
   floydtui run presets/demo.toml
 """
 
@@ -100,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--json", action="store_true")
 
     gen = sub.add_parser("generate", help="images from a base model + LoRA")
-    gen.add_argument("--base", help="base model: hub id, folder or builtin:tiny-if-i")
+    gen.add_argument("--base", help="base model: hub id, folder, builtin:shapes-if-i or builtin:tiny-if-i")
     gen.add_argument("--lora", help="LoRA file or run directory")
     gen.add_argument("--run", help="take the base model and LoRA from a finished run directory")
     gen.add_argument("--prompt", action="append", default=[], help="prompt (repeatable)")
