@@ -59,7 +59,8 @@ MODEL_FIELDS = [
     _f("model_flavour", str, "i-medium-400m", "Which DeepFloyd IF stage and size to train.",
        choices=FLAVOUR_NAMES),
     _f("pretrained_model_name_or_path", str, AUTO,
-       "A hub id, a local folder, or builtin:tiny-if-i / builtin:tiny-if-ii; auto = the flavour's hub id."),
+       "A hub id, a local folder, or a built-in model: builtin:shapes-if-i / -ii (pretrained on the shapes "
+       "world, for the demo), builtin:tiny-if-i / -ii (random weights, for tests); auto = the flavour's hub id."),
     _f("revision", str, "main", "The hub revision (branch, tag or commit) to load."),
     _f("variant", str, AUTO, "Weight file variant to load: fp16 where the repo has it (auto), or none.",
        choices=(AUTO, "fp16", "none")),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from floydtui.config.flavours import builtin_label
 from floydtui.tui.lossdata import LossSeries
 
 LOG_LINES = 500  # the log pane keeps the latest lines; the full record is events.jsonl
@@ -86,8 +87,9 @@ class RunState:
     def model_name(self) -> str:
         """The model that trains, in words: the built-in tiny model, a local folder, or a hub id."""
         model_id = self.model_id or self.base_model
-        if model_id.startswith("builtin:"):
-            return f"built-in tiny model ({model_id})"
+        if model_id.startswith("builtin:"):  # the pretrained ones say so: they are not random miniatures
+            learned = ", pretrained on the shapes world" if "shapes world" in builtin_label(model_id) else ""
+            return f"built-in tiny model ({model_id}{learned})"
         if model_id.startswith(("/", "~", ".")) or (self.base_model and self.base_model == model_id
                                                     and Path(model_id).is_absolute()):
             return f"folder {model_id}"
@@ -132,7 +134,7 @@ class RunState:
         self.pid = int(ev["pid"]) if ev.get("pid") else None
         self.host = str(ev.get("host", ""))
         self._log(ev, "info", f"run {self.run_id} started: {self.flavour} on {self.device}, "
-                              f"{self.total_steps} steps, base {self.base_model}")
+                              f"{self.total_steps} steps, base {self.model_name}")
         return {"stats", "log"}
 
     def _on_phase(self, ev: dict) -> set[str]:
