@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import copy_captioned
+from helpers import WAIT_S, copy_captioned
 from floydtui.config.preset import load_preset, preset_from_dict
 from floydtui.config.reporting import read_webhook_config
 from floydtui.errors import FloydError
@@ -77,7 +77,7 @@ cache_dir = "cache"
     return path
 
 
-def floydtui(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def floydtui(*args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "FLOYDTUI_DEBUG": "1"}
     return subprocess.run([sys.executable, "-m", "floydtui", *args], capture_output=True, text=True, env=env,
                           cwd=REPO, timeout=timeout)

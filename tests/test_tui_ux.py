@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import WAIT_S, spawn, until
+from helpers import wait_for as wait_until
 from PIL import Image
 
 from floydtui.tui.app import create_app
@@ -24,13 +26,9 @@ def run(app, test, size=(100, 30), hook=None):
     asyncio.run(main())
 
 
-async def wait_for(pilot, condition, what: str, timeout: float = 120.0, seen=lambda: ""):
-    """Pause until `condition()` holds; fail naming what was awaited and what was seen."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:.0f}s for {what}; saw: {seen()}")
-        await pilot.pause(0.05)
+async def wait_for(pilot, condition, what: str, seen=None):
+    """Pause until `condition()` holds; fail naming what was awaited and what was seen (helpers.until)."""
+    return await until(pilot, condition, what=what, seen=seen)
 
 
 async def goto(pilot, step):
@@ -115,8 +113,8 @@ def test_enter_scans_at_once_and_the_next_edit_cancels(tmp_path):
         folder.editor.value = str(real)  # one edit to a folder, then a pause: scanned without Enter
         await wait_for(pilot, lambda: scanned_current(app), "the scan after a pause", seen=lambda: panel(app))
         folder.editor.value = str(real / "a_shape_0.png")  # a file, not a folder: never scanned
-        await pilot.pause(0.05)
-        assert "not a folder (yet)" in panel(app)
+        await wait_for(pilot, lambda: "not a folder (yet)" in panel(app), "the file to be called not a folder",
+                       seen=lambda: panel(app))
         folder.editor.value = str(real)
         await pilot.press("enter")
         await pilot.pause()
@@ -124,7 +122,7 @@ def test_enter_scans_at_once_and_the_next_edit_cancels(tmp_path):
         assert wizard.scanning is not None or scanned_current(app), "Enter starts the scan without waiting"
         await wait_for(pilot, lambda: scanned_current(app), "the scan after Enter", seen=lambda: panel(app))
         await pilot.press("/")  # the path now ends in "/": a new preset, the old scan is stale
-        assert wizard.scans_for is not wizard.state.preset
+        await wait_for(pilot, lambda: wizard.scans_for is not wizard.state.preset, "the edit to make a new preset")
         assert "4 files" not in panel(app), "the panel never shows numbers for another version"
 
     run(app, test)
@@ -267,17 +265,17 @@ def test_runs_command_lists_status_step_loss_and_start(tmp_path):
     recorded_run(tmp_path / "output" / "project" / "cut-short", steps=(5,), end=False)
     (tmp_path / "output" / "not-a-run").mkdir()
     out = subprocess.run([sys.executable, "-m", "floydtui", "runs", str(tmp_path / "output"), "--json"],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=WAIT_S)
     assert out.returncode == 0, out.stderr
     runs = {Path(r["path"]).name: r for r in map(json.loads, out.stdout.splitlines())}
     assert set(runs) == {"done", "cut-short"}
     assert (runs["done"]["status"], runs["done"]["step"], runs["done"]["loss"]) == ("completed", 20, 0.05)
     assert runs["cut-short"]["status"] == "interrupted", "no run_end, and its process is gone"
     table = subprocess.run([sys.executable, "-m", "floydtui", "runs", str(tmp_path / "output")],
-                           capture_output=True, text=True, timeout=120).stdout
+                           capture_output=True, text=True, timeout=WAIT_S).stdout
     assert "completed" in table and "20/20" in table and "0.0500" in table and "project/cut-short" in table
     missing = subprocess.run([sys.executable, "-m", "floydtui", "runs", str(tmp_path / "nope")],
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, text=True, timeout=WAIT_S)
     assert missing.returncode == 2 and "no folder" in missing.stderr and "fix:" in missing.stderr
 
 
@@ -288,7 +286,7 @@ def test_runs_command_does_not_import_textual(tmp_path):
             "assert 'textual' not in sys.modules, 'textual imported'")
     recorded_run(tmp_path / "output" / "a", steps=(10,))
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "output")], capture_output=True, text=True,
-                         timeout=120)
+                         timeout=WAIT_S)
     assert out.returncode == 0, out.stderr
 
 
@@ -343,15 +341,15 @@ def test_validate_now_validates_at_the_next_step_of_a_live_run(tmp_path, repo):
     preset = tmp_path / "demo.toml"
     preset.write_text(dump_toml(data))
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "floydtui", "run", str(preset), "--json"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "run.log", "wb"),
-                            start_new_session=True)
+    proc = spawn([sys.executable, "-m", "floydtui", "run", str(preset), "--json"], cwd=tmp_path,
+                 stdout=subprocess.DEVNULL, stderr=open(tmp_path / "run.log", "wb"))
+    events_file = run_dir / "events.jsonl"
     try:
-        deadline = time.monotonic() + 300
-        while not (run_dir / "events.jsonl").exists() or '"type": "step"' not in (run_dir / "events.jsonl").read_text():
+        def first_step():
             assert proc.poll() is None, (tmp_path / "run.log").read_text()
-            assert time.monotonic() < deadline, "the run never reached its first step"
-            time.sleep(0.2)
+            return events_file.exists() and '"type": "step"' in events_file.read_text()
+        wait_until(first_step, what="the run's first step", interval=0.2,
+                   seen=lambda: events_file.read_text()[-2000:] if events_file.exists() else "no events.jsonl")
         app = create_app(run_dir=run_dir)
         asked: list[float] = []  # the clock just before and just after the key wrote the request
 
@@ -361,7 +359,7 @@ def test_validate_now_validates_at_the_next_step_of_a_live_run(tmp_path, repo):
             asked.append(time.time())
             await pilot.press("v")
             asked.append(time.time())
-            await wait_for(pilot, lambda: monitor.state.validations, "a validation after the request", timeout=300,
+            await wait_for(pilot, lambda: monitor.state.validations, "a validation after the request",
                            seen=lambda: f"step {monitor.state.step}")
             vs = monitor.state.validations[0]
             await wait_for(pilot, lambda: monitor.state.step > vs.step, "a step after the validation")
@@ -384,7 +382,7 @@ def test_validate_now_validates_at_the_next_step_of_a_live_run(tmp_path, repo):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)
             try:
-                proc.wait(timeout=120)
+                proc.wait(timeout=WAIT_S)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()

@@ -150,6 +150,9 @@ def save_pipeline(stage: int, unet, tokenizer, text_encoder, dest: Path) -> None
         pipe = IFPipeline(**common)
     else:
         pipe = IFSuperResolutionPipeline(image_noising_scheduler=image_noising_scheduler(), **common)
+    # transformers writes nothing on a rank other than global 0 once torch.distributed is up, but
+    # each machine of a multi-machine run without a shared cache builds its own copy.
+    text_encoder.should_save_on_this_rank = lambda is_main_process: is_main_process
     pipe.save_pretrained(dest, safe_serialization=True)
 
 

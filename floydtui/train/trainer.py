@@ -32,9 +32,11 @@ from floydtui.errors import FloydError
 from floydtui.events import EventWriter
 from floydtui.fsutil import atomic_write_text
 from floydtui.hub import DiskGuard
+from floydtui.paths import cache_root
 from floydtui.train import checkpoint as ckpt
 from floydtui.train import control
 from floydtui.train.card import model_card
+from floydtui.train.distributed import cache_share, fillers_first, from_main, shared_folders
 from floydtui.train.embed_cache import TextEmbedCache, build_cache, encoder_identity
 from floydtui.train.inputs import Stage2Inputs, StageInputs, stage1_inputs
 from floydtui.train.lora import load_trainable_state_dict, save_lora, setup_trainable, trainable_state_dict
@@ -235,13 +237,13 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
         if every(v["validation_steps"], position.step, run.total) or (asked and position.step < run.total):
             validate(run)
 
-    if last_checkpoint != position.step or not ckpt.list_checkpoints(run.out):
+    if last_checkpoint != position.step or not from_main(accelerator, lambda: bool(ckpt.list_checkpoints(run.out))):
         save_checkpoint(run)
     if stop.agreed(accelerator):  # a stop that arrived during the last step or its checkpoint
         return "stopped"
     stop.armed = False  # from here a Ctrl-C stops at once: the final checkpoint lets a rerun redo the end
     validate(run, then_train=False)
-    run.guard.check("pytorch_lora_weights.safetensors")
+    from_main(accelerator, lambda: run.guard.check("pytorch_lora_weights.safetensors"))
     if run.main:
         finish(preset, events, accelerator.unwrap_model(run.unet), run.model_dir, run.cache,
                base_label=run.base_label, note=run.note, steps=position.step, world=run.world,
@@ -290,7 +292,7 @@ def train_step(run: Run, batches: Iterator[Any]) -> tuple[float, float]:
 def save_checkpoint(run: Run) -> None:
     """Save a checkpoint at the run's position (rank 0 writes; every rank waits for it)."""
     step = run.position.step
-    run.guard.check(f"checkpoint-{step:06d}")
+    from_main(run.accelerator, lambda: run.guard.check(f"checkpoint-{step:06d}"))
     if run.main:
         bare = run.accelerator.unwrap_model(run.unet)
         path = ckpt.save_checkpoint(run.out, run.position, trainable=trainable_state_dict(bare),
@@ -308,7 +310,7 @@ def save_checkpoint(run: Run) -> None:
 def validate(run: Run, then_train: bool = True) -> None:
     """Sample the validation images at the run's step into validation/step-N (rank 0; every rank waits)."""
     preset, events, step = run.preset, run.events, run.position.step
-    run.guard.check(f"validation/step-{step:06d}")
+    from_main(run.accelerator, lambda: run.guard.check(f"validation/step-{step:06d}"))
     if run.main:
         events.emit("phase", name="validate")
         bare = run.accelerator.unwrap_model(run.unet)
@@ -339,18 +341,22 @@ def setup(preset: Preset, events: EventWriter, resume: str, accelerator, stop: S
 
     t, v = preset.training, preset.validation
     out = preset.output_dir
-    main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
+    main, world = accelerator.is_main_process, accelerator.num_processes
     device, weight_dtype = accelerator.device, WEIGHT_DTYPES[t["mixed_precision"]]
     if main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "preset.toml", preset.to_toml(absolute_paths=True))
 
-    with accelerator.main_process_first():  # rank 0 fills the pixel cache; the others then find it full
-        data = TrainingData(preset, events=events)
+    # Caches on a filesystem every machine sees are filled once, others once per machine; the rest find them full.
+    pixels_shared, embeds_shared = shared_folders(accelerator, [cache_root() / "pixels", preset.text_embeds_cache_dir])
+    data = fillers_first(accelerator, pixels_shared, lambda: TrainingData(preset, events=events))
     no_eval_images = eval_image_problem(preset)
     if no_eval_images:
         raise FloydError([no_eval_images])
     batch_size, accum = t["train_batch_size"], t["gradient_accumulation_steps"]
+    starved = data.rank_feed_problems(batch_size, world)
+    if starved:
+        raise FloydError(starved)
     per_epoch = data.steps_per_epoch(batch_size, world)
     if per_epoch == 0:
         raise FloydError.one(f"{len(data.records)} usable image(s) make no full batch of {batch_size} per process",
@@ -362,9 +368,7 @@ def setup(preset: Preset, events: EventWriter, resume: str, accelerator, stop: S
     fingerprint = run_fingerprint(preset, model_id, world)
     if main:
         ckpt.remove_partial(out)
-    found = ckpt.find_resume(out, resume)
-    if found:
-        ckpt.check_checkpoint(found, fingerprint)
+    found = from_main(accelerator, lambda: resume_point(out, resume, fingerprint))  # out is rank 0's alone
     with accelerator.main_process_first():
         model_dir = resolve_model_dir(model_id, stage=preset.stage, revision=preset.model["revision"],
                                       variant=preset.model["variant"], events=events if main else None)
@@ -387,9 +391,10 @@ def setup(preset: Preset, events: EventWriter, resume: str, accelerator, stop: S
     events.emit("phase", name="embed_cache")
     cache = TextEmbedCache(preset.text_embeds_cache_dir, encoder_identity(text_dir), weight_dtype,
                            clean_caption=t["clean_caption"])
+    share, sharers = cache_share(accelerator, embeds_shared)
     build_cache(cache, [*data.captions(), *preset.validation_prompt_list, v["validation_negative_prompt"], ""],
                 text_dir, placement=t["text_encoder_placement"], batch_size=t["embed_batch_size"],
-                variant=preset.model["variant"], events=events if main else None, rank=rank, world_size=world,
+                variant=preset.model["variant"], events=events if main else None, rank=share, world_size=sharers,
                 barrier=accelerator.wait_for_everyone)
 
     unet = load_unet(model_dir, weight_dtype, preset.model["variant"])
@@ -413,7 +418,7 @@ def setup(preset: Preset, events: EventWriter, resume: str, accelerator, stop: S
             events.warning(f"--resume none: removed {len(old)} earlier checkpoint(s) of {out}",
                            hint="a later --resume latest continues this run, not the old one")
     if found:
-        position, weights, state = ckpt.load_checkpoint(found, fingerprint)
+        position, weights, state = from_main(accelerator, lambda: ckpt.load_checkpoint(found, fingerprint))
         load_trainable_state_dict(accelerator.unwrap_model(unet), weights)
         optimizer.load_state_dict(state["optimizer"])
         lr_scheduler.load_state_dict(state["lr_scheduler"])
@@ -425,7 +430,7 @@ def setup(preset: Preset, events: EventWriter, resume: str, accelerator, stop: S
                fingerprint=fingerprint, model_dir=model_dir, base_label=base_label, note=note,
                make_inputs=make_inputs, eval_images=eval_images, cache=cache, unet=unet, params=params,
                noise_scheduler=noise_scheduler, optimizer=optimizer, lr_scheduler=lr_scheduler,
-               guard=DiskGuard.for_preset(preset),  # every rank checks (same disks), so all stop together
+               guard=DiskGuard.for_preset(preset),  # rank 0 checks the disks it writes to; every rank stops with it
                weight_dtype=weight_dtype, position=position)
 
 
@@ -464,6 +469,14 @@ def lora_metadata(preset: Preset) -> dict[str, str]:
     """floydtui's keys in a LoRA file's header: what `floydtui generate` reads to check and sample it."""
     return {"base_model": preset.base_model, "flavour": preset.flavour.name,
             "clean_caption": str(preset.training["clean_caption"]).lower()}
+
+
+def resume_point(out: Path, resume: str, fingerprint: dict[str, Any]) -> Path | None:
+    """The checkpoint to resume from, checked against this run's settings (None: start fresh)."""
+    found = ckpt.find_resume(out, resume)
+    if found:
+        ckpt.check_checkpoint(found, fingerprint)
+    return found
 
 
 def set_attention(unet, mechanism: str) -> None:
