@@ -25,7 +25,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from floydtui.config.flavours import BUILTIN_MODELS, BUILTIN_PREFIX, FLAVOURS, Flavour, stage_of_model_id
-from floydtui.config.resolution import parse_validation_resolution
+from floydtui.config.resolution import (
+    normalise_validation_resolution,
+    parse_validation_resolution,
+    simpletuner_unreadable_items,
+)
 from floydtui.config.schema import (
     AUTO,
     DATASET_FIELD_BY_KEY,
@@ -268,6 +272,14 @@ def preset_from_dict(data: dict[str, Any], source: Path | None = None) -> Preset
         except FloydError as e:
             problems.extend(Problem(p.message, where=f"{where} [validation]", hint=p.hint,
                                     key="validation_resolution") for p in e.problems)
+        else:
+            unreadable = simpletuner_unreadable_items(validation["validation_resolution"])
+            if unreadable:
+                problems.append(Problem(
+                    f"SimpleTuner would not read {', '.join(map(repr, unreadable))} in validation_resolution "
+                    "(it wants WxH with no spaces and a plain x)", where=f"{where} [validation]", severity="warning",
+                    key="validation_resolution", hint=f"write {normalise_validation_resolution(validation['validation_resolution'])!r}; "
+                    "floydtui export writes that form"))
     rates_valid = not any(p.key in ("learning_rate", "lr_end") for p in problems)  # else a default is compared
     if rates_valid and training["lr_end"] > training["learning_rate"]:
         problems.append(Problem(

@@ -304,7 +304,9 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
                 loss = diffusion_loss(pred, inputs, alphas_cumprod, t["snr_gamma"])
                 accelerator.backward(loss / accum)
             loss_sum += loss.detach() / accum
-        if t["max_grad_norm"] > 0:
+        if t["max_grad_norm"] > 0 and t["grad_clip_method"] == "value":
+            accelerator.clip_grad_value_(params, t["max_grad_norm"])
+        elif t["max_grad_norm"] > 0:
             accelerator.clip_grad_norm_(params, t["max_grad_norm"])
         optimizer.step()
         lr = lr_scheduler.get_last_lr()[0]  # the rate this step used, before the schedule moves on
