@@ -1,0 +1,78 @@
+"""Run a SimpleTuner config through SimpleTuner 4.10.1's own checks; print what it said as JSON.
+
+Run by tests/test_simpletuner_real.py with the Python that FLOYDTUI_SIMPLETUNER_PY names (3.12,
+simpletuner==4.10.1 installed by scripts/simpletuner-venv.sh), never imported by floydtui:
+
+    python tests/simpletuner_judge.py CONFIG_JSON WORKDIR
+
+The checks, in SimpleTuner's order: `loader.load_config` (its argument parser and the checks
+after it) reading CONFIG_JSON as its json backend does, `parse_validation_resolutions`, the
+DeepFloyd model class's `check_user_config()`, `FactoryRegistry.load_configuration()` on the
+data_backend_config it names, and each dataset's backend config `validate()`. Relative paths
+are read against WORKDIR, as SimpleTuner reads them against its working directory.
+"""
+
+import json
+import os
+import sys
+import traceback
+
+
+def main() -> None:
+    config_path, workdir = os.path.abspath(sys.argv[1]), sys.argv[2]
+    os.chdir(workdir)
+    os.environ["CONFIG_BACKEND"] = "json"
+    os.environ["CONFIG_PATH"] = config_path
+    report = {"errors": [], "args": None, "validation_resolutions": None, "datasets": None, "dataset_errors": {}}
+
+    def failed(stage: str, e: BaseException) -> None:
+        report["errors"].append({"stage": stage, "message": f"{type(e).__name__}: {e}",
+                                 "trace": traceback.format_exc(limit=3)})
+
+    from simpletuner.helpers.configuration.loader import load_config
+
+    try:
+        args = load_config(exit_on_error=True)
+    except BaseException as e:  # argparse exits; load_config raises ValueError
+        failed("load_config", e)
+        print(json.dumps(report, default=str))
+        return
+    report["args"] = {k: v for k, v in vars(args).items()}
+
+    from simpletuner.helpers.training.validation import parse_validation_resolutions
+
+    try:
+        report["validation_resolutions"] = parse_validation_resolutions(args.validation_resolution,
+                                                                        model_flavour=args.model_flavour)
+    except Exception as e:
+        failed("parse_validation_resolutions", e)
+
+    from simpletuner.helpers.models.deepfloyd.model import DeepFloydIF
+
+    model = DeepFloydIF.__new__(DeepFloydIF)  # check_user_config reads only self.config; no weights load
+    model.config = args
+    try:
+        model.check_user_config()
+    except Exception as e:
+        failed("check_user_config", e)
+
+    from simpletuner.helpers.data_backend.config import create_backend_config
+    from simpletuner.helpers.data_backend.factory import FactoryRegistry
+
+    try:
+        registry = FactoryRegistry(args, accelerator=None, text_encoders=None, tokenizers=None, model=model)
+        datasets = registry.load_configuration()
+        report["datasets"] = datasets
+    except Exception as e:
+        failed("FactoryRegistry.load_configuration", e)
+        datasets = []
+    for ds in datasets:
+        try:
+            create_backend_config(ds, vars(args)).validate(vars(args))
+        except Exception as e:
+            report["dataset_errors"][str(ds.get("id"))] = f"{type(e).__name__}: {e}"
+    print(json.dumps(report, default=str))
+
+
+if __name__ == "__main__":
+    main()
