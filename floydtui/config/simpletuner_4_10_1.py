@@ -69,6 +69,9 @@ DEFAULTS: dict[str, Any] = {
     "output_dir": "simpletuner-results",
 }
 
+# The DeepFloyd model class's DEFAULT_LORA_TARGET: what SimpleTuner adapts without peft_lora_target_modules.
+DEEPFLOYD_LORA_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
+
 # floydtui optimizer -> (SimpleTuner optimizer, the settings it builds the optimizer with
 # unless optimizer_beta1/2 or optimizer_config say otherwise: optimizer_param.py).
 OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -278,7 +281,7 @@ def from_simpletuner(given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
 
     targets = st["peft_lora_target_modules"]
     if targets is None:
-        out["lora_target_modules"] = ["to_k", "to_q", "to_v", "to_out.0"]  # DeepFloyd's DEFAULT_LORA_TARGET
+        out["lora_target_modules"] = list(DEEPFLOYD_LORA_TARGETS)
     else:
         if isinstance(targets, str):
             try:
@@ -407,7 +410,8 @@ def to_simpletuner(values: dict[str, Any], hub_model: bool) -> tuple[dict[str, A
     st["variant"] = {"auto": "fp16" if hub_model else None, "none": None}.get(variant, variant)
     if values["lora_alpha"] != values["lora_rank"]:
         st["lora_alpha"] = values["lora_alpha"]
-    st["peft_lora_target_modules"] = json.dumps(values["lora_target_modules"])
+    if sorted(values["lora_target_modules"]) != sorted(DEEPFLOYD_LORA_TARGETS):
+        st["peft_lora_target_modules"] = json.dumps(values["lora_target_modules"])
     if values["use_bitfit"]:
         st["layer_freeze_strategy"] = "bitfit"
     if values["max_train_steps"]:
@@ -440,13 +444,12 @@ def to_simpletuner(values: dict[str, Any], hub_model: bool) -> tuple[dict[str, A
         warnings.append(_warn(f"seed = 0 has no SimpleTuner {VERSION} equivalent: there it means a new seed from the "
                               "clock each run", "seed", "use a seed other than 0 for runs that repeat"))
     vseed = values["validation_seed"]
-    if vseed != values["seed"]:
-        if vseed == 0:
-            warnings.append(_warn(f"validation_seed = 0 has no SimpleTuner {VERSION} equivalent: it reads 0 as "
-                                  f"\"use seed\", so its validation images use seed {values['seed']}",
-                                  "validation_seed", "set validation_seed to a number other than 0 (e.g. the seed)"))
-        else:
-            st["validation_seed"] = vseed
+    if vseed:
+        st["validation_seed"] = vseed
+    elif values["seed"] != 0:
+        warnings.append(_warn(f"validation_seed = 0 has no SimpleTuner {VERSION} equivalent: it reads 0 as "
+                              f"\"use seed\", so its validation images use seed {values['seed']}",
+                              "validation_seed", "set validation_seed to a number other than 0 (e.g. the seed)"))
     st["validation_resolution"] = normalise_validation_resolution(values["validation_resolution"])
     if values["validation_prompt"]:
         st["validation_prompt"] = values["validation_prompt"]
