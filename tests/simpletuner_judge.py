@@ -3,7 +3,10 @@
 Run by tests/test_simpletuner_real.py with the Python that FLOYDTUI_SIMPLETUNER_PY names (3.12,
 simpletuner==4.10.1 installed by scripts/simpletuner-venv.sh), never imported by floydtui:
 
-    python tests/simpletuner_judge.py CONFIG_JSON WORKDIR
+    python tests/simpletuner_judge.py CONFIG_JSON WORKDIR [CONFIG_JSON WORKDIR ...]
+
+It prints one JSON line: a list with one report per config, in order (one process, so that
+SimpleTuner and torch load once).
 
 The checks, in SimpleTuner's order: `loader.load_config` (its argument parser and the checks
 after it) reading CONFIG_JSON as its json backend does, `parse_validation_resolutions`, the
@@ -18,12 +21,13 @@ import sys
 import traceback
 
 
-def main() -> None:
-    config_path, workdir = os.path.abspath(sys.argv[1]), sys.argv[2]
+def judge(config_path: str, workdir: str) -> dict:
+    """SimpleTuner's verdict on one config.json, read from `workdir`."""
     os.chdir(workdir)
     os.environ["CONFIG_BACKEND"] = "json"
     os.environ["CONFIG_PATH"] = config_path
-    report = {"errors": [], "args": None, "validation_resolutions": None, "datasets": None, "dataset_errors": {}}
+    report = {"config": config_path, "errors": [], "args": None, "validation_resolutions": None, "datasets": None,
+              "backend_configs": [], "dataset_errors": {}}
 
     def failed(stage: str, e: BaseException) -> None:
         report["errors"].append({"stage": stage, "message": f"{type(e).__name__}: {e}",
@@ -35,8 +39,7 @@ def main() -> None:
         args = load_config(exit_on_error=True)
     except BaseException as e:  # argparse exits; load_config raises ValueError
         failed("load_config", e)
-        print(json.dumps(report, default=str))
-        return
+        return report
     report["args"] = {k: v for k, v in vars(args).items()}
 
     from simpletuner.helpers.training.validation import parse_validation_resolutions
@@ -68,11 +71,15 @@ def main() -> None:
         datasets = []
     for ds in datasets:
         try:
-            create_backend_config(ds, vars(args)).validate(vars(args))
+            backend = create_backend_config(ds, vars(args))
+            report["backend_configs"].append(backend.to_dict())
+            backend.validate(vars(args))
         except Exception as e:
             report["dataset_errors"][str(ds.get("id"))] = f"{type(e).__name__}: {e}"
-    print(json.dumps(report, default=str))
+    return report
 
 
 if __name__ == "__main__":
-    main()
+    pairs = sys.argv[1:]
+    reports = [judge(os.path.abspath(c), os.path.abspath(w)) for c, w in zip(pairs[::2], pairs[1::2])]
+    print(json.dumps(reports, default=str))
