@@ -116,7 +116,9 @@ def test_config_env_with_extra_args(st, tmp_path):
     assert data["model"]["pretrained_model_name_or_path"] == "DeepFloyd/IF-II-M-v1.0"
     assert data["training"]["max_train_steps"] == 2000 and data["training"]["lr_end"] == 4e-6
     assert data["training"]["use_bitfit"] is True and data["validation"]["num_eval_images"] == 2
-    assert data["extra"] == {"some_unknown_flag": "3"}
+    # SimpleTuner's default attention kernel is kept so that export writes it back (floydtui reads it as sdpa)
+    assert data["extra"] == {"some_unknown_flag": "3", "attention_mechanism": "kohaku-fa-auto"}
+    assert data["training"]["attention_mechanism"] == "sdpa"
 
 
 def test_config_toml_with_dashes(tmp_path):

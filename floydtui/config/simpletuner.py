@@ -275,9 +275,10 @@ def import_simpletuner(sources: list[str | Path]) -> tuple[dict[str, Any], list[
     notes.extend(more)
     values.update(own)
     values.update(sidecar)  # exact values where SimpleTuner's could not say them (export wrote both)
-    if extra:
+    unimplemented = sorted(k for k in extra if k not in st.MAPPED_ST_KEYS)
+    if unimplemented:
         notes.append(Problem(
-            f"SimpleTuner keys floydtui does not implement: {', '.join(sorted(extra))}; kept in [extra]",
+            f"SimpleTuner keys floydtui does not implement: {', '.join(unimplemented)}; kept in [extra]",
             where=origin, severity="warning", key="extra",
             hint="floydtui trains without them; `floydtui export` writes them back out"))
     lr, lr_end = _number(values.get("learning_rate")), _number(values.get("lr_end"))
@@ -355,7 +356,9 @@ def export_simpletuner(preset: Preset, out_dir: str | Path) -> tuple[list[Path],
     backend_path = (out_dir / "multidatabackend.json").resolve()
     config["data_backend_config"] = str(backend_path)
     for key, value in preset.extra.items():
-        if key in config:
+        if key in config and st.still_means(key, value, flat):
+            config[key] = value  # SimpleTuner's own word for it, kept by import
+        elif key in config:
             warnings.append(Problem(f"[extra] {key} = {value!r} was not written: the preset's own value "
                                     f"{config[key]!r} was", severity="warning", key=key,
                                     hint=f"remove {key} from [extra]"))

@@ -52,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
     "grad_clip_method": "value",
     "snr_gamma": None,
     "caption_dropout_probability": 0.1,
-    "attention_mechanism": "diffusers",
+    "attention_mechanism": "kohaku-fa-auto",
     "resolution": 1024,
     "resolution_type": "pixel_area",
     "seed": None,
@@ -84,7 +84,10 @@ OPTIMIZER_FROM_ST = {st: ours for ours, (st, _) in OPTIMIZERS.items()} | {
 
 # floydtui attention -> SimpleTuner's: "diffusers" is diffusers' default processor (PyTorch SDPA).
 ATTENTION = {"sdpa": "diffusers", "xformers": "xformers"}
-ATTENTION_FROM_ST = {st: ours for ours, st in ATTENTION.items()} | {"sdpa": "sdpa"}  # the guide's name
+# SimpleTuner's exact-attention kernels, read as floydtui's sdpa (same result, another kernel);
+# "sdpa" is the guide's name.
+ATTENTION_FROM_ST = {st: ours for ours, st in ATTENTION.items()} | {"sdpa": "sdpa", "native": "sdpa",
+                                                                     "kohaku-fa-auto": "sdpa"}
 
 # Names a SimpleTuner file may use for an argument, newest last: the argument parser's aliases and
 # the names of the guide and of older configs (read on import, never written).
@@ -297,6 +300,7 @@ def from_simpletuner(given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
         notes.append(_warn(f"use_bitfit is the guide's name: SimpleTuner {VERSION} reads layer_freeze_strategy "
                            f"(\"bitfit\"), and export writes that", "use_bitfit"))
     if strategy not in (None, "bitfit"):
+        kept["layer_freeze_strategy"] = strategy
         notes.append(_warn(f"layer_freeze_strategy = {strategy!r} has no floydtui equivalent (floydtui has BitFit "
                            "only); it is off in the preset", "use_bitfit"))
     out["use_bitfit"] = strategy == "bitfit"
@@ -331,9 +335,12 @@ def from_simpletuner(given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     gamma = _num(st["snr_gamma"])
     out["snr_gamma"] = gamma if gamma is not None else 0.0
 
+    kept: dict[str, Any] = {}  # SimpleTuner values floydtui reads as an approximation: they go back out
     attention = st["attention_mechanism"]
     if _bool(given.get("enable_xformers_memory_efficient_attention")) is True and "attention_mechanism" not in given:
         attention = "xformers"  # the USE_XFORMERS switch of older config.env files
+    if attention not in (*ATTENTION.values(), "sdpa"):  # "sdpa": the guide's name, which 4.10.1 rejects
+        kept["attention_mechanism"] = attention
     if attention in ATTENTION_FROM_ST:
         out["attention_mechanism"] = ATTENTION_FROM_ST[attention]
     else:
@@ -344,6 +351,7 @@ def from_simpletuner(given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     rtype = st["resolution_type"]
     out["resolution_type"] = "pixel"
     if rtype != "pixel":
+        kept["resolution_type"] = rtype
         notes.append(_warn(f"resolution_type = {rtype!r}{' (SimpleTuner default)' if 'resolution_type' not in given else ''}"
                            " has no floydtui equivalent: DeepFloyd trains in pixels, so the preset says \"pixel\"",
                            "resolution_type", "check resolution: it is in pixels"))
@@ -363,8 +371,19 @@ def from_simpletuner(given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     prompt = st["validation_prompt"]
     out["validation_prompt"] = prompt if prompt is not None else ""
 
-    extra = {k: v for k, v in given.items() if k not in MAPPED_ST_KEYS}
+    extra = {k: v for k, v in given.items() if k not in MAPPED_ST_KEYS} | kept
     return out, extra, notes
+
+
+def still_means(st_key: str, st_value: Any, values: dict[str, Any]) -> bool:
+    """Whether a SimpleTuner value kept in [extra] still reads as the preset's value (export writes it then)."""
+    if st_key == "attention_mechanism":
+        return ATTENTION_FROM_ST.get(st_value, "sdpa") == values["attention_mechanism"]
+    if st_key == "resolution_type":
+        return values["resolution_type"] == "pixel"
+    if st_key == "layer_freeze_strategy":
+        return not values["use_bitfit"]
+    return False
 
 
 def dataset_from_simpletuner(ds: dict[str, Any]) -> dict[str, Any]:
