@@ -368,8 +368,11 @@ def from_simpletuner(given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     out["validation_seed"] = vseed if vseed else out["seed"]  # SimpleTuner: validation_seed or seed
 
     out["validation_resolution"] = str(st["validation_resolution"])
-    prompt = st["validation_prompt"]
-    out["validation_prompt"] = prompt if prompt is not None else ""
+    if st["validation_prompt"] is not None:
+        out["validation_prompt"] = st["validation_prompt"]
+    else:  # floydtui validates every run and checks the saved LoRA with that prompt
+        notes.append(_warn("no validation_prompt: SimpleTuner would skip validation; floydtui validates with its "
+                           "default prompt", "validation_prompt", "set validation_prompt to one for your subject"))
 
     extra = {k: v for k, v in given.items() if k not in MAPPED_ST_KEYS} | kept
     return out, extra, notes
