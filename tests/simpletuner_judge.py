@@ -4,6 +4,7 @@ Run by tests/test_simpletuner_real.py with the Python that FLOYDTUI_SIMPLETUNER_
 simpletuner==4.10.1 installed by scripts/simpletuner-venv.sh), never imported by floydtui:
 
     python tests/simpletuner_judge.py CONFIG_JSON WORKDIR [CONFIG_JSON WORKDIR ...]
+    python tests/simpletuner_judge.py --defaults
 
 It prints one JSON line: a list with one report per config, in order (one process, so that
 SimpleTuner and torch load once).
@@ -15,6 +16,8 @@ data_backend_config it names, and each dataset's backend config `validate()`. Re
 are read against WORKDIR, as SimpleTuner reads them against its working directory.
 """
 
+import contextlib
+import io
 import json
 import os
 import sys
@@ -35,11 +38,16 @@ def judge(config_path: str, workdir: str) -> dict:
 
     from simpletuner.helpers.configuration.loader import load_config
 
+    said = io.StringIO()
     try:
-        args = load_config(exit_on_error=True)
+        with contextlib.redirect_stderr(said):  # argparse prints its reason, then exits
+            args = load_config(exit_on_error=True)
     except BaseException as e:  # argparse exits; load_config raises ValueError
         failed("load_config", e)
+        report["errors"][-1]["message"] += " " + " | ".join(
+            line for line in said.getvalue().splitlines() if "error" in line.lower())[-2000:]
         return report
+    sys.stderr.write(said.getvalue())
     report["args"] = {k: v for k, v in vars(args).items()}
 
     from simpletuner.helpers.training.validation import parse_validation_resolutions
@@ -80,6 +88,11 @@ def judge(config_path: str, workdir: str) -> dict:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--defaults"]:  # the argument parser's defaults, for the mapping module's table
+        from simpletuner.helpers.configuration.cmd_args import get_default_config
+
+        print(json.dumps(get_default_config(), default=str))
+        sys.exit(0)
     pairs = sys.argv[1:]
     reports = [judge(os.path.abspath(c), os.path.abspath(w)) for c, w in zip(pairs[::2], pairs[1::2])]
     print(json.dumps(reports, default=str))

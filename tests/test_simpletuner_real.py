@@ -20,6 +20,7 @@ import pytest
 from floydtui.config import load_preset
 from floydtui.config.preset import preset_from_dict
 from floydtui.config.simpletuner import export_simpletuner, import_simpletuner
+from floydtui.config.simpletuner_4_10_1 import DEFAULTS, REQUIRED
 
 ST_PY = os.environ.get("FLOYDTUI_SIMPLETUNER_PY")
 pytestmark = [
@@ -28,7 +29,8 @@ pytestmark = [
     pytest.mark.slow,
 ]
 JUDGE = Path(__file__).with_name("simpletuner_judge.py")
-PRESETS = sorted(p.stem for p in (Path(__file__).parents[1] / "presets").glob("*.toml"))
+REPO = Path(__file__).parents[1]
+PRESETS = sorted(p.stem for p in (REPO / "presets").glob("*.toml"))
 PIXEL_RULE = "must be at least 512 pixels"
 
 
@@ -52,11 +54,11 @@ def _without_pixel_sizes(exp: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def preset_reports(repo, tmp_path_factory):
+def preset_reports(tmp_path_factory):
     """Every shipped preset exported as written, and again with the 512-pixel warning's fix."""
     pairs, warned = [], {}
     for name in PRESETS:
-        preset = load_preset(repo / "presets" / f"{name}.toml")
+        preset = load_preset(REPO / "presets" / f"{name}.toml")
         for variant in ("as-exported", "fixed"):
             exp = tmp_path_factory.mktemp(f"{name}-{variant}")
             _, warnings = export_simpletuner(preset, exp)
@@ -90,6 +92,7 @@ def simpletuner_example() -> Path:
 
 
 def test_simpletuners_deepfloyd_example_means_the_same_after_import_and_export(simpletuner_example, tmp_path):
+    (tmp_path / "datasets/ideogram-subject").mkdir(parents=True)  # SimpleTuner checks that the folder exists
     data, _ = import_simpletuner([simpletuner_example / "config.json", simpletuner_example / "multidatabackend.json"])
     preset = preset_from_dict(data, source=tmp_path / "example.toml")
     exp = tmp_path / "exp"
@@ -101,3 +104,12 @@ def test_simpletuners_deepfloyd_example_means_the_same_after_import_and_export(s
     assert differ == {}, differ
     assert before["backend_configs"] == after["backend_configs"]
     assert before["dataset_errors"] == after["dataset_errors"] == {}
+
+
+def test_the_mapping_modules_defaults_are_simpletuners():
+    proc = subprocess.run([ST_PY, str(JUDGE), "--defaults"], capture_output=True, text=True, timeout=1800)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
+    theirs = json.loads(lines[-1])
+    assert {k: v for k, v in DEFAULTS.items() if theirs.get(k, "missing") != v} == {}
+    assert set(REQUIRED) <= set(theirs)

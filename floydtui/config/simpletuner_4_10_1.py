@@ -72,6 +72,9 @@ DEFAULTS: dict[str, Any] = {
 # The DeepFloyd model class's DEFAULT_LORA_TARGET: what SimpleTuner adapts without peft_lora_target_modules.
 DEEPFLOYD_LORA_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
 
+# Arguments the parser requires (ValidationRuleType.REQUIRED): written even at their default.
+REQUIRED = ("model_family", "model_type", "optimizer", "output_dir", "data_backend_config")
+
 # floydtui optimizer -> (SimpleTuner optimizer, the settings it builds the optimizer with
 # unless optimizer_beta1/2 or optimizer_config say otherwise: optimizer_param.py).
 OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -475,7 +478,7 @@ def to_simpletuner(values: dict[str, Any], hub_model: bool) -> tuple[dict[str, A
     st["validation_resolution"] = normalise_validation_resolution(values["validation_resolution"])
     if values["validation_prompt"]:
         st["validation_prompt"] = values["validation_prompt"]
-    return {k: v for k, v in st.items() if v is not None and _differs(k, v)}, warnings
+    return {k: v for k, v in st.items() if v is not None and (k in REQUIRED or _differs(k, v))}, warnings
 
 
 def dataset_to_simpletuner(ds: dict[str, Any], model_type: str) -> tuple[dict[str, Any], list[Problem]]:
