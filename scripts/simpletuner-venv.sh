@@ -10,8 +10,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON312:-}
 if [ -z "$PY" ]; then
-  if command -v python3.12 >/dev/null 2>&1; then PY=python3.12
-  elif command -v pyenv >/dev/null 2>&1; then PY="env PYENV_VERSION=3.12.1 python"
+  if python3.12 -c "" >/dev/null 2>&1; then PY=python3.12
+  elif PYENV_VERSION=3.12.1 python -c "" >/dev/null 2>&1; then PY="env PYENV_VERSION=3.12.1 python"
   else echo "no Python 3.12: set PYTHON312 to one" >&2; exit 2; fi
 fi
 if [ ! -x .st-venv/bin/python ]; then
