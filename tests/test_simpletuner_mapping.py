@@ -163,6 +163,20 @@ def test_simpletuners_example_imports_with_its_meaning_and_exports_the_same(tmp_
     assert backend[0]["metadata_backend"] == "discovery" and backend[0]["repeats"] == 2
 
 
+def test_a_dataset_without_sizes_never_downsamples_both_ways(repo, tmp_path):
+    backend = tmp_path / "multidatabackend.json"
+    backend.write_text(json.dumps([{"id": "plain", "type": "local", "instance_data_dir": "imgs"}]))
+    data, _ = import_simpletuner([backend])
+    (ds,) = data["datasets"]
+    assert ds["maximum_image_size"] == 0 and ds["target_downsample_size"] == 0  # SimpleTuner's unset: never
+    assert ds["crop"] is False and ds["minimum_image_size"] == 0 and ds["caption_strategy"] == "filename"
+    preset = load_preset(repo / "presets/i-medium-400m.toml")
+    preset.datasets[0].update(maximum_image_size=0, target_downsample_size=0)
+    _, out, warnings = _export(preset, tmp_path)
+    assert "maximum_image_size" not in out[0] and "target_downsample_size" not in out[0]
+    assert not [w for w in warnings if w.key == "maximum_image_size"]  # nothing for the 512-pixel rule to reject
+
+
 def test_env_files_expand_variables_and_strip_comments(tmp_path, monkeypatch):
     monkeypatch.setenv("FLOYDTUI_TEST_ROOT", "/data")
     env = tmp_path / "config.env"

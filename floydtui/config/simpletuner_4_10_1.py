@@ -207,10 +207,11 @@ MAPPED_ST_KEYS = set(DEFAULTS) | {"use_bitfit", "enable_xformers_memory_efficien
 # The dataset keys a text_embeds entry has in SimpleTuner (the rest are image-dataset keys).
 TEXT_EMBEDS_KEYS = ("id", "type", "dataset_type", "default", "disable", "cache_dir")
 # SimpleTuner's defaults for an image dataset's keys (ImageBackendConfig; resolution, resolution_type
-# and caption_strategy come from the arguments when a dataset leaves them out).
+# and caption_strategy come from the arguments when a dataset leaves them out). Its unset sizes
+# (no minimum, never downsample) are floydtui's 0.
 DATASET_DEFAULTS: dict[str, Any] = {
     "crop": False, "crop_aspect": "square", "crop_style": "random", "minimum_image_size": 0,
-    "maximum_image_size": None, "target_downsample_size": None, "prepend_instance_prompt": False,
+    "maximum_image_size": 0, "target_downsample_size": 0, "prepend_instance_prompt": False,
     "instance_prompt": None, "repeats": 0, "disable": False,
 }
 DATASET_ARG_DEFAULTS = {"caption_strategy": "filename"}
@@ -488,6 +489,9 @@ def dataset_to_simpletuner(ds: dict[str, Any], model_type: str) -> tuple[dict[st
     else:
         keys = [k for k in ds if k != "extra"]
     entry = {k: ds[k] for k in keys if ds.get(k) is not None}
+    for key in ("maximum_image_size", "target_downsample_size"):
+        if entry.get(key) == 0:  # floydtui's "never" is SimpleTuner's unset
+            del entry[key]
     for key in ("disable", "default"):  # false is SimpleTuner's default; default is a text_embeds key
         if not entry.get(key):
             entry.pop(key, None)

@@ -135,7 +135,7 @@ def plan_image(w: int, h: int, s: DatasetSettings) -> Plan:
         return Plan(SMALLER_THAN_MINIMUM, f"{w}x{h} is below {m}")
     steps: tuple[tuple[int, int], ...] = ()
     t, big = s.target_downsample_size, s.maximum_image_size
-    if big is not None and (w > big or h > big) and t and min(w, h) > t:
+    if big and (w > big or h > big) and t and min(w, h) > t:
         steps = tuple(downsample_steps(w, h, t))
     iw, ih = steps[-1] if steps else (w, h)
     if min(iw, ih) < s.resolution:
