@@ -14,7 +14,7 @@ import sys
 
 from floydtui import __version__
 
-COMMANDS = ("run", "check", "scan", "watch", "import", "export", "doctor", "generate")
+COMMANDS = ("run", "check", "scan", "watch", "runs", "serve", "import", "export", "doctor", "generate")
 
 _EPILOG = """commands:
   floydtui [PRESET]                 the wizard; with PRESET, opens it for editing
@@ -22,12 +22,15 @@ _EPILOG = """commands:
   floydtui check PRESET [--json]    validate a preset, its datasets and the memory it needs
   floydtui scan PRESET [--json]     the per-image decision for every dataset file
   floydtui watch RUN_DIR            the monitor on a run directory, live or finished
+  floydtui runs [DIR] [--json]      the runs under DIR (default output/): status, step, loss, start
+  floydtui serve [--watch RUN_DIR]  the wizard (or the monitor) in a browser, on 127.0.0.1:8000
   floydtui import SRC... -o PRESET  SimpleTuner config.json/.toml/.env (+ multidatabackend.json)
   floydtui export PRESET -o DIR     a preset to SimpleTuner config.json + multidatabackend.json
   floydtui doctor [--json]          devices and, per flavour, the memory estimate and verdict
   floydtui generate ...             images from a base model + LoRA
 
-The built-in tiny model (builtin:tiny-if-i) runs everything on a CPU in seconds:
+The built-in model builtin:shapes-if-i (a tiny IF pretrained on a world of coloured shapes)
+runs everything on a CPU in about a minute:
   floydtui run presets/demo.toml
 """
 
@@ -53,7 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-dir", help="override [output] output_dir")
     run.add_argument("--max-train-steps", type=int, help="override [training] max_train_steps")
     run.add_argument("--resume", default="latest", help="latest (default), none, or a checkpoint folder")
-    run.add_argument("--num-processes", type=int, default=1, help="processes; >1 goes through accelerate")
+    run.add_argument("--num-processes", type=int,
+                     help="processes of all machines together (default: one per machine); >1 goes through accelerate")
+    run.add_argument("--num-machines", type=int, help="machines taking part (default 1, or the srun step's node count)")
+    run.add_argument("--machine-rank", type=int, help="this machine's number, 0 to machines-1 (default: NODE_RANK, "
+                                                      "SLURM_NODEID, or 0)")
+    run.add_argument("--main-process-ip", help="address of machine rank 0, reachable from all (default: MASTER_ADDR)")
+    run.add_argument("--main-process-port", type=int,
+                     help="port machine rank 0 listens on (default: MASTER_PORT, or 29500 with several machines)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a preset key (repeatable), e.g. --set learning_rate=1e-4")
     run.add_argument("--json", action="store_true", help="events on stdout instead of progress bars")
@@ -68,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("watch", help="the monitor on a run directory")
     w.add_argument("run_dir")
 
+    rs = sub.add_parser("runs", help="the run directories under a folder")
+    rs.add_argument("dir", nargs="?", default="output", help="the folder to look in (default: output)")
+    rs.add_argument("--json", action="store_true", help="one JSON object a line per run")
+
+    srv = sub.add_parser("serve", help="the wizard or the monitor in a browser (textual-serve)")
+    srv.add_argument("preset", nargs="?", help="a preset for the wizard to open")
+    srv.add_argument("--watch", metavar="RUN_DIR", help="serve the monitor on this run directory instead")
+    srv.add_argument("--host", help="address to listen on (default 127.0.0.1; any other has no authentication)")
+    srv.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+
     imp = sub.add_parser("import", help="SimpleTuner config to a preset")
     imp.add_argument("sources", nargs="+", help="config.json / config.toml / config.env, multidatabackend.json")
     imp.add_argument("-o", "--output", required=True, help="the preset file to write")
@@ -81,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--json", action="store_true")
 
     gen = sub.add_parser("generate", help="images from a base model + LoRA")
-    gen.add_argument("--base", help="base model: hub id, folder or builtin:tiny-if-i")
+    gen.add_argument("--base", help="base model: hub id, folder, builtin:shapes-if-i or builtin:tiny-if-i")
     gen.add_argument("--lora", help="LoRA file or run directory")
     gen.add_argument("--run", help="take the base model and LoRA from a finished run directory")
     gen.add_argument("--prompt", action="append", default=[], help="prompt (repeatable)")

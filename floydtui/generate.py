@@ -235,7 +235,7 @@ def check_model_stage(model_id: str, stage: int, flag: str) -> None:
     if stage == 1:
         hint = f"a stage II model upscales: pass it as --stage2 {model_id}, and a stage I model as --base"
     else:
-        hint = f"--stage2 takes a stage II model (DeepFloyd/IF-II-M-v1.0, builtin:tiny-if-ii); {model_id} goes " \
+        hint = f"--stage2 takes a stage II model (DeepFloyd/IF-II-M-v1.0, builtin:shapes-if-ii); {model_id} goes " \
                "under --base"
     raise FloydError.one(f"{model_id} is a stage {STAGE_NAMES[found]} model, but {flag} needs a stage "
                          f"{STAGE_NAMES[stage]} model", where=flag, hint=hint)
@@ -369,7 +369,7 @@ def check_text_width(folder1: Path, unet2, stage2_id: str) -> None:
         raise FloydError.one(f"{stage2_id} takes text embeds of width {takes}, but the base model's text encoder "
                              f"gives {width}", where="--stage2",
                              hint="use the stage II model of the same family as --base (every DeepFloyd IF stage "
-                                  "uses T5 v1.1 XXL; builtin:tiny-if-i goes with builtin:tiny-if-ii)")
+                                  "uses T5 v1.1 XXL; builtin:shapes-if-i goes with builtin:shapes-if-ii)")
 
 
 # ---- the run ---------------------------------------------------------------------------

@@ -197,15 +197,6 @@ def test_every_shipped_preset_passes_check(repo):
         assert "trainable" in r.stdout
 
 
-def test_config_import_is_light():
-    """`floydtui --help` must be fast: the config layer loads neither torch nor textual."""
-    code = ("import sys, floydtui.config, floydtui.config.simpletuner, floydtui.cli, floydtui.events;"
-            "bad = [m for m in ('torch', 'textual', 'diffusers', 'transformers') if m in sys.modules];"
-            "print(bad); sys.exit(1 if bad else 0)")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
-
-
 def test_a_bad_value_is_reported_once_not_again_as_missing_or_against_a_default(tmp_path):
     text = ('[training]\nlearning_rate = "high"\n[[datasets]]\nid = 7\ninstance_data_dir = 4\n')
     probs = problems_of(tmp_path, text)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_data_helpers import guide, make_preset, write_image
+from helpers import guide, make_preset, write_image
 
 from floydtui.data.dataset import TrainingData
 from floydtui.data.pipeline import (

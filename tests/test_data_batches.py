@@ -3,38 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
-from test_data_helpers import guide, make_preset, write_image
+from helpers import data_of, guide, make_preset, snapshot, write_image
 
 from floydtui.data.dataset import TrainingData
 from floydtui.data.preview import preview_pair
 from floydtui.errors import FloydError
 from floydtui.events import EventWriter, read_events
-
-
-@pytest.fixture
-def mixed(tmp_path) -> Path:
-    """12 landscape, 8 portrait and 5 square images, each with its own pattern."""
-    folder = tmp_path / "imgs"
-    for i in range(12):
-        write_image(folder / f"land{i:02d}.png", 200, 150, seed=i)
-    for i in range(8):
-        write_image(folder / f"port{i:02d}.png", 150, 200, seed=100 + i)
-    for i in range(5):
-        write_image(folder / f"sq{i:02d}.png", 128, 128, seed=200 + i)
-    return tmp_path
-
-
-def data_of(root: Path, seed: int | None = None, train_batch_size: int = 4, **fields) -> TrainingData:
-    fields.setdefault("repeats", 0)
-    return TrainingData(make_preset(root, [guide(**fields)], train_batch_size=train_batch_size), seed=seed)
-
-
-def snapshot(batches) -> list:
-    return [(b.index, b.bucket, tuple(b.paths), b.pixels.tobytes()) for b in batches]
 
 
 def test_batches_hold_one_bucket_each(mixed):

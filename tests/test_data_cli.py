@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_data_helpers import write_image
+from helpers import write_image
 
 from floydtui.cli import main
 from floydtui.config.preset import load_preset
@@ -119,14 +119,6 @@ def test_demo_data_is_what_the_generator_makes(tmp_path):
     for name in names:
         assert (tmp_path / name).read_bytes() == (committed / name).read_bytes(), name
     assert sum(p.stat().st_size for p in committed.iterdir()) < 300_000
-
-
-def test_scan_modules_load_neither_torch_nor_textual():
-    code = ("import sys, floydtui.data.dataset, floydtui.data.preview, floydtui.data.report, "
-            "floydtui.commands.scan; print(sorted(m for m in ('torch', 'textual') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert out.stdout.strip() == "[]"
 
 
 def test_scan_of_a_file_name_that_is_not_utf8(tmp_path, preset_file):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_data_helpers import guide, make_preset, png_bomb, write_image
+from helpers import guide, make_preset, png_bomb, write_image
 
 from floydtui.data import metadata as md
 from floydtui.data import pixel_cache

@@ -25,7 +25,8 @@ def test_doctor_json_shape(repo):
                                          "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
-    assert set(data) == {"devices", "estimates"}
+    assert set(data) == {"devices", "estimates", "builtin_models"}
+    assert {b["id"]: b["state"] for b in data["builtin_models"]}["builtin:shapes-if-i"] == "shipped"
     assert data["devices"] == [
         {"name": "RTX 4090", "backend": "cuda", "total_mib": 24564, "free_mib": 24564},
         {"name": "RTX 3060", "backend": "cuda", "total_mib": 12288, "free_mib": 12288}]

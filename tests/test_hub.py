@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers import WAIT_S
 
 from floydtui.config.preset import preset_from_dict
 from floydtui.errors import FloydError
@@ -76,13 +77,6 @@ def make_preset(tmp_path: Path, model: str = M_REPO, flavour: str = "i-medium-40
                          {"id": "te", "dataset_type": "text_embeds", "default": True,
                           "cache_dir": str(tmp_path / "embeds")}]}
     return preset_from_dict(data)
-
-
-@pytest.fixture
-def hub_cache(tmp_path, monkeypatch) -> Path:
-    cache = tmp_path / "hf" / "hub"
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    return cache
 
 
 def etag(data: bytes) -> str:
@@ -400,7 +394,7 @@ def test_no_token_in_plan_or_check_output(hub_cache, monkeypatch, tmp_path):
     preset_file.write_text(make_preset(tmp_path).to_toml())
     env = {**os.environ, "HF_TOKEN": MARKER, "HF_HUB_OFFLINE": "1"}
     run = subprocess.run([sys.executable, "-m", "floydtui", "check", str(preset_file), "--json"],
-                         capture_output=True, text=True, env=env, timeout=120)
+                         capture_output=True, text=True, env=env, timeout=WAIT_S)
     assert "download and disk" in run.stdout and M_REPO in run.stdout
     assert MARKER not in run.stdout + run.stderr
 
@@ -450,5 +444,5 @@ def test_builtin_and_local_models_plan_no_download(tmp_path):
 def test_importing_floydtui_hub_loads_no_heavy_library():
     code = ("import sys, floydtui.hub; heavy = [m for m in ('torch', 'diffusers', 'transformers', 'textual', "
             "'huggingface_hub') if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT_S)
     assert run.returncode == 0, run.stdout + run.stderr

@@ -3,15 +3,13 @@ DeepFloyd repo id: fetch_model finds it offline and diffusers loads what it retu
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 
 import pytest
+from helpers import COMMIT, folder_files, lay_out
 
 REPO_ID = "DeepFloyd/IF-I-M-v1.0"
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def build_tiny_if(folder: Path) -> None:
@@ -56,31 +54,6 @@ def build_tiny_if(folder: Path) -> None:
         "size": 224}))
 
 
-def git_blob_id(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-def lay_out(cache: Path, repo_id: str, files: dict[str, bytes], commit: str = COMMIT, ref: str = "main") -> Path:
-    """Write `files` into `cache` as huggingface_hub does: blobs by etag, snapshot links, refs."""
-    storage = cache / ("models--" + repo_id.replace("/", "--"))
-    for rel, data in files.items():
-        # LFS files are stored under their sha256, small git files under their git blob id
-        blob = hashlib.sha256(data).hexdigest() if len(data) > 10_000 else git_blob_id(data)
-        blob_path = storage / "blobs" / blob
-        blob_path.parent.mkdir(parents=True, exist_ok=True)
-        blob_path.write_bytes(data)
-        link = storage / "snapshots" / commit / rel
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(os.path.relpath(blob_path, link.parent))
-    (storage / "refs").mkdir(parents=True, exist_ok=True)
-    (storage / "refs" / ref).write_text(commit)
-    return storage
-
-
-def folder_files(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 @pytest.fixture(scope="module")
 def tiny_files(tmp_path_factory) -> dict[str, bytes]:
     folder = tmp_path_factory.mktemp("tiny-if") / "model"
@@ -88,13 +61,7 @@ def tiny_files(tmp_path_factory) -> dict[str, bytes]:
     return folder_files(folder)
 
 
-@pytest.fixture
-def hub_cache(tmp_path, monkeypatch) -> Path:
-    cache = tmp_path / "hf" / "hub"
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    return cache
-
-
+@pytest.mark.slow
 def test_fetch_model_offline_returns_a_snapshot_diffusers_loads(tiny_files, hub_cache):
     from diffusers import IFPipeline
 
@@ -114,6 +81,7 @@ def test_fetch_model_offline_returns_a_snapshot_diffusers_loads(tiny_files, hub_
     assert type(pipe.tokenizer).__name__.startswith("T5Tokenizer")
 
 
+@pytest.mark.slow
 def test_offline_fetch_writes_nothing_to_the_cache(tiny_files, hub_cache):
     from floydtui.hub import fetch_model
 
@@ -124,6 +92,7 @@ def test_offline_fetch_writes_nothing_to_the_cache(tiny_files, hub_cache):
     assert (storage / "refs" / "main").read_text() == COMMIT
 
 
+@pytest.mark.slow
 def test_offline_missing_unet_weights_names_the_file(tiny_files, hub_cache):
     from floydtui.errors import FloydError
     from floydtui.hub import fetch_model

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from test_hub_cache import folder_files, lay_out
+from helpers import WAIT_S, folder_files, lay_out
 
 REPO = Path(__file__).resolve().parent.parent
 REPO_ID = "DeepFloyd/IF-I-M-v1.0"
@@ -28,8 +28,8 @@ def _trainer_ready() -> bool:
         return False
 
 
-pytestmark = pytest.mark.skipif(not _trainer_ready(),
-                                reason="needs the trainer: floydtui.train.trainer and `floydtui run`")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not _trainer_ready(),
+                                                   reason="needs the trainer: floydtui.train.trainer and `floydtui run`")]
 
 
 def test_hub_id_trains_offline_from_the_cache_and_no_token_is_written(tmp_path):
@@ -74,7 +74,7 @@ cache_dir = "{tmp_path / 'embeds'}"
 """)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "HF_TOKEN": MARKER}
     run = subprocess.run([sys.executable, "-m", "floydtui", "run", str(preset), "--json"], capture_output=True,
-                         text=True, env=env, timeout=600, cwd=tmp_path)
+                         text=True, env=env, timeout=WAIT_S, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     events = [json.loads(line) for line in (tmp_path / "out" / "events.jsonl").read_text().splitlines()]
     (start,) = [e for e in events if e["type"] == "run_start"]
@@ -84,7 +84,7 @@ cache_dir = "{tmp_path / 'embeds'}"
     assert {p.name for p in (storage / "snapshots").iterdir()} == {"0123456789abcdef0123456789abcdef01234567"}
 
     export = subprocess.run([sys.executable, "-m", "floydtui", "export", str(preset), "-o", str(tmp_path / "export")],
-                            capture_output=True, text=True, env=env, timeout=120)
+                            capture_output=True, text=True, env=env, timeout=WAIT_S)
     assert export.returncode == 0, export.stderr
     written = [p for d in (tmp_path / "out", tmp_path / "export", tmp_path / "embeds") for p in d.rglob("*")
                if p.is_file()]

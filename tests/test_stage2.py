@@ -14,26 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import copy_captioned
+from helpers import BIG, write_stage2_preset
 from floydtui.cli import main
 from floydtui.events import read_events
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO = REPO / "examples" / "demo-data"
-BIG = sorted(p for p in DEMO.glob("*.png") if min(Image.open(p).size) >= 256)  # the ten stage II images
-
-
-@pytest.fixture(scope="module")
-def tiny_ii(tmp_path_factory):
-    """The built-in tiny stage II model folder (built once into the session's test cache)."""
-    import os
-
-    with pytest.MonkeyPatch.context() as mp:  # the conftest's cache, set before its per-test fixture runs
-        mp.setenv("FLOYDTUI_CACHE", os.environ.get("FLOYDTUI_TEST_CACHE",
-                                                   str(tmp_path_factory.getbasetemp() / "floydtui-cache")))
-        from floydtui.train.tiny import ensure_builtin
-
-        return ensure_builtin("builtin:tiny-if-ii")
 
 
 def image_tensor(path: Path, size: int = 256) -> torch.Tensor:
@@ -58,6 +42,7 @@ def capture_unet_inputs(pipe) -> dict:
 
 
 # ---- THE KEY TEST: the trainer feeds the UNet what the pipeline would ---------------
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1234])
 def test_training_input_equals_what_the_pipeline_builds(tiny_ii, seed):
     from floydtui.train.inputs import Stage2Inputs, low_res
@@ -87,6 +72,7 @@ def test_training_input_equals_what_the_pipeline_builds(tiny_ii, seed):
     assert torch.equal(ours.sample[:, :3], noise_scheduler.add_noise(x0, ours.target, ours.timesteps))
 
 
+@pytest.mark.slow
 def test_the_reference_trainers_way_is_kept_and_differs_from_the_pipeline(tiny_ii):
     from floydtui.train.inputs import Stage2Inputs
     from floydtui.train.models import load_image_noising_scheduler, load_noise_scheduler
@@ -115,72 +101,11 @@ def test_the_64px_input_is_pillows_bicubic_reduce():
 
 
 # ---- a whole stage II run ------------------------------------------------------------
-def write_stage2_preset(tmp_path: Path, *, steps: int = 4, training: str = "", validation: str = "",
-                        dataset: str = "", images: list[Path] | None = None, name: str = "preset.toml",
-                        edits: dict[str, str] | None = None) -> Path:
-    """A tiny stage II preset: the 256px demo images, batch 2, output and caches inside tmp_path.
-
-    `training`, `validation` and `dataset` add lines to their table; `edits` replaces lines.
-    """
-    copy_captioned(BIG if images is None else images, tmp_path / "data")
-    path = tmp_path / name
-    path.write_text(f"""
-[model]
-model_flavour = "ii-medium-450m"
-pretrained_model_name_or_path = "builtin:tiny-if-ii"
-
-[training]
-lora_rank = 4
-lora_alpha = 8
-lora_target_modules = ["to_q", "to_k", "to_v", "to_out.0", "add_k_proj", "add_v_proj", "conv1", "conv2"]
-learning_rate = 1e-2
-lr_end = 1e-3
-lr_scheduler = "cosine"
-train_batch_size = 2
-max_train_steps = {steps}
-mixed_precision = "no"
-optimizer = "adamw"
-checkpointing_steps = 2
-dataloader_workers = 2
-seed = 3
-{training}
-
-[validation]
-validation_resolution = "256,320x256"
-validation_steps = 2
-validation_num_inference_steps = 2
-validation_guidance = 4.0
-num_eval_images = 1
-{validation}
-
-[output]
-output_dir = "out"
-
-[[datasets]]
-id = "big-shapes"
-instance_data_dir = "data"
-minimum_image_size = 256
-maximum_image_size = 1024
-target_downsample_size = 512
-caption_strategy = "textfile"
-{dataset}
-
-[[datasets]]
-id = "text-embeds"
-dataset_type = "text_embeds"
-default = true
-cache_dir = "cache"
-""")
-    for old, new in (edits or {}).items():
-        assert old in path.read_text(), old
-        path.write_text(path.read_text().replace(old, new))
-    return path
-
-
 def validation_sources(events: list[dict]) -> list[list[str]]:
     return [sorted({i["source"] for i in e["images"]}) for e in events if e["type"] == "validation"]
 
 
+@pytest.mark.slow
 def test_a_stage_two_run_end_to_end_resumes_and_its_lora_loads_with_the_upscaler(tmp_path, tiny_ii, capsys):
     from diffusers import IFSuperResolutionPipeline
     from safetensors import safe_open
@@ -271,6 +196,7 @@ def _lora(run: Path) -> dict:
     return load_file(str(run / "pytorch_lora_weights.safetensors"))
 
 
+@pytest.mark.slow
 def test_a_bare_stage_two_lora_file_is_refused_for_stage_one_by_its_header(tmp_path, tiny_ii, capsys):
     from floydtui.generate import lora_origin
     from floydtui.train.lora import save_lora, setup_trainable

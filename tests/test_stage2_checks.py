@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 from PIL import Image
-from test_stage2 import BIG, DEMO, write_stage2_preset
+from helpers import BIG, DEMO, write_stage2_preset
 
 from floydtui.cli import main
 from floydtui.config.preset import load_preset

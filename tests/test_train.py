@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import copy_captioned
+from helpers import WAIT_S, copy_captioned, finish, spawn
 from floydtui.config.preset import load_preset
 from floydtui.errors import FloydError
 from floydtui.events import EVENT_TYPES, EventWriter, read_events
@@ -89,13 +89,8 @@ def floydtui(*args: str, check_textual: bool = False) -> subprocess.Popen:
         if check_textual else ""
     code += "sys.exit(rc)"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "FLOYDTUI_DEBUG": "1"}
-    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=REPO)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 180) -> tuple[int, str, str]:
-    out, err = proc.communicate(timeout=timeout)
-    return proc.returncode, out, err
+    return spawn([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                 text=True, env=env, cwd=REPO)
 
 
 def lora_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -105,6 +100,7 @@ def lora_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 # ---- a whole run -----------------------------------------------------------------
+@pytest.mark.slow
 def test_run_end_to_end_directory_events_and_lora_loads(tmp_path):
     preset = write_preset(tmp_path)
     code, out, err = finish(floydtui("run", str(preset), "--json", check_textual=True))
@@ -191,6 +187,7 @@ def test_run_end_to_end_directory_events_and_lora_loads(tmp_path):
     assert code == 2 and "learning_rate" in read_events(run / "events.jsonl")[-2]["message"]
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_and_sigterm_ends_with_the_unbroken_lora(tmp_path):
     # Accumulation, LoRA dropout and bf16 optimizer states: each has state a resume must restore.
     training = 'gradient_accumulation_steps = 2\nlora_dropout = 0.1\noptimizer = "adamw_bf16"'
@@ -206,7 +203,7 @@ def test_resume_after_sigkill_and_sigterm_ends_with_the_unbroken_lora(tmp_path):
         if '"type": "checkpoint"' in line:
             proc.kill()
             break
-    proc.wait(timeout=60)
+    proc.wait(timeout=WAIT_S)
     assert proc.returncode == -signal.SIGKILL
     # SIGTERM a step after resuming: a checkpoint, run_end stopped, exit 130.
     proc = floydtui(*args)
@@ -232,9 +229,10 @@ def test_resume_after_sigkill_and_sigterm_ends_with_the_unbroken_lora(tmp_path):
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_two_processes_share_the_work(tmp_path):
     preset = write_preset(tmp_path, steps=2)
-    code, out, err = finish(floydtui("run", str(preset), "--json", "--num-processes", "2"), timeout=240)
+    code, out, err = finish(floydtui("run", str(preset), "--json", "--num-processes", "2"))
     assert code == 0, err
     events = read_events(tmp_path / "out" / "events.jsonl")
     assert [e["type"] for e in events].count("run_start") == 1  # only the main process writes
@@ -245,6 +243,7 @@ def test_two_processes_share_the_work(tmp_path):
 
 
 # ---- the text-embed cache --------------------------------------------------------
+@pytest.mark.slow
 def test_embed_cache_matches_the_pipeline_and_rebuilds_damaged_entries(tmp_path):
     from diffusers import IFPipeline
 
@@ -288,6 +287,7 @@ def test_embed_cache_matches_the_pipeline_and_rebuilds_damaged_entries(tmp_path)
 
 
 # ---- model folders -----------------------------------------------------------------
+@pytest.mark.slow
 def test_model_folders_local_copy_trains_and_bad_folders_say_what_to_do(tmp_path):
     from floydtui.train.models import check_model_dir, resolve_model_dir
 
@@ -326,6 +326,7 @@ def test_model_folders_local_copy_trains_and_bad_folders_say_what_to_do(tmp_path
     assert not (tmp_path / "full" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_tiny_model_is_deterministic(tmp_path):
     from floydtui.train.tiny import build_tiny
 
@@ -384,6 +385,7 @@ def test_stop_signal_before_and_during_training():
         stop.restore()
 
 
+@pytest.mark.slow
 def test_bitfit_with_lora_trains_in_bf16_and_loads_both_files(tmp_path):
     from floydtui.config.schema import TRAINING_FIELDS
     from floydtui.train.lora import BITFIT_FILE, LORA_FILE, save_lora, setup_trainable

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import threading
 
-from test_data_batches import data_of, mixed, snapshot  # noqa: F401  (mixed is a fixture)
+import pytest
+from helpers import REPO, data_of, finish, floydtui_cmd, snapshot, spawn, wait_for
 
 from floydtui.events import EventWriter, read_events
 
 
-def test_prefetch_threads_give_the_same_batches_in_the_same_order(mixed):  # noqa: F811
+def test_prefetch_threads_give_the_same_batches_in_the_same_order(mixed):
     data = data_of(mixed, seed=3, crop_style="random")
     for start in (0, 2):
         plain = snapshot(data.batches(1, 4, start=start))
@@ -18,7 +22,7 @@ def test_prefetch_threads_give_the_same_batches_in_the_same_order(mixed):  # noq
         assert threaded == plain and len(plain) > 3
 
 
-def test_batch_stream_positions_follow_what_is_trained_not_what_is_prefetched(mixed):  # noqa: F811
+def test_batch_stream_positions_follow_what_is_trained_not_what_is_prefetched(mixed):
     from floydtui.train.checkpoint import Position
     from floydtui.train.trainer import batch_stream
 
@@ -31,7 +35,7 @@ def test_batch_stream_positions_follow_what_is_trained_not_what_is_prefetched(mi
     assert snapshot([first_of_next]) == snapshot([next(iter(data.batches(1, 4)))])
 
 
-def test_a_file_broken_mid_run_is_reported_from_the_consumers_thread(mixed):  # noqa: F811
+def test_a_file_broken_mid_run_is_reported_from_the_consumers_thread(mixed):
     events = EventWriter(mixed / "events.jsonl")
     threads = []
     events.listeners.append(lambda e: threads.append((e["type"], threading.current_thread().name)))
@@ -48,6 +52,7 @@ def test_a_file_broken_mid_run_is_reported_from_the_consumers_thread(mixed):  # 
     assert [name for kind, name in threads if kind == "warning"] == [threading.current_thread().name]
 
 
+@pytest.mark.slow
 def test_the_tiny_models_are_built_as_version_2():
     from floydtui.train.tiny import TINY_VERSION, builtin_model_dir, ensure_builtin
 
@@ -77,29 +82,19 @@ def test_partial_checkpoint_folders_are_removed(tmp_path):
     assert not partial.exists() and (root / "checkpoint-000002").is_dir()
 
 
+@pytest.mark.slow
 def test_sigterm_during_start_up_still_ends_with_run_end(tmp_path):
     """A scheduler's SIGTERM in the first seconds (torch still importing) stops at once, with run_end."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
-    from floydtui.events import read_events
-
-    repo = Path(__file__).resolve().parent.parent
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "floydtui", "run", str(repo / "presets" / "demo.toml"),
-                             "--output-dir", str(out), "--json"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, cwd=repo)
-    deadline = time.time() + 60
-    while not (out / "events.jsonl").exists() and time.time() < deadline:  # the writer exists: signal it
-        time.sleep(0.01)
+    proc = spawn(floydtui_cmd("run", str(REPO / "presets" / "demo.toml"), "--output-dir", str(out), "--json"),
+                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    events = out / "events.jsonl"
+    wait_for(lambda: events.exists() or proc.poll() is not None, interval=0.01,
+             what="the run to create events.jsonl (its writer exists: signal it)", seen=lambda: proc.poll())
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    events = read_events(out / "events.jsonl")
+    code, _, err = finish(proc)
+    assert code == 130, err
+    events = read_events(events)
     assert events[-1]["type"] == "run_end" and events[-1]["status"] == "stopped"
     assert not (out / "pytorch_lora_weights.safetensors").exists()
     assert os.path.isdir(out)

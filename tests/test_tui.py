@@ -3,11 +3,13 @@
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import WAIT_S, end_process, finish, handled, spawn, until, wait_for
 from PIL import Image
 
 from floydtui.tui.app import create_app
@@ -197,10 +199,12 @@ def test_add_a_dataset_from_a_generated_folder(tmp_path):
         folder = app.screen.query_one("#field-instance_data_dir")
         assert app.focused is folder.editor
         await pilot.press(*str(tmp_path / "shap"))
-        await pilot.pause(0.1)
+        await until(pilot, lambda: folder.editor._suggestion, what="the folder completion of shap")
         await pilot.press("right")  # accept the completion: shapes/
         assert folder.editor.value == str(tmp_path / "shapes") + "/"
-        await pilot.pause(0.6)  # the scan waits for typing to settle
+        # The scan starts once typing has settled, in a worker.
+        await until(pilot, lambda: "5 usable" in static_text(app, "#ds-scan"), what="the scan of shapes/",
+                    seen=lambda: static_text(app, "#ds-scan"))
         await settle(pilot, 5)
         scan = static_text(app, "#ds-scan")
         assert "5 usable" in scan and "1 skipped" in scan
@@ -247,7 +251,7 @@ def test_save_a_preset_that_check_accepts(tmp_path, monkeypatch):
     preset = tmp_path / "presets" / "mine.toml"
     assert preset.exists()
     check = subprocess.run([sys.executable, "-m", "floydtui", "check", str(preset), "--json"],
-                           capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                           capture_output=True, text=True, cwd=tmp_path, timeout=WAIT_S,
                            env={**__import__("os").environ, "FLOYDTUI_ASSUME_GPU": "A100:81920"})
     result = json.loads(check.stdout)
     assert check.returncode == 0, result["problems"]
@@ -297,12 +301,32 @@ def test_a_small_terminal_gets_a_message():
 
 # ---- the monitor ----------------------------------------------------------------------------
 class ScriptedReader:
-    """Returns a recorded events file a chunk a poll, as a growing events.jsonl would."""
+    """A recorded events file that the test hands to the monitor (`replay`), as a growing events.jsonl would.
+
+    The monitor's polling worker finds nothing new (`poll`); `replay` posts the events as the worker
+    would, a chunk per EventsArrived, and returns once the screen has handled them.
+    """
 
     def __init__(self, path: Path, chunk: int = 20) -> None:
         self.events = [json.loads(line) for line in path.read_text().splitlines()]
         self.chunk = chunk
         self.pos = 0
+
+    def poll(self):
+        return []
+
+    async def replay(self, screen) -> None:
+        from floydtui.tui.screens.monitor import EventsArrived
+
+        while self.pos < len(self.events):
+            chunk = self.events[self.pos:self.pos + self.chunk]
+            self.pos += len(chunk)
+            screen.post_message(EventsArrived(chunk))
+        await handled(screen)
+
+
+class PolledReader(ScriptedReader):
+    """A recorded events file read by the monitor's own polling worker, a chunk a poll."""
 
     def poll(self):
         out = self.events[self.pos:self.pos + self.chunk]
@@ -320,24 +344,29 @@ def make_validation_images(run_dir: Path):
             img.save(folder / f"a-red-circle-on-a-blue-background-{w}x{h}.png")
 
 
+async def tiles_shown(pilot, n: int = 2):
+    """Wait for the validation view to mount its image tiles (mounting follows the events' handler)."""
+    view = pilot.app.screen.validation_view
+    await until(pilot, lambda: len(view.query(".val-tile")) == n, what=f"{n} validation tiles",
+                seen=lambda: len(view.query(".val-tile")))
+    return view
+
+
 def test_monitor_replays_a_recorded_run(tmp_path):
     make_validation_images(tmp_path)
-    app = create_app(run_dir=tmp_path, reader=ScriptedReader(DATA / "events-demo.jsonl"))
+    reader = ScriptedReader(DATA / "events-demo.jsonl")
+    app = create_app(run_dir=tmp_path, reader=reader)
 
     async def test(pilot):
         screen = app.screen
-        for _ in range(40):
-            await pilot.pause(0.1)
-            if screen.state.status:
-                break
+        await reader.replay(screen)
         assert screen.state.status == "completed"
         assert len(screen.plot.series) == 60
-        await pilot.pause(0.4)  # the throttled redraw
         assert "step 60/60" in static_text(app, "#run-stats")
         assert "COMPLETED" in static_text(app, "#run-stats")
         assert "14/14 prompts" in static_text(app, "#embed-rate")
-        view = screen.validation_view
-        assert view.current.step == 60 and len(view.query(".val-tile")) == 2
+        view = await tiles_shown(pilot)
+        assert view.current.step == 60
         assert "▀" in plain(view.query(".val-tile").first().content)
         await pilot.press("left_square_bracket")
         assert view.current.step == 30
@@ -348,8 +377,7 @@ def test_monitor_replays_a_recorded_run(tmp_path):
         await pilot.press("l")
         assert screen.plot.log_scale
         await pilot.press("q")  # a finished run: no question
-        await pilot.pause()
-        assert not app.is_running
+        await until(pilot, lambda: not app.is_running, what="the app to quit")
 
     run(app, test, size=(100, 32))
 
@@ -357,11 +385,12 @@ def test_monitor_replays_a_recorded_run(tmp_path):
 def test_monitor_without_colour_draws_ascii(tmp_path, monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
     make_validation_images(tmp_path)
-    app = create_app(run_dir=tmp_path, reader=ScriptedReader(DATA / "events-demo.jsonl", chunk=1000))
+    reader = ScriptedReader(DATA / "events-demo.jsonl", chunk=1000)
+    app = create_app(run_dir=tmp_path, reader=reader)
 
     async def test(pilot):
-        await pilot.pause(0.5)
-        tile = plain(app.screen.validation_view.query(".val-tile").first().content)
+        await reader.replay(app.screen)
+        tile = plain((await tiles_shown(pilot)).query(".val-tile").first().content)
         assert "▀" not in tile and ":" in tile  # red is brighter than the blue around it
 
     run(app, test)
@@ -401,21 +430,17 @@ def test_closing_asks_to_stop_or_leave_a_live_run(tmp_path):
                      process=process)
 
     async def test(pilot):
-        await pilot.pause(0.2)
-        assert process.started
+        await until(pilot, lambda: process.started, what="the monitor's worker to start the run")
         await pilot.press("q")
-        await pilot.pause()
-        assert isinstance(app.screen, ChoiceDialog)
+        await until(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="the leave/stop question",
+                    seen=lambda: app.screen)
         assert "floydtui watch" in plain(app.screen.query_one(".dialog-detail").content)
         await pilot.press("escape")
         await pilot.pause()
         assert app.is_running and not process.stopped
         await pilot.press("q", "s")  # stop it: SIGINT, then quit once it has exited
-        for _ in range(50):
-            await pilot.pause(0.05)
-            if not app.is_running:
-                break
-        assert process.stopped and not app.is_running
+        await until(pilot, lambda: not app.is_running, what="the app to quit once the run exited")
+        assert process.stopped
 
     run(app, test)
 
@@ -426,10 +451,9 @@ def test_leaving_a_live_run_does_not_stop_it(tmp_path):
                      process=process)
 
     async def test(pilot):
-        await pilot.pause(0.2)
+        await until(pilot, lambda: process.started, what="the monitor's worker to start the run")
         await pilot.press("q", "l")
-        await pilot.pause()
-        assert not app.is_running
+        await until(pilot, lambda: not app.is_running, what="the app to quit")
 
     run(app, test)
     assert not process.stopped
@@ -446,7 +470,7 @@ class CrashingProcess(FakeProcess):
         return "Traceback: boom"
 
 
-class ThreadCheckingReader(ScriptedReader):
+class ThreadCheckingReader(PolledReader):
     """Fails the test if events.jsonl is read on the event loop's thread or by two threads at once."""
 
     def __init__(self, *args, **kwargs) -> None:
@@ -472,12 +496,9 @@ def test_a_crashed_run_is_read_off_the_event_loop_and_reported_with_its_log(tmp_
     app = create_app(run_dir=tmp_path, reader=reader, process=CrashingProcess())
 
     async def test(pilot):
-        for _ in range(40):
-            await pilot.pause(0.05)
-            if app.screen.exit_code is not None:
-                break
-        await pilot.pause(0.1)
-        log = "\n".join(str(line.text) for line in app.screen.log_view.lines)
+        screen = app.screen
+        await until(pilot, lambda: screen.exit_code is not None, what="the crashed run's exit to be reported")
+        log = "\n".join(str(line.text) for line in screen.log_view.lines)
         assert "floydtui run exited with 1" in log and "Traceback: boom" in log
         assert "FAILED" in static_text(app, "#run-stats")
 
@@ -503,13 +524,13 @@ print("HEAVY", heavy)
 @pytest.mark.parametrize("arg", ["", "run_dir=sys.argv[1]"])
 def test_start_up_does_not_import_torch(tmp_path, arg):
     out = subprocess.run([sys.executable, "-c", START_PROBE.format(arg=arg), str(tmp_path)], capture_output=True,
-                         text=True, timeout=120, cwd=REPO)
+                         text=True, timeout=WAIT_S, cwd=REPO)
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
 
 
 def test_watch_refuses_a_missing_directory(tmp_path):
     out = subprocess.run([sys.executable, "-m", "floydtui", "watch", str(tmp_path / "nope")], capture_output=True,
-                         text=True, timeout=60, cwd=REPO)
+                         text=True, timeout=WAIT_S, cwd=REPO)
     assert out.returncode == 2 and "no run directory" in out.stderr and "fix:" in out.stderr
 
 
@@ -521,13 +542,11 @@ def test_monitor_replays_a_real_tiny_run(tmp_path):
         folder.mkdir(parents=True)
         for w, h in ((64, 64), (64, 96)):
             Image.new("RGB", (w, h), (90, 30, 160)).save(folder / f"00-a-red-circle-on-a-blue-background-{w}x{h}.png")
-    app = create_app(run_dir=tmp_path, reader=ScriptedReader(DATA / "events-tiny-run.jsonl", chunk=7))
+    reader = ScriptedReader(DATA / "events-tiny-run.jsonl", chunk=7)
+    app = create_app(run_dir=tmp_path, reader=reader)
 
     async def test(pilot):
-        for _ in range(40):
-            await pilot.pause(0.1)
-            if app.screen.state.status:
-                break
+        await reader.replay(app.screen)
         s = app.screen.state
         assert s.status == "completed" and s.total_steps == 48 and len(s.losses) == 48
         assert app.screen.validation_view.current.step == 48
@@ -544,121 +563,132 @@ def test_launch_the_tiny_demo_and_watch_it_train(tmp_path, repo):
 
     from floydtui.config.preset import dump_toml
     data = tomllib.loads((repo / "presets" / "demo.toml").read_text())
+    # Short: the run only has to get through each part the monitor shows (embed cache, steps, a
+    # checkpoint, validation images), not to learn anything.
+    data["training"].update(max_train_steps=4, checkpointing_steps=4)
+    data["validation"].update(validation_steps=4)
     data["output"]["output_dir"] = str(tmp_path / "run")
     data["datasets"][0]["instance_data_dir"] = str(repo / "examples" / "demo-data")
     data["datasets"][1]["cache_dir"] = str(tmp_path / "cache")
     preset = tmp_path / "demo.toml"
     preset.write_text(dump_toml(data))
     app = create_app(preset)
+    started = []
 
     async def test(pilot):
         await pilot.press("ctrl+r")
-        await pilot.pause(0.5)
-        monitor = app.screen
-        assert type(monitor).__name__ == "MonitorScreen", app.screen
-        for _ in range(600):
-            await pilot.pause(0.25)
-            if monitor.exit_code is not None:
-                break
-        await pilot.pause(0.6)
-        log = "\n".join(str(line.text) for line in monitor.log_view.lines)
-        assert monitor.state.status == "completed", log
+        monitor = await until(pilot, lambda: type(app.screen).__name__ == "MonitorScreen" and app.screen,
+                              what="the monitor after Launch", seen=lambda: app.screen)
+        await until(pilot, lambda: monitor.process.proc, what="the run's child process")
+        started.append(monitor.process.proc)
+        log = lambda: "\n".join(str(line.text) for line in monitor.log_view.lines)  # noqa: E731
+        await until(pilot, lambda: monitor.exit_code is not None, what="`floydtui run` to exit", seen=log)
+        assert monitor.state.status == "completed", log()
         assert monitor.exit_code == 0
         assert len(monitor.plot.series) == data["training"]["max_train_steps"]
         assert monitor.validation_view.current is not None
-        assert len(monitor.validation_view.query(".val-tile")) == 2
-        assert "▀" in plain(monitor.validation_view.query(".val-tile").first().content)
+        view = await tiles_shown(pilot)
+        assert "▀" in plain(view.query(".val-tile").first().content)
 
-    run(app, test, size=(100, 30))
+    try:
+        run(app, test, size=(100, 30))
+    finally:
+        for proc in started:  # the run must not outlive a failed test
+            end_process(proc.pid)
+            proc.wait()
     assert (tmp_path / "run" / "pytorch_lora_weights.safetensors").exists()
 
 
-def tmux(*args, check=True):
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=check, timeout=30)
+class Tmux:
+    """A tmux server of the test's own (a private socket), killed with everything in it at the end."""
+
+    def __init__(self, name: str) -> None:
+        self.socket = name
+
+    def __call__(self, *args, check=True):
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=check,
+                              timeout=WAIT_S)
+
+    def wait_for_screen(self, session, text):
+        """The pane's text once it shows `text`."""
+        screen = [""]
+
+        def shows():
+            screen[0] = self("capture-pane", "-p", "-t", session).stdout
+            return text in screen[0]
+        wait_for(shows, what=f"{text!r} on the screen", seen=lambda: "\n" + screen[0], interval=0.3)
+        return screen[0]
+
+    def kill_server(self):
+        self("kill-server", check=False)
 
 
-def wait_for_screen(session, text, timeout=30.0):
-    import time
-    deadline = time.monotonic() + timeout
-    screen = ""
-    while time.monotonic() < deadline:
-        screen = tmux("capture-pane", "-p", "-t", session).stdout
-        if text in screen:
-            return screen
-        time.sleep(0.3)
-    raise AssertionError(f"{text!r} never appeared; the screen:\n{screen}")
-
-
+@pytest.mark.slow
 @pytest.mark.skipif(__import__("shutil").which("tmux") is None, reason="tmux is not installed")
 def test_end_to_end_in_tmux(tmp_path, repo):
     """The real program in a real terminal at 80x24: the wizard, then `floydtui watch` on a run."""
-    import os
-    import time
     run_dir = tmp_path / "run"
     make_validation_images(run_dir)
     (run_dir / "events.jsonl").write_text((DATA / "events-demo.jsonl").read_text())
-    session = f"floydtui-test-{os.getpid()}"
+    tmux = Tmux(f"floydtui-test-{os.getpid()}")
+    session = "floydtui"
     env = f"cd {repo} && FLOYDTUI_CACHE={tmp_path / 'cache'} TERM=xterm-256color"
     try:
         tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24",
-             f"{env} {sys.executable} -m floydtui; sleep 30")
-        screen = wait_for_screen(session, "i-medium")
+             f"{env} {sys.executable} -m floydtui; sleep 600")
+        screen = tmux.wait_for_screen(session, "i-medium")
         assert "Flavour" in screen and "Review" in screen and "Next step" in screen
         assert "ii-large" in screen
-        time.sleep(1.0)  # keys typed before the app has focused its first card would be lost, as by a user
+        # Keys typed before the app has focused its first card would be lost, as by a user: the key
+        # bar offers "Choose" once a card has the focus.
+        tmux.wait_for_screen(session, "Choose")
         tmux("send-keys", "-t", session, "Right", "Enter")
-        wait_for_screen(session, "i-large-900m  ·")  # the title bar names the chosen flavour
+        tmux.wait_for_screen(session, "i-large-900m  ·")  # the title bar names the chosen flavour
         tmux("send-keys", "-t", session, "C-n")
-        wait_for_screen(session, "Verdict")
+        tmux.wait_for_screen(session, "Verdict")
         tmux("send-keys", "-t", session, "C-q")
-        screen = wait_for_screen(session, "unsaved changes")
+        tmux.wait_for_screen(session, "unsaved changes")
         tmux("send-keys", "-t", session, "d")
         tmux("kill-session", "-t", session)
         tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24",
-             f"{env} {sys.executable} -m floydtui watch {run_dir}; echo EXITED $?; sleep 30")
-        screen = wait_for_screen(session, "COMPLETED")
+             f"{env} {sys.executable} -m floydtui watch {run_dir}; echo EXITED $?; sleep 600")
+        screen = tmux.wait_for_screen(session, "COMPLETED")
         assert "step 60/60" in screen and "Validation at step 60" in screen
         tmux("send-keys", "-t", session, "q")
-        wait_for_screen(session, "EXITED 0")
+        tmux.wait_for_screen(session, "EXITED 0")
     finally:
-        tmux("kill-session", "-t", session, check=False)
+        tmux.kill_server()
 
 
 SIGINT_CHILD = """
 import signal, sys, time
 signal.signal(signal.SIGINT, lambda *a: sys.exit(130))  # as the trainer: checkpoint, then 130
 print("ready", flush=True)
-time.sleep(60)
+time.sleep(3600)
 """
 
 
 def test_watch_can_stop_a_run_it_did_not_start(tmp_path):
     """run_start's pid and host let `floydtui watch` stop a run started in another terminal."""
-    import socket
-
-    child = subprocess.Popen([sys.executable, "-c", SIGINT_CHILD], stdout=subprocess.PIPE, text=True,
-                             start_new_session=True)
+    child = spawn([sys.executable, "-c", SIGINT_CHILD], stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "ready"
     events = tmp_path / "events.jsonl"
     events.write_text(json.dumps({"t": 1.0, "type": "run_start", "run_id": "x", "flavour": "i-medium-400m",
                                   "base_model": "b", "total_steps": 10, "world_size": 1, "device": "cpu",
                                   "pid": child.pid, "host": socket.gethostname()}) + "\n")
-    app = create_app(run_dir=tmp_path, reader=ScriptedReader(events, chunk=10))
+    reader = ScriptedReader(events, chunk=10)
+    app = create_app(run_dir=tmp_path, reader=reader)
 
     async def test(pilot):
-        await pilot.pause(0.3)
+        await reader.replay(app.screen)
         await pilot.press("q")
-        await pilot.pause()
-        assert isinstance(app.screen, ChoiceDialog)  # leave, stop or cancel: stop is offered
+        await until(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="the leave/stop question",
+                    seen=lambda: app.screen)  # leave, stop or cancel: stop is offered
         await pilot.press("s")
-        await pilot.pause(0.3)
+        await until(pilot, lambda: child.poll() is not None, what="the run to take the SIGINT and exit")
 
-    try:
-        run(app, test)
-        assert child.wait(timeout=20) == 130
-    finally:
-        if child.poll() is None:
-            child.kill()
+    run(app, test)
+    assert finish(child)[0] == 130
 
 
 def test_watch_cannot_stop_a_run_on_another_host(tmp_path):
@@ -670,16 +700,10 @@ def test_watch_cannot_stop_a_run_on_another_host(tmp_path):
 
 def test_stopping_a_run_in_the_watchers_own_group_signals_only_the_run():
     """A run and a watcher started by one script share a process group: only the run gets SIGINT."""
-    import socket
-
     from floydtui.tui.runproc import AttachedRun
 
-    child = subprocess.Popen([sys.executable, "-c", SIGINT_CHILD], stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == "ready"
-        assert os.getpgid(child.pid) == os.getpgrp()
-        AttachedRun(child.pid, socket.gethostname()).stop()  # a group signal would interrupt pytest too
-        assert child.wait(timeout=20) == 130
-    finally:
-        if child.poll() is None:
-            child.kill()
+    child = spawn([sys.executable, "-c", SIGINT_CHILD], stdout=subprocess.PIPE, text=True, start_new_session=False)
+    assert child.stdout.readline().strip() == "ready"
+    assert os.getpgid(child.pid) == os.getpgrp()
+    AttachedRun(child.pid, socket.gethostname()).stop()  # a group signal would interrupt pytest too
+    assert finish(child)[0] == 130

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from floydtui.config.flavours import FLAVOURS
+from floydtui.config.flavours import BUILTIN_MODELS, FLAVOURS, builtin_label
 from floydtui.config.preset import Preset, preset_from_dict
 from floydtui.hardware.devices import Device, best_device, detect_devices, platform_problems, xformers_available
 from floydtui.hardware.estimate import PHASES, advice, estimate, gib, verdict
@@ -46,7 +46,23 @@ def report(devices: list[Device]) -> dict:
         "devices": [{"name": d.name, "backend": d.backend, "total_mib": d.total_mib, "free_mib": d.free_mib}
                     for d in devices],
         "estimates": rows,
+        "builtin_models": builtin_models(),
     }
+
+
+def builtin_models() -> list[dict]:
+    """Each built-in model: its stage, what it is, and where it is (shipped, built, or built on first use)."""
+    from floydtui.train.tiny import SHAPES_NAMES, builtin_model_dir
+
+    rows = []
+    for model_id, stage in BUILTIN_MODELS.items():
+        folder = builtin_model_dir(model_id)
+        ready = (folder / "model_index.json").is_file()
+        state = ("shipped" if ready else "missing: reinstall floydtui") if model_id in SHAPES_NAMES else \
+            ("built" if ready else "built on first use")
+        rows.append({"id": model_id, "stage": stage, "label": builtin_label(model_id), "folder": str(folder),
+                     "state": state})
+    return rows
 
 
 def main(args) -> int:
@@ -95,6 +111,12 @@ def _print_human(data: dict, device: Device | None) -> None:
                       f"{row['peak_mib'] / 1024:.1f}",
                       f"[{_STYLE[row['verdict']]}]{row['verdict'].replace('_', ' ')}[/]")
     console.print(table)
+    builtins = Table(title="Built-in models (for the demo and tests; not DeepFloyd's)", title_justify="left")
+    for col in ("id", "stage", "what", "state"):
+        builtins.add_column(col)
+    for b in data["builtin_models"]:
+        builtins.add_row(b["id"], "I" if b["stage"] == 1 else "II", b["label"], b["state"])
+    console.print(builtins)
     for row in data["estimates"]:
         if row["advice"]:
             console.print(f"to fit {row['flavour']} {row['method']}: "

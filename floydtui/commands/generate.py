@@ -72,7 +72,7 @@ def build_request(args: argparse.Namespace):
     elif not args.run and not args.base:
         problems.append(Problem("no model: give --base MODEL or --run RUN_DIR", where="--base",
                                 hint="e.g. --base DeepFloyd/IF-I-M-v1.0 --lora output/my-lora, or "
-                                     "--run output/my-lora, or --base builtin:tiny-if-i to try it"))
+                                     "--run output/my-lora, or --base builtin:shapes-if-i to try it"))
     if args.stage2_lora and not stage2:
         problems.append(Problem("--stage2-lora needs --stage2 MODEL, the stage II model it was trained on",
                                 where="--stage2-lora", hint="add e.g. --stage2 DeepFloyd/IF-II-M-v1.0"))

@@ -13,7 +13,14 @@ TEXT_ENCODER_PARAMS = 4_760_000_000
 TEXT_MAX_LENGTH = 77
 
 BUILTIN_PREFIX = "builtin:"
-BUILTIN_MODELS = {"builtin:tiny-if-i": 1, "builtin:tiny-if-ii": 2}
+BUILTIN_MODELS = {"builtin:tiny-if-i": 1, "builtin:tiny-if-ii": 2, "builtin:shapes-if-i": 1, "builtin:shapes-if-ii": 2}
+# What each built-in model is, in a few words: the wizard, the monitor, the model card and doctor say it.
+BUILTIN_LABELS = {
+    "builtin:tiny-if-i": "tiny IF stage I, random weights (for tests)",
+    "builtin:tiny-if-ii": "tiny IF stage II, random weights (for tests)",
+    "builtin:shapes-if-i": "tiny IF stage I pretrained on the shapes world (for the demo)",
+    "builtin:shapes-if-ii": "tiny IF stage II (64->256) pretrained on the shapes world (for the demo)",
+}
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,17 @@ FLAVOURS: dict[str, Flavour] = {
 }
 
 FLAVOUR_NAMES = tuple(FLAVOURS)
+
+
+def builtin_label(model_id: str) -> str:
+    """What a built-in model is, in a few words ("" for any other model id)."""
+    return BUILTIN_LABELS.get(model_id, "")
+
+
+def builtin_family(model_id: str, stage: int) -> str:
+    """The built-in model of `stage` from the same family as `model_id` (shapes stays shapes, tiny stays tiny)."""
+    family = "shapes" if model_id.startswith(f"{BUILTIN_PREFIX}shapes-") else "tiny"
+    return f"{BUILTIN_PREFIX}{family}-if-{'i' * stage}"
 
 
 def stage_of_model_id(model_id: str) -> int | None:

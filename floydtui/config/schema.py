@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from floydtui.config.flavours import FLAVOUR_NAMES
+from floydtui.config.reporting import REPORT_TO
 
 AUTO = "auto"  # a default that depends on the flavour (resolved in Preset)
 
@@ -58,7 +59,8 @@ MODEL_FIELDS = [
     _f("model_flavour", str, "i-medium-400m", "Which DeepFloyd IF stage and size to train.",
        choices=FLAVOUR_NAMES),
     _f("pretrained_model_name_or_path", str, AUTO,
-       "A hub id, a local folder, or builtin:tiny-if-i / builtin:tiny-if-ii; auto = the flavour's hub id."),
+       "A hub id, a local folder, or a built-in model: builtin:shapes-if-i / -ii (pretrained on the shapes "
+       "world, for the demo), builtin:tiny-if-i / -ii (random weights, for tests); auto = the flavour's hub id."),
     _f("revision", str, "main", "The hub revision (branch, tag or commit) to load."),
     _f("variant", str, AUTO, "Weight file variant to load: fp16 where the repo has it (auto), or none.",
        choices=(AUTO, "fp16", "none")),
@@ -135,6 +137,14 @@ VALIDATION_FIELDS = [
 
 OUTPUT_FIELDS = [
     _f("output_dir", str, "output/deepfloyd-lora", "The run directory."),
+    _f("report_to", str, "none",
+       "Trackers that get loss, lr, samples/s and validation images: tensorboard (OUTPUT_DIR/logs), wandb, "
+       "all (those installed) or none.", choices=REPORT_TO),
+    _f("tracker_project_name", str, "floydtui", "The tracker's project (TensorBoard: OUTPUT_DIR/logs/<project>)."),
+    _f("tracker_run_name", str, AUTO, "The tracker's run name; auto = the output folder's name."),
+    _f("webhook_config", (str, dict, list), None,
+       "SimpleTuner's webhook config: a JSON file path (keeps the URLs out of the preset), a JSON string, or a "
+       "table/array of tables with webhook_type (discord / raw) and webhook_url / callback_url.", nullable=True),
 ]
 
 DATASET_FIELDS = [

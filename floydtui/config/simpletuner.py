@@ -27,6 +27,7 @@ else:  # pragma: no cover
 
 from floydtui.config import simpletuner_4_10_1 as st
 from floydtui.config.preset import Preset, dump_toml, preset_from_dict
+from floydtui.config.reporting import webhook_source
 from floydtui.config.schema import DATASET_FIELD_BY_KEY, FIELD_BY_KEY, Field
 from floydtui.errors import FloydError, Problem
 from floydtui.fsutil import atomic_write_text
@@ -202,7 +203,7 @@ def _coerce(f: Field, value: Any) -> Any:
             return float(v)
         except ValueError:
             pass
-    if list in types:
+    if list in types and str not in types:  # webhook_config: a string is a file path or JSON, not a list
         return [s.strip() for s in v.split(",") if s.strip()]
     return value
 
@@ -274,6 +275,8 @@ def import_simpletuner(sources: list[str | Path]) -> tuple[dict[str, Any], list[
     values, extra, more = st.from_simpletuner({k: v for k, v in flat.items() if k not in own})
     notes.extend(more)
     values.update(own)
+    for key in [k for k in extra if k in FIELD_BY_KEY and FIELD_BY_KEY[k][1].simpletuner and k not in values]:
+        values[key] = extra.pop(key)  # same name and meaning in both (tracker and webhook settings)
     values.update(sidecar)  # exact values where SimpleTuner's could not say them (export wrote both)
     unimplemented = sorted(k for k in extra if k not in st.MAPPED_ST_KEYS)
     if unimplemented:
@@ -348,6 +351,10 @@ def export_simpletuner(preset: Preset, out_dir: str | Path) -> tuple[list[Path],
     for key, value in flat.items():
         if not FIELD_BY_KEY[key][1].simpletuner and value != FIELD_BY_KEY[key][1].default:
             own[key] = value
+        elif FIELD_BY_KEY[key][1].simpletuner and key not in st.CONSUMED and value is not None:
+            if key == "webhook_config" and webhook_source(value) != "file":
+                continue  # inline URLs are secrets: only a reference to a file goes out
+            config[key] = value  # the same name and meaning in SimpleTuner (tracker and webhook settings)
     for w in warnings:
         if w.key in flat:
             own[w.key] = flat[w.key]
@@ -394,4 +401,6 @@ def relative_paths(preset: Preset) -> list[str]:
     """The preset's relative folders, which SimpleTuner would read against its working directory."""
     values = [preset.output["output_dir"]]
     values += [d[k] for d in preset.datasets for k in ("instance_data_dir", "cache_dir") if d.get(k)]
+    if webhook_source(preset.output["webhook_config"]) == "file":
+        values.append(preset.output["webhook_config"])
     return [v for v in values if not Path(v).expanduser().is_absolute()]

@@ -201,6 +201,12 @@ SAME = ("model_family", "model_flavour", "model_type", "lora_rank", "lora_dropou
         "checkpoints_total_limit", "validation_negative_prompt", "validation_num_inference_steps",
         "validation_guidance", "num_eval_images", "output_dir")
 RENAMED = {"checkpointing_steps": "checkpoint_step_interval", "validation_steps": "validation_step_interval"}
+# The floydtui keys the rules below translate; other SimpleTuner-named keys pass with their name.
+CONSUMED = {*SAME, *RENAMED, "pretrained_model_name_or_path", "revision", "variant", "lora_alpha", "lora_target_modules",
+            "use_bitfit", "max_train_steps", "num_train_epochs", "optimizer", "adam_beta1", "adam_beta2",
+            "adam_weight_decay", "adam_epsilon", "max_grad_norm", "grad_clip_method", "snr_gamma",
+            "attention_mechanism", "resolution_type", "seed", "validation_seed", "validation_resolution",
+            "validation_prompt"}
 # Every SimpleTuner argument the rules below read; the rest of a file goes to [extra].
 MAPPED_ST_KEYS = set(DEFAULTS) | {"use_bitfit", "enable_xformers_memory_efficient_attention"}
 

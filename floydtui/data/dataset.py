@@ -171,6 +171,30 @@ class TrainingData:
         total = sum(self._samples(idx) // batch_size for idx in self._by_bucket.values())
         return total // world_size
 
+    def rank_feed_problems(self, batch_size: int, world_size: int) -> list[Problem]:
+        """Buckets too small to give each of `world_size` processes a full batch: stopping errors.
+
+        SimpleTuner's rule for several processes: every bucket holds at least train_batch_size x
+        processes samples (repeats counted), or some processes would idle on it while others train.
+        """
+        problems = []
+        for (w, h), indices in sorted(self._by_bucket.items()):
+            have, need = self._samples(indices), batch_size * world_size
+            if world_size < 2 or have >= need:
+                continue
+            fixes = [f"add images that fall in the {w}x{h} bucket (or raise the dataset's repeats)"]
+            if have // world_size >= 1:
+                fixes.insert(0, f"lower train_batch_size to {have // world_size}")
+            if have // batch_size >= 1:
+                fixes.insert(1, f"run on {have // batch_size} process(es)")
+            ids = sorted({self.records[i].dataset for i in indices})
+            problems.append(Problem(
+                f"bucket {w}x{h} has {have} sample(s), fewer than train_batch_size {batch_size} x {world_size} "
+                f"processes = {need}: it cannot feed every process a full batch",
+                where=", ".join(f"[[datasets]] {i!r}" for i in ids), key="train_batch_size",
+                hint=", or ".join(fixes)))
+        return problems
+
     def _samples(self, indices: list[int]) -> int:
         return sum(1 + self.records[i].repeats for i in indices)
 

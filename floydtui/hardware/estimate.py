@@ -25,6 +25,7 @@ from floydtui.config.flavours import (
     TEXT_ENCODER_PARAMS,
     TEXT_MAX_LENGTH,
     Flavour,
+    builtin_label,
 )
 from floydtui.config.preset import Preset
 from floydtui.config.schema import FIELD_BY_KEY
@@ -376,7 +377,8 @@ def settings_from_preset(preset: Preset, device: Device | None = None) -> Settin
         embed_batch_size=t["embed_batch_size"],
         validation_sizes=tuple(preset.validation_sizes),
         math_attention=device is not None and device.backend in ("rocm", "mps"),
-        label=f"{flavour.name} {t['model_type']}" + (" (builtin tiny model)" if builtin else ""),
+        label=f"{flavour.name} {t['model_type']}" + (f" ({preset.model['pretrained_model_name_or_path']})"
+                                                     if builtin else ""),
     )
     return replace(s, text_encoder_placement=resolve_placement(t["text_encoder_placement"], s, device))
 
@@ -396,8 +398,9 @@ def estimate(preset: Preset, device: Device | None = None) -> Estimate:
     s = settings_from_preset(preset, device)
     est = estimate_settings(s)
     if preset.model["pretrained_model_name_or_path"] in BUILTIN_MODELS:
-        est.notes.insert(0, f"{preset.model['pretrained_model_name_or_path']}: the built-in tiny model, "
-                            "a few million parameters; not the real flavour's memory")
+        base = preset.model["pretrained_model_name_or_path"]
+        est.notes.insert(0, f"{base}: the built-in tiny model ({builtin_label(base)}), a few million parameters; "
+                            "not the real flavour's memory")
     if preset.training["text_encoder_placement"] == "auto":
         est.notes.insert(0, f"text_encoder_placement auto -> {s.text_encoder_placement}"
                             + ("" if device else " (no device given)"))

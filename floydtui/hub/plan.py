@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from floydtui.config.flavours import BUILTIN_PREFIX
+from floydtui.config.flavours import BUILTIN_PREFIX, builtin_label
 from floydtui.errors import FloydError, Problem
 from floydtui.hub.access import hub_token, licence_url
 from floydtui.hub.cache import hub_cache_dir, is_offline
@@ -117,7 +117,9 @@ def plan_download(preset) -> DownloadPlan:
     kind = "builtin" if base.startswith(BUILTIN_PREFIX) else "local" if Path(base).is_absolute() else "hub"
     plan = DownloadPlan(base, kind, is_offline(), hub_cache_dir(), preset.training["min_free_disk_mib"])
     if kind == "builtin":
-        plan.notes.append(f"{base}: the built-in tiny model, generated locally: nothing to download")
+        plan.notes.append(f"{base}: the built-in {builtin_label(base) or 'model'}, "
+                          + ("shipped in the package" if "shapes" in base else "generated locally")
+                          + ": nothing to download")
     elif kind == "local":
         _check_local(Path(base), plan)
     else:

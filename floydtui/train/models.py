@@ -22,7 +22,8 @@ def resolve_model_dir(model_id: str, *, stage: int, revision: str = "main", vari
                       events: Any = None) -> Path:
     """The local folder of a model id, checked to be an IF model of `stage`.
 
-    `builtin:tiny-if-i` / `builtin:tiny-if-ii` are built on first use; a local folder is used
+    `builtin:shapes-if-*` are the package's own folders, `builtin:tiny-if-*` are built on first use;
+    a local folder is used
     as it is; anything else is a hub id, fetched (or found in the hub cache) by floydtui.hub.
     Raises FloydError saying which problem it is and what to do.
     """
@@ -64,8 +65,9 @@ def check_model_dir(folder: Path, stage: int, model_id: str = "") -> None:
         what = f"a stage {STAGE_NAMES[found]} model" if found else f"not an IF UNet (in_channels={in_channels})"
         raise FloydError.one(
             f"{name} is {what}, but the flavour trains stage {STAGE_NAMES[stage]}", where=where, key=key,
-            hint=f"use a stage {STAGE_NAMES[stage]} model (stage I: DeepFloyd/IF-I-*, builtin:tiny-if-i; "
-            "stage II: DeepFloyd/IF-II-*, builtin:tiny-if-ii) or a flavour of the model's stage")
+            hint=f"use a stage {STAGE_NAMES[stage]} model (stage I: DeepFloyd/IF-I-*, builtin:shapes-if-i, "
+            "builtin:tiny-if-i; stage II: DeepFloyd/IF-II-*, builtin:shapes-if-ii, builtin:tiny-if-ii) or a flavour "
+            "of the model's stage")
 
 
 def model_label(model_id: str, folder: Path) -> str:
@@ -77,10 +79,16 @@ def model_label(model_id: str, folder: Path) -> str:
 
 def builtin_note(model_id: str) -> str:
     """A line saying what a builtin model is ("" for real models)."""
+    from floydtui.config.flavours import builtin_label
+
     if model_id not in BUILTIN_MODELS:
         return ""
-    return (f"{model_id}: floydtui's built-in tiny DeepFloyd IF miniature (real IF classes, random weights, "
-            "about a million parameters), for demos and tests; it is not a model of anything")
+    if model_id.startswith(f"{BUILTIN_PREFIX}shapes-"):
+        return (f"{model_id}: floydtui's built-in {builtin_label(model_id)}: real IF classes and config switches, "
+                "about a million parameters pretrained by scripts/pretrain_tiny.py on one shape in one of 8 colours "
+                "on a plain background (briefly: docs/builtin-models.md says what it has learned)")
+    return (f"{model_id}: floydtui's built-in {builtin_label(model_id)}: real IF classes, random weights, "
+            "about a million parameters; it is not a model of anything")
 
 
 def weight_variant(folder: Path, variant: str | None, component: str = "unet") -> str | None:

@@ -1,6 +1,8 @@
 """The built-in tiny DeepFloyd IF models (DESIGN.md section 8).
 
-`builtin:tiny-if-i` and `builtin:tiny-if-ii` are miniatures of IF built from the real
+`builtin:shapes-if-i` and `builtin:shapes-if-ii` are pretrained miniatures: scripts/pretrain_tiny.py
+trains them on the shapes world (floydtui/train/shapes.py) and the package ships their folders in
+floydtui/train/weights/. `builtin:tiny-if-i` and `builtin:tiny-if-ii` are miniatures of IF built from the real
 classes (UNet2DConditionModel with IF's block types and 6 output channels, T5EncoderModel,
 a T5 tokenizer, IF's DDPMScheduler settings) with a fixed seed, so every machine builds the
 same weights. They are saved with `save_pretrained` and then load exactly as a downloaded
@@ -20,6 +22,8 @@ from floydtui.paths import cache_root
 
 TINY_VERSION = "v2"  # bumped whenever the built layout changes, so stale cached builds are not reused
 TINY_NAMES = {"builtin:tiny-if-i": "tiny-if-i", "builtin:tiny-if-ii": "tiny-if-ii"}
+SHAPES_NAMES = {"builtin:shapes-if-i": "shapes-if-i", "builtin:shapes-if-ii": "shapes-if-ii"}
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # the pretrained builtin models the package ships
 TINY_SEED = 20230428  # IF's release date: any fixed number works, this one is memorable
 TEXT_DIM = 64  # the tiny T5's width (T5-XXL's is 4096)
 
@@ -40,7 +44,9 @@ A B C D E F G H I J K L M N O P Q R S T U V W X Y Z 0 1 2 3 4 5 6 7 8 9 . ! ? ' 
 
 
 def builtin_model_dir(model_id: str) -> Path:
-    """The cache folder a builtin model lives in (built or not)."""
+    """The folder a builtin model lives in: the package's (shapes models) or the cache's, built or not (tiny ones)."""
+    if model_id in SHAPES_NAMES:
+        return WEIGHTS_DIR / SHAPES_NAMES[model_id]
     return cache_root() / "models" / f"{TINY_NAMES[model_id]}-{TINY_VERSION}"
 
 
@@ -53,6 +59,13 @@ def ensure_builtin(model_id: str) -> Path:
     dest = builtin_model_dir(model_id)
     if (dest / "model_index.json").is_file():
         return dest
+    if model_id in SHAPES_NAMES:  # shipped, never built: pretraining takes half an hour
+        from floydtui.errors import FloydError
+
+        raise FloydError.one(f"{model_id}'s weights are missing from the installed package ({dest})",
+                             key="pretrained_model_name_or_path",
+                             hint="reinstall floydtui (pip install -e .), or rebuild them with "
+                                  f"scripts/pretrain_tiny.py --stage {BUILTIN_STAGES[model_id]}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
     try:
@@ -68,7 +81,7 @@ def ensure_builtin(model_id: str) -> Path:
     return dest
 
 
-BUILTIN_STAGES = {"builtin:tiny-if-i": 1, "builtin:tiny-if-ii": 2}
+BUILTIN_STAGES = {"builtin:tiny-if-i": 1, "builtin:tiny-if-ii": 2, "builtin:shapes-if-i": 1, "builtin:shapes-if-ii": 2}
 
 
 def build_tokenizer():
@@ -96,20 +109,61 @@ def build_tokenizer():
                            extra_ids=0, model_max_length=77)
 
 
-def build_tiny(stage: int, dest: Path, label: str = "") -> None:
-    """Build the tiny stage I or II model into `dest` with save_pretrained."""
+def build_text_encoder(tokenizer):
+    """The tiny T5 encoder every builtin model shares: seeded, random, TEXT_DIM wide."""
     import torch
-    from diffusers import DDPMScheduler, IFPipeline, IFSuperResolutionPipeline, UNet2DConditionModel
-    from diffusers.models.attention_processor import AttnAddedKVProcessor
     from transformers import T5Config, T5EncoderModel
 
     torch.manual_seed(TINY_SEED)
-    tokenizer = build_tokenizer()
-    text_encoder = T5EncoderModel(T5Config(
+    return T5EncoderModel(T5Config(
         vocab_size=len(tokenizer), d_model=TEXT_DIM, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
         relative_attention_num_buckets=32, relative_attention_max_distance=128, feed_forward_proj="gated-gelu",
         dropout_rate=0.0, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, tie_word_embeddings=False,
     )).eval()
+
+
+def if_scheduler(stage: int):
+    """IF's own DDPMScheduler settings for a stage."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", variance_type="learned_range",
+        thresholding=True, dynamic_thresholding_ratio=0.95, sample_max_value=1.5 if stage == 1 else 1.0,
+        clip_sample=True, clip_sample_range=1.0, prediction_type="epsilon",
+    )
+
+
+def image_noising_scheduler():
+    """Stage II's image_noising_scheduler, as IF-II ships it."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=False)
+
+
+def save_pipeline(stage: int, unet, tokenizer, text_encoder, dest: Path) -> None:
+    """Save a stage I or II pipeline folder around `unet` the way a downloaded IF folder is laid out."""
+    from diffusers import IFPipeline, IFSuperResolutionPipeline
+
+    common = dict(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=if_scheduler(stage),
+                  safety_checker=None, feature_extractor=None, watermarker=None, requires_safety_checker=False)
+    if stage == 1:
+        pipe = IFPipeline(**common)
+    else:
+        pipe = IFSuperResolutionPipeline(image_noising_scheduler=image_noising_scheduler(), **common)
+    # transformers writes nothing on a rank other than global 0 once torch.distributed is up, but
+    # each machine of a multi-machine run without a shared cache builds its own copy.
+    text_encoder.should_save_on_this_rank = lambda is_main_process: is_main_process
+    pipe.save_pretrained(dest, safe_serialization=True)
+
+
+def build_tiny(stage: int, dest: Path, label: str = "") -> None:
+    """Build the tiny stage I or II model into `dest` with save_pretrained."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from diffusers.models.attention_processor import AttnAddedKVProcessor
+
+    tokenizer = build_tokenizer()
+    text_encoder = build_text_encoder(tokenizer)
     torch.manual_seed(TINY_SEED + stage)  # the UNets differ per stage; the text encoder is shared
     # IF's layout in miniature: plain resnet blocks at full size, cross-attention below. Stage II
     # works at 4x the size, so it gets one more plain level (attention at 32px, not 64px: 15x faster).
@@ -131,21 +185,63 @@ def build_tiny(stage: int, dest: Path, label: str = "") -> None:
     unet.set_attn_processor(AttnAddedKVProcessor())
     with torch.no_grad():  # a quiet output layer: the untrained miniature predicts near-zero noise, not chaos
         unet.conv_out.weight.mul_(0.1)
-    scheduler = DDPMScheduler(  # IF's own scheduler settings
-        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", variance_type="learned_range",
-        thresholding=True, dynamic_thresholding_ratio=0.95, sample_max_value=1.5 if stage == 1 else 1.0,
-        clip_sample=True, clip_sample_range=1.0, prediction_type="epsilon",
-    )
-    common = dict(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler,
-                  safety_checker=None, feature_extractor=None, watermarker=None, requires_safety_checker=False)
-    if stage == 1:
-        pipe = IFPipeline(**common)
-    else:
-        noising = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=False)
-        pipe = IFSuperResolutionPipeline(image_noising_scheduler=noising, **common)
-    pipe.save_pretrained(dest, safe_serialization=True)
+    save_pipeline(stage, unet, tokenizer, text_encoder, dest)
     (dest / "floydtui-builtin.json").write_text(json.dumps({
         "name": label or f"tiny-if-{'i' * stage}",
         "note": "floydtui's built-in tiny DeepFloyd IF miniature: real IF classes, random weights, "
                 "a few million parameters. For demos and tests; it is not a model of anything.",
         "version": TINY_VERSION, "seed": TINY_SEED, "stage": stage}, indent=2) + "\n")
+
+
+# The pretrained shapes models carry every switch of the real IF configs (../shared/ref/if-configs)
+# except T5-XXL's 4096 width: at 4096 the text pooling alone (3 x 4096^2 weights in its attention)
+# would be 50M parameters, a hundred times the whole UNet. The text input goes through text_proj
+# as IF's does, from the shared tiny T5's TEXT_DIM.
+IF_POOLING_HEADS = 64  # addition_embed_type_num_heads of every IF UNet
+IF_II_SCALE = 1.4142271248762552  # IF-II's mid_block_scale_factor and resnet_out_scale_factor
+
+
+def shapes_unet(stage: int):
+    """A freshly initialised (seeded) UNet of the shapes models' layout, ready to pretrain.
+
+    Stage I: IF-I's block types at four levels (64, 32, 16, 8 px), cross-attention on the two
+    lowest. Stage II: IF-II's switches (timestep class embedding, skip-time activation, the
+    1.414 scale factors, a gelu time embedding) at five levels, cross-attention on the two lowest.
+    """
+    import torch
+    from diffusers import UNet2DConditionModel
+    from diffusers.models.attention_processor import AttnAddedKVProcessor
+
+    torch.manual_seed(TINY_SEED + 10 + stage)
+    common = dict(
+        out_channels=6, mid_block_type="UNetMidBlock2DSimpleCrossAttn", layers_per_block=1,
+        attention_head_dim=16, norm_num_groups=8, encoder_hid_dim=TEXT_DIM, encoder_hid_dim_type="text_proj",
+        addition_embed_type="text", addition_embed_type_num_heads=IF_POOLING_HEADS,
+        cross_attention_norm="group_norm", resnet_time_scale_shift="scale_shift", act_fn="gelu",
+        only_cross_attention=False,
+    )
+    if stage == 1:
+        widths = SHAPES_WIDTHS[1]
+        unet = UNet2DConditionModel(
+            sample_size=64, in_channels=3, block_out_channels=widths, cross_attention_dim=widths[-1],
+            down_block_types=["ResnetDownsampleBlock2D"] * 2 + ["SimpleCrossAttnDownBlock2D"] * 2,
+            up_block_types=["SimpleCrossAttnUpBlock2D"] * 2 + ["ResnetUpsampleBlock2D"] * 2, **common)
+    else:
+        widths = SHAPES_WIDTHS[2]
+        unet = UNet2DConditionModel(
+            sample_size=256, in_channels=6, block_out_channels=widths, cross_attention_dim=widths[-1],
+            down_block_types=["ResnetDownsampleBlock2D"] * 3 + ["SimpleCrossAttnDownBlock2D"] * 2,
+            up_block_types=["SimpleCrossAttnUpBlock2D"] * 2 + ["ResnetUpsampleBlock2D"] * 3,
+            class_embed_type="timestep", time_embedding_dim=widths[-1], time_embedding_act_fn="gelu",
+            resnet_skip_time_act=True, mid_block_scale_factor=IF_II_SCALE, resnet_out_scale_factor=IF_II_SCALE,
+            **common)
+    unet.set_attn_processor(AttnAddedKVProcessor())
+    return unet
+
+
+SHAPES_WIDTHS = {1: (16, 32, 48, 64), 2: (8, 16, 32, 48, 64)}
+
+SHAPES_NOTE = ("floydtui's built-in tiny DeepFloyd IF: real IF classes and config switches, about a million UNet "
+               "parameters, pretrained by scripts/pretrain_tiny.py on the shapes world (one circle, square, triangle, "
+               "diamond or star in one of 8 colours on a plain background) for as long as a shared 2-core CPU "
+               "allowed: see docs/builtin-models.md for what it has learned so far.")

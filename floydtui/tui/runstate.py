@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from floydtui.config.flavours import builtin_label
 from floydtui.tui.lossdata import LossSeries
 
 LOG_LINES = 500  # the log pane keeps the latest lines; the full record is events.jsonl
@@ -59,6 +60,7 @@ class RunState:
     run_id: str = ""
     flavour: str = ""
     base_model: str = ""
+    model_id: str = ""  # what the preset named: a hub id, a folder, or builtin:...
     device: str = ""
     world_size: int = 1
     total_steps: int = 0
@@ -80,6 +82,18 @@ class RunState:
     status: str = ""  # "" while running; completed / failed / stopped at run_end
     end_detail: str = ""
     started: bool = False
+
+    @property
+    def model_name(self) -> str:
+        """The model that trains, in words: the built-in tiny model, a local folder, or a hub id."""
+        model_id = self.model_id or self.base_model
+        if model_id.startswith("builtin:"):  # the pretrained ones say so: they are not random miniatures
+            learned = ", pretrained on the shapes world" if "shapes world" in builtin_label(model_id) else ""
+            return f"built-in tiny model ({model_id}{learned})"
+        if model_id.startswith(("/", "~", ".")) or (self.base_model and self.base_model == model_id
+                                                    and Path(model_id).is_absolute()):
+            return f"folder {model_id}"
+        return model_id
 
     @property
     def running(self) -> bool:
@@ -113,13 +127,14 @@ class RunState:
         self.run_id = str(ev.get("run_id", ""))
         self.flavour = str(ev.get("flavour", ""))
         self.base_model = str(ev.get("base_model", ""))
+        self.model_id = str(ev.get("model_id", ""))
         self.device = str(ev.get("device", ""))
         self.world_size = int(ev.get("world_size") or 1)
         self.total_steps = int(ev.get("total_steps") or 0)
         self.pid = int(ev["pid"]) if ev.get("pid") else None
         self.host = str(ev.get("host", ""))
         self._log(ev, "info", f"run {self.run_id} started: {self.flavour} on {self.device}, "
-                              f"{self.total_steps} steps, base {self.base_model}")
+                              f"{self.total_steps} steps, base {self.model_name}")
         return {"stats", "log"}
 
     def _on_phase(self, ev: dict) -> set[str]:

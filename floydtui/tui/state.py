@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from floydtui.config.flavours import BUILTIN_MODELS, BUILTIN_PREFIX, FLAVOURS, TEXT_MAX_LENGTH
+from floydtui.config.flavours import BUILTIN_MODELS, BUILTIN_PREFIX, FLAVOURS, TEXT_MAX_LENGTH, builtin_family
 from floydtui.config.preset import DEFAULT_TEXT_EMBEDS_CACHE, Preset, dump_toml, preset_from_dict, read_toml
 from floydtui.config.schema import AUTO, DATASET_FIELD_BY_KEY, FIELD_BY_KEY, Field
 from floydtui.errors import FloydError, Problem
@@ -209,7 +209,7 @@ class WizardState:
         if base == old.hub_id:
             model["pretrained_model_name_or_path"] = new.hub_id
         elif isinstance(base, str) and base.startswith(BUILTIN_PREFIX) and BUILTIN_MODELS.get(base) != new.stage:
-            model["pretrained_model_name_or_path"] = next(k for k, s in BUILTIN_MODELS.items() if s == new.stage)
+            model["pretrained_model_name_or_path"] = builtin_family(base, new.stage)
         if old.stage != new.stage:
             training = self.data.setdefault("training", {})
             if training.get("resolution") in (None, old.native_resolution):

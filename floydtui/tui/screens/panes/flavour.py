@@ -12,7 +12,7 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Static
 
-from floydtui.config.flavours import FLAVOURS, TEXT_ENCODER_PARAMS, Flavour
+from floydtui.config.flavours import FLAVOURS, TEXT_ENCODER_PARAMS, Flavour, builtin_label
 from floydtui.tui.screens.panes.base import PresetChanged, WizardPane
 
 
@@ -89,8 +89,13 @@ class FlavourPane(WizardPane):
         text.append(f"{f.name} ", style="bold")
         text.append(" (chosen)\n" if chosen else " (Enter or click to choose)\n", style="dim")
         text.append(f"{f.summary}\n")
-        text.append(f"Hub: {f.hub_id} (the base model; another one is set in Training) · text encoder T5 v1.1 XXL "
-                    f"({TEXT_ENCODER_PARAMS / 1e9:.1f}B), prompts of at most 77 tokens\n", style="dim")
+        base = str(self.state.resolved("model", "pretrained_model_name_or_path"))
+        if chosen and builtin_label(base):
+            text.append(f"Base model: {base}, {builtin_label(base)}; set in Training (the flavour's hub model is "
+                        f"{f.hub_id})\n", style="dim")
+        else:
+            text.append(f"Hub: {f.hub_id} (the base model; another one is set in Training) · text encoder T5 v1.1 "
+                        f"XXL ({TEXT_ENCODER_PARAMS / 1e9:.1f}B), prompts of at most 77 tokens\n", style="dim")
         for note in f.notes:
             text.append(f" • {note}\n")
         self.query_one("#flavour-notes", Static).update(text)

@@ -1,0 +1,305 @@
+"""Pretrain the built-in shapes models (builtin:shapes-if-i, builtin:shapes-if-ii) on the shapes world.
+
+    .venv/bin/python scripts/pretrain_tiny.py --stage 1      # then --stage 2
+    nice -n 15 nohup .venv/bin/python scripts/pretrain_tiny.py --stage 1 > pretrain-i.log 2>&1 &
+
+Deterministic: the world, the UNet's initialisation, the noise and the timesteps all come from
+fixed seeds, so a rerun with the same torch version and thread count (--threads) gives the same
+weights. Checkpoints go to --work every --save-every steps and a rerun resumes from the last one,
+so a killed run loses little. At the end the EMA weights are saved in fp16 as a pipeline folder in
+floydtui/train/weights/shapes-if-{i,ii} (the package ships it) and scored: stage I with the
+colour analyser of floydtui.train.shapes on 8 prompts, stage II with PSNR against the world's
+256px ground truth, next to bicubic upscaling.
+
+What it trains (see docs/builtin-models.md for the measured run times on 2 CPU cores):
+- the T5 encoder and tokenizer are the tiny ones every builtin model shares (random, frozen);
+  prompts are encoded once, as floydtui's embed cache encodes them;
+- both stages: epsilon loss on the first three output channels, weighted by 1/SNR (at most 20,
+  then from step --cap-from at most 200) where the noise dominates (the implied x0's loss: plain
+  epsilon loss teaches the high-noise steps, which set colours and layout, too slowly); the
+  learned-variance channels taught to say -1 (the fixed_small variance) so `learned_range`
+  sampling works too; 10% of captions dropped to the empty prompt for classifier-free guidance;
+- stage I: 64px images;
+- stage II: as IFSuperResolutionPipeline feeds it (the 64px image upscaled bilinearly, noised by
+  the image_noising_scheduler at a noise level that is also the class label), but on random
+  --crop px windows of the 256px image (the UNet is convolutional; its attention sees fewer
+  tokens), which is what makes it affordable on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from floydtui.train import shapes, tiny  # noqa: E402
+from floydtui.train.embed_cache import encode_prompts  # noqa: E402
+from floydtui.train.inputs import low_res, upscale_like_pipeline  # noqa: E402
+
+SEED = 20260101
+EVAL_PROMPTS = [  # 8 prompts of the world: every shape, every colour as shape and as background
+    ("red", "circle", "blue"), ("green", "square", "yellow"), ("blue", "triangle", "white"),
+    ("yellow", "diamond", "purple"), ("white", "star", "black"), ("orange", "circle", "green"),
+    ("purple", "square", "orange"), ("black", "triangle", "red"),
+]
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--stage", type=int, choices=(1, 2), required=True)
+    p.add_argument("--steps", type=int, default=500, help="optimizer steps")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--crop", type=int, default=64, help="stage II: training window of the 256px image")
+    p.add_argument("--cap-from", type=int, default=200, help="the step from which the loss weight's cap is 200")
+    p.add_argument("--stop-at", type=int, default=None, help="end (and save) at this step of the --steps schedule")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--save-every", type=int, default=100)
+    p.add_argument("--eval-every", type=int, default=150)
+    p.add_argument("--work", type=Path, default=ROOT / "output" / "pretrain")
+    p.add_argument("--out", type=Path, default=None, help="default: floydtui/train/weights/shapes-if-{i,ii}")
+    return p.parse_args()
+
+
+def log(*parts) -> None:
+    print(time.strftime("%H:%M:%S"), *parts, flush=True)
+
+
+def world_batch(rng: random.Random, n: int, side: int = 256) -> tuple[torch.Tensor, list[str]]:
+    """n scenes drawn at `side` px as a [-1, 1] tensor, with their captions."""
+    import numpy as np
+
+    scenes = [shapes.random_scene(rng) for _ in range(n)]
+    arr = np.stack([np.asarray(shapes.draw(s, side)) for s in scenes])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1.0, [s.caption for s in scenes]
+
+
+def all_captions() -> list[str]:
+    return [shapes.caption(c, s, b) for c in shapes.COLOURS for s in shapes.SHAPES for b in shapes.COLOURS if b != c]
+
+
+class EMA:
+    """An exponential moving average of the UNet's weights, with the usual warm-up of the decay."""
+
+    def __init__(self, model, decay: float = 0.999) -> None:
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def update(self, model, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for k, v in model.state_dict().items():
+                if v.dtype.is_floating_point:
+                    self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)
+                else:
+                    self.shadow[k].copy_(v)
+
+
+def stage2_batch(x256: torch.Tensor, crop: int, gen: torch.Generator, noising):
+    """(target window, its noised upscaled condition, noise levels), as the pipeline builds them, cropped."""
+    n = x256.shape[0]
+    up = upscale_like_pipeline(low_res(x256), tuple(x256.shape[-2:]))
+    # Half the levels uniform over all, half below 300: users upscale at 250 (the pipeline's default),
+    # and a tiny model has little capacity to spare for heavily noised conditions.
+    levels = torch.where(torch.rand(n, generator=gen) < 0.5, torch.randint(0, 1000, (n,), generator=gen),
+                         torch.randint(0, 300, (n,), generator=gen))
+    cond = noising.add_noise(up, torch.randn(up.shape, generator=gen), levels)
+    ys = torch.randint(0, 256 - crop + 1, (n,), generator=gen)
+    xs = torch.randint(0, 256 - crop + 1, (n,), generator=gen)
+    corners = list(zip(ys.tolist(), xs.tolist()))
+
+    def window(t: torch.Tensor) -> torch.Tensor:
+        return torch.stack([t[i, :, y:y + crop, x:x + crop] for i, (y, x) in enumerate(corners)])
+
+    return window(x256), window(cond), levels
+
+
+def weight_cap(step: int, cap_from: int) -> float:
+    """The cap on the 1/SNR loss weight: 20 while the UNet finds its feet, then 200 so the highest-noise
+    steps, where sampling starts and colours are decided, are learned too (capped at 20 throughout,
+    the x0 a model predicted at t=950 was still noise after 200 steps, and so were its samples)."""
+    return 20.0 if step < cap_from else 200.0
+
+
+def lr_at(step: int, total: int, base: float) -> float:
+    warm = 50
+    if step < warm:
+        return base * (step + 1) / warm
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm))))
+
+
+def main() -> int:
+    args = parse()
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    stage = args.stage
+    steps = args.steps
+    name = f"shapes-if-{'i' * stage}"
+    out = args.out or ROOT / "floydtui" / "train" / "weights" / name
+    work = args.work / name
+    work.mkdir(parents=True, exist_ok=True)
+    from floydtui.train.models import quiet_libraries
+
+    quiet_libraries()
+    tokenizer = tiny.build_tokenizer()
+    text_encoder = tiny.build_text_encoder(tokenizer)
+    captions = all_captions()
+    with torch.no_grad():
+        embeds, _ = encode_prompts(tokenizer, text_encoder, captions + [""], "cpu")
+    table = dict(zip(captions + [""], embeds.float()))
+    unet = tiny.shapes_unet(stage)
+    log(f"{name}: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M UNet parameters, {steps} steps, "
+        f"batch {args.batch}, {args.threads} threads")
+    scheduler = tiny.if_scheduler(stage)
+    noising = tiny.image_noising_scheduler()
+    opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    ema = EMA(unet)
+    step = 0
+    ckpt = work / "state.pt"
+    if ckpt.is_file():
+        state = torch.load(ckpt, weights_only=False)
+        unet.load_state_dict(state["unet"])
+        opt.load_state_dict(state["opt"])
+        ema.shadow = state["ema"]
+        step = state["step"]
+        log(f"resumed at step {step}")
+    unet.train()
+    t0, losses = time.time(), []
+    while step < min(steps, args.stop_at or steps):
+        # every step's randomness comes from its own seed: resuming replays exactly
+        rng, gen = random.Random(SEED * 7919 + step), torch.Generator().manual_seed(SEED + step)
+        x, caps = world_batch(rng, args.batch)
+        caps = ["" if rng.random() < 0.1 else c for c in caps]
+        ctx = torch.stack([table[c] for c in caps])
+        if stage == 1:
+            x0, cond, levels = low_res(x), None, None
+        else:
+            x0, cond, levels = stage2_batch(x, args.crop, gen, noising)
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, 1000, (x0.shape[0],), generator=gen)
+        noisy = scheduler.add_noise(x0, noise, t)
+        sample = noisy if cond is None else torch.cat([noisy, cond], 1)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, args.lr)
+        pred = unet(sample, t, encoder_hidden_states=ctx, class_labels=levels).sample
+        # Epsilon loss, weighted up where the signal is weak (1/SNR, at most 20: the loss of the implied x0):
+        # plain epsilon loss teaches the high-noise steps, which set colours and layout, too slowly.
+        abar = scheduler.alphas_cumprod[t]
+        weight = ((1 - abar) / abar).clamp(1.0, weight_cap(step, args.cap_from))
+        eps_loss = ((pred[:, :3] - noise) ** 2).mean(dim=(1, 2, 3))
+        loss = (weight * eps_loss).mean() + 0.1 * F.mse_loss(pred[:, 3:], torch.full_like(pred[:, 3:], -1.0))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        step += 1
+        ema.update(unet, step)
+        losses.append(loss.item())
+        if step % 20 == 0:
+            rate = (time.time() - t0) / len(losses)
+            log(f"step {step}/{steps} loss {sum(losses) / len(losses):.4f} {rate:.2f}s/step")
+            losses, t0 = [], time.time()
+        if step % args.save_every == 0 or step in (steps, args.stop_at):
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"unet": unet.state_dict(), "opt": opt.state_dict(), "ema": ema.shadow, "step": step}, tmp)
+            os.replace(tmp, ckpt)
+        if step % args.eval_every == 0 and step < steps:
+            evaluate(stage, ema_unet(stage, ema), tokenizer, text_encoder, work / f"step-{step}", quick=True)
+    final = ema_unet(stage, ema)
+    save(stage, final, tokenizer, text_encoder, out)
+    evaluate(stage, final, tokenizer, text_encoder, work / "final", quick=False)
+    return 0
+
+
+def ema_unet(stage: int, ema: EMA):
+    unet = tiny.shapes_unet(stage)
+    unet.load_state_dict(ema.shadow)
+    return unet.eval()
+
+
+def save(stage: int, unet, tokenizer, text_encoder, out: Path) -> None:
+    """The pipeline folder, UNet weights in fp16 (they load into float32 models as any fp16 file does)."""
+    import json
+    import shutil
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    # the UNet in fp16 (half the size); T5 stays fp32, so prompts encode exactly as in pretraining
+    tiny.save_pipeline(stage, unet.half(), tokenizer, text_encoder, tmp)
+    unet.float()
+    (tmp / "floydtui-builtin.json").write_text(json.dumps({
+        "name": out.name, "note": tiny.SHAPES_NOTE, "seed": SEED, "stage": stage,
+        "trained_by": "scripts/pretrain_tiny.py", "command": "scripts/pretrain_tiny.py " + " ".join(sys.argv[1:])},
+        indent=2) + "\n")
+    for f in tmp.rglob("*"):
+        f.chmod(0o755 if f.is_dir() else 0o644)  # safetensors writes private files; the package's are ordinary
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    log(f"saved {out} ({sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 1e6:.1f} MB)")
+
+
+def evaluate(stage: int, unet, tokenizer, text_encoder, folder: Path, quick: bool) -> None:
+    """Score the model the way the tests do, and keep the images for a look."""
+    import numpy as np
+    from diffusers import IFPipeline, IFSuperResolutionPipeline
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    from diffusers import DDPMScheduler
+
+    sched = DDPMScheduler.from_config(tiny.if_scheduler(stage).config, variance_type="fixed_small")
+    common = dict(unet=unet, scheduler=sched, tokenizer=tokenizer, text_encoder=text_encoder, safety_checker=None,
+                  feature_extractor=None, watermarker=None, requires_safety_checker=False)
+    with torch.no_grad():
+        if stage == 1:
+            pipe = IFPipeline(**common)
+            pipe.set_progress_bar_config(disable=True)
+            good = 0
+            for i, (c, s, b) in enumerate(EVAL_PROMPTS):
+                img = pipe(shapes.caption(c, s, b), num_inference_steps=10 if quick else 25, guidance_scale=4.0,
+                           generator=torch.Generator().manual_seed(i), output_type="pt").images[0]
+                arr = ((img.float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                Image.fromarray(arr).save(folder / f"{i}-{c}-{s}-{b}.png")
+                got = shapes.analyse(arr)
+                good += got == (c, b)
+                log(f"  {shapes.caption(c, s, b)!r}: centre {got[0]}, border {got[1]}")
+            log(f"eval {folder.name}: {good}/8 prompts drawn as asked")
+        else:
+            pipe = IFSuperResolutionPipeline(image_noising_scheduler=tiny.image_noising_scheduler(), **common)
+            pipe.set_progress_bar_config(disable=True)
+            rng = random.Random(SEED - 1)
+            ours, bicubic = [], []
+            for i in range(2 if quick else 6):
+                x, caps = world_batch(rng, 1)
+                small = low_res(x)
+                out = pipe(image=small, prompt=caps[0], num_inference_steps=10 if quick else 25, guidance_scale=1.0,
+                           noise_level=250, generator=torch.Generator().manual_seed(i), output_type="pt").images
+                out = out.float().clamp(-1, 1)
+                bic = F.interpolate(small, (256, 256), mode="bicubic", align_corners=False).clamp(-1, 1)
+                ours.append(psnr(out, x))
+                bicubic.append(psnr(bic, x))
+                row = torch.cat([bic[0], out[0], x[0]], 2)
+                arr = ((row / 2 + 0.5).clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                Image.fromarray(arr).save(folder / f"{i}.png")
+            log(f"eval {folder.name}: PSNR model {sum(ours) / len(ours):.2f} dB, "
+                f"bicubic {sum(bicubic) / len(bicubic):.2f} dB")
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two [-1, 1] images, on the [0, 1] scale."""
+    mse = ((a - b) / 2).square().mean().item()
+    return 10 * math.log10(1.0 / max(mse, 1e-10))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
