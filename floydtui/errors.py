@@ -16,7 +16,7 @@ class Problem:
     message: str
     where: str = ""
     hint: str = ""
-    severity: str = "error"  # "error" | "warning"
+    severity: str = "error"  # "error" | "warning" | "note" (information, e.g. what import expanded)
     key: str = ""  # the preset key it concerns, for the TUI to put it next to its field
 
     @property

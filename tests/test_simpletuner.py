@@ -8,6 +8,7 @@ import pytest
 from floydtui.cli import main
 from floydtui.config import load_preset
 from floydtui.config.simpletuner import LEGACY_MODEL_TYPES, export_simpletuner, import_simpletuner
+from floydtui.config.simpletuner_4_10_1 import DEFAULTS
 
 GUIDE_DATASET = {
     "id": "primary-dataset", "type": "local", "instance_data_dir": "/training/data/primary-dataset",
@@ -46,7 +47,13 @@ def test_guide_config_and_dataloader_import_as_written(st, tmp_path, capsys):
     assert "kept in [extra]" in capsys.readouterr().err
 
 
-def test_export_writes_the_guide_values_back(st, tmp_path):
+# The guide's names and values, and what SimpleTuner 4.10.1 calls them (issue 14).
+GUIDE_IN_SIMPLETUNER = {"use_bitfit": ("layer_freeze_strategy", None), "attention_mechanism": ("attention_mechanism",
+                                                                                           "diffusers")}
+
+
+def test_export_writes_the_guide_values_back_in_simpletuners_words(st, tmp_path):
+    """Each value of the guide's config reaches SimpleTuner: written, or equal to its default."""
     out = tmp_path / "p.toml"
     main(["import", str(st / "config.json"), str(st / "multidatabackend.json"), "-o", str(out)])
     assert main(["export", str(out), "-o", str(tmp_path / "exp")]) == 0
@@ -55,7 +62,10 @@ def test_export_writes_the_guide_values_back(st, tmp_path):
     assert config["data_backend_config"] == str((tmp_path / "exp/multidatabackend.json").resolve())
     original = json.loads((st / "config.json").read_text())
     for key, value in original.items():
-        assert config[key.lstrip("-")] == value, key
+        key = key.lstrip("-")
+        name, value = GUIDE_IN_SIMPLETUNER.get(key, (key, value))
+        assert config.get(name, DEFAULTS.get(name, False)) == value, key
+    assert "use_bitfit" not in config and "sdpa" not in config.values()
     assert {k: backend[0][k] for k in GUIDE_DATASET} == GUIDE_DATASET
     assert backend[1]["cache_dir"] == "/training/cache/deepfloyd/text/dreambooth"
 
@@ -69,7 +79,7 @@ def _comparable(p):
 @pytest.mark.parametrize("name", ["demo", "i-medium-400m", "ii-large-1.2b"])
 def test_import_of_export_gives_back_the_preset(repo, tmp_path, name):
     p = load_preset(repo / "presets" / f"{name}.toml")
-    export_simpletuner(p, tmp_path / "exp")
+    export_simpletuner(p, tmp_path / "exp")  # what SimpleTuner cannot say travels in floydtui.json
     data, _ = import_simpletuner([tmp_path / "exp/config.json"])  # data_backend_config is followed
     from floydtui.config.preset import preset_from_dict
 
@@ -80,7 +90,7 @@ def test_import_of_export_gives_back_the_preset(repo, tmp_path, name):
 def test_floydtui_only_keys_travel_in_a_sidecar(repo, tmp_path):
     p = load_preset(repo / "presets/demo.toml").with_overrides({"stage2_conditioning": "timesteps",
                                                                 "embed_batch_size": 3})
-    written = export_simpletuner(p, tmp_path / "exp")
+    written, _ = export_simpletuner(p, tmp_path / "exp")
     assert (tmp_path / "exp/floydtui.json") in written
     config = json.loads((tmp_path / "exp/config.json").read_text())
     assert "stage2_conditioning" not in config  # SimpleTuner would reject an unknown argument
@@ -107,7 +117,9 @@ def test_config_env_with_extra_args(st, tmp_path):
     assert data["model"]["pretrained_model_name_or_path"] == "DeepFloyd/IF-II-M-v1.0"
     assert data["training"]["max_train_steps"] == 2000 and data["training"]["lr_end"] == 4e-6
     assert data["training"]["use_bitfit"] is True and data["validation"]["num_eval_images"] == 2
-    assert data["extra"] == {"some_unknown_flag": "3"}
+    # SimpleTuner's default attention kernel is kept so that export writes it back (floydtui reads it as sdpa)
+    assert data["extra"] == {"some_unknown_flag": "3", "attention_mechanism": "kohaku-fa-auto"}
+    assert data["training"]["attention_mechanism"] == "sdpa"
 
 
 def test_config_toml_with_dashes(tmp_path):
@@ -123,10 +135,17 @@ def test_import_errors_are_clear(tmp_path, capsys):
     assert main(["import", str(bad), "-o", str(tmp_path / "x.toml")]) == 2
     err = capsys.readouterr().err
     assert "JSON syntax error" in err and "config.json:1:" in err
-    bad.write_text('{"data_backend_config": "nowhere.json"}')
-    assert main(["import", str(bad), "-o", str(tmp_path / "x.toml")]) == 2
-    assert "nowhere.json" in capsys.readouterr().err
     assert not (tmp_path / "x.toml").exists()  # nothing half-written
+
+
+def test_import_of_a_missing_dataloader_writes_the_preset_and_says_so(tmp_path, capsys):
+    src = tmp_path / "config.json"
+    src.write_text('{"data_backend_config": "nowhere.json"}')
+    assert main(["import", str(src), "-o", str(tmp_path / "x.toml")]) == 0
+    err = capsys.readouterr().err
+    assert "nowhere.json, which does not exist" in err and "no image dataset" in err
+    assert main(["check", str(tmp_path / "x.toml")]) == 1
+    assert "no image dataset" in capsys.readouterr().err
 
 
 def test_import_refuses_to_overwrite(tmp_path, st, capsys):
@@ -156,16 +175,18 @@ def test_import_treats_null_as_unset(st, tmp_path):
     assert p.training["lora_alpha"] == p.training["lora_rank"] and p.training["learning_rate"] == 1e-4
 
 
-def test_import_errors_name_the_simpletuner_files(tmp_path, capsys):
+def test_import_of_a_bad_value_writes_it_and_check_names_it(tmp_path, capsys):
+    """Import never refuses (issue 14): the value is kept as the file said it, and check stops the run."""
     src = tmp_path / "config.json"
     src.write_text(json.dumps({"--lora_rank": "many"}))
     backend = tmp_path / "multidatabackend.json"
     backend.write_text(json.dumps([GUIDE_DATASET]))
     out = tmp_path / "p.toml"
-    assert main(["import", str(src), str(backend), "-o", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert f"{src} + {backend} [training]: lora_rank" in err and f"nothing was written to {out}" in err
-    assert not out.exists()
+    assert main(["import", str(src), str(backend), "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "warning:" in captured.err and "lora_rank" in captured.err and "cannot train yet" in captured.out
+    assert main(["check", str(out)]) == 1
+    assert "lora_rank must be an integer" in capsys.readouterr().err
 
 
 def test_export_and_import_to_a_place_that_cannot_be_written_are_messages(repo, tmp_path, st, capsys):

@@ -1,7 +1,8 @@
-"""`floydtui export PRESET -o DIR`: a preset to SimpleTuner's config.json + multidatabackend.json."""
+"""`floydtui export PRESET -o DIR`: a preset to SimpleTuner 4.10.1's config.json + multidatabackend.json."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from floydtui.errors import FloydError
@@ -18,10 +19,12 @@ def main(args) -> int:
                              hint="give -o a folder (created if missing)")
     preset = load_preset(args.preset)
     try:
-        written = export_simpletuner(preset, args.output)
+        written, warnings = export_simpletuner(preset, args.output)
     except OSError as e:
         raise FloydError.one(f"cannot write to {args.output}: {e.strerror or e}", where=e.filename or "",
                              hint="-o names a folder (created if missing) that you can write to") from None
+    for w in warnings:
+        sys.stderr.write(w.format() + "\n")
     for path in written:
         print(f"wrote {path}")
     if webhook_source(preset.output["webhook_config"]) == "inline":

@@ -26,7 +26,11 @@ else:  # pragma: no cover
 
 from floydtui.config.flavours import BUILTIN_MODELS, BUILTIN_PREFIX, FLAVOURS, GUIDANCE, Flavour, stage_of_model_id
 from floydtui.config.reporting import read_webhook_config, webhook_file, webhook_source
-from floydtui.config.resolution import parse_validation_resolution
+from floydtui.config.resolution import (
+    normalise_validation_resolution,
+    parse_validation_resolution,
+    simpletuner_unreadable_items,
+)
 from floydtui.config.schema import (
     AUTO,
     DATASET_FIELD_BY_KEY,
@@ -278,6 +282,14 @@ def preset_from_dict(data: dict[str, Any], source: Path | None = None) -> Preset
         except FloydError as e:
             problems.extend(Problem(p.message, where=f"{where} [validation]", hint=p.hint,
                                     key="validation_resolution") for p in e.problems)
+        else:
+            unreadable = simpletuner_unreadable_items(validation["validation_resolution"])
+            if unreadable:
+                problems.append(Problem(
+                    f"SimpleTuner would not read {', '.join(map(repr, unreadable))} in validation_resolution "
+                    "(it wants WxH with no spaces and a plain x)", where=f"{where} [validation]", severity="warning",
+                    key="validation_resolution", hint=f"write {normalise_validation_resolution(validation['validation_resolution'])!r}; "
+                    "floydtui export writes that form"))
     output = resolved["output"]
     if output["tracker_run_name"] == AUTO and isinstance(output["output_dir"], str):
         output["tracker_run_name"] = Path(output["output_dir"]).name or "floydtui"

@@ -7,6 +7,8 @@ import re
 from floydtui.errors import FloydError, Problem
 
 _ITEM = re.compile(r"^(\d+)(?:\s*[xX×]\s*(\d+))?$")
+# SimpleTuner splits on commas, strips and lower-cases each item, then wants digits or digitsxdigits.
+_SIMPLETUNER_ITEM = re.compile(r"^\d+(x\d+)?$", re.ASCII)
 
 
 def parse_validation_resolution(value: str | int, key: str = "validation_resolution") -> list[tuple[int, int]]:
@@ -50,6 +52,17 @@ def parse_validation_resolution(value: str | int, key: str = "validation_resolut
     if problems:
         raise FloydError(problems)
     return sizes
+
+
+def normalise_validation_resolution(value: str | int) -> str:
+    """The spelling SimpleTuner reads: `"96 x 64, 64×96"` -> `"96x64,64x96"` (items as written otherwise)."""
+    return ",".join(f"{w}x{h}" if _ITEM.match(item).group(2) else str(w)
+                    for item, (w, h) in zip((s.strip() for s in str(value).split(",")), parse_validation_resolution(value)))
+
+
+def simpletuner_unreadable_items(value: str | int) -> list[str]:
+    """Items SimpleTuner's parse_validation_resolutions would refuse (spaces around x, the sign ×)."""
+    return [item.strip() for item in str(value).split(",") if not _SIMPLETUNER_ITEM.match(item.strip().lower())]
 
 
 def describe_sizes(sizes: list[tuple[int, int]]) -> str:

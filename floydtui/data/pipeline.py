@@ -36,7 +36,7 @@ class DatasetSettings:
     crop_aspect: str
     crop_style: str
     minimum_image_size: int
-    maximum_image_size: int
+    maximum_image_size: int | None
     target_downsample_size: int | None
     caption_strategy: str
     instance_prompt: str
@@ -58,7 +58,7 @@ class DatasetSettings:
         """One line: how this dataset's images become training pixels."""
         how = (f"crop {self.crop_aspect} {self.crop_style}" if self.crop else "resize") + f" at {self.resolution}"
         down = (f", over {self.maximum_image_size} down to {self.target_downsample_size}"
-                if self.target_downsample_size else "")
+                if self.target_downsample_size and self.maximum_image_size else "")
         return f"{how}; minimum {self.minimum_image_size}{down}; captions from {self.caption_strategy}"
 
 
@@ -134,8 +134,8 @@ def plan_image(w: int, h: int, s: DatasetSettings) -> Plan:
     if w < m or h < m:
         return Plan(SMALLER_THAN_MINIMUM, f"{w}x{h} is below {m}")
     steps: tuple[tuple[int, int], ...] = ()
-    t = s.target_downsample_size
-    if (w > s.maximum_image_size or h > s.maximum_image_size) and t and min(w, h) > t:
+    t, big = s.target_downsample_size, s.maximum_image_size
+    if big and (w > big or h > big) and t and min(w, h) > t:
         steps = tuple(downsample_steps(w, h, t))
     iw, ih = steps[-1] if steps else (w, h)
     if min(iw, ih) < s.resolution:

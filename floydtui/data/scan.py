@@ -370,7 +370,7 @@ def dataset_problems(scan: DatasetScan, stage: int, flavour: str = "") -> list[P
              f"a target_downsample_size nearer {s.resolution} keeps more of each scene, "
              "or crop = false trains on the whole image resized", key="target_downsample_size")
     t, m = s.target_downsample_size, s.maximum_image_size
-    if t and t > m:
+    if t and m and t > m:
         warn(f"target_downsample_size {t} is larger than maximum_image_size {m}: images between {m} and {t} "
              "are not downsampled at all", f"set target_downsample_size below maximum_image_size "
              f"(the guide: {m} -> {m // 2})", key="target_downsample_size")

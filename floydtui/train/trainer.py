@@ -77,6 +77,15 @@ def caption_embeds(cache: TextEmbedCache, captions: list[str], dropout: float, g
     return cache.batch(["" if d else c for c, d in zip(captions, drop.tolist())], device=device, dtype=dtype)
 
 
+def clip_gradients(accelerator, params, training: dict) -> None:
+    """Clip at max_grad_norm (0: off): the total norm (`norm`) or each value (`value`, SimpleTuner's default)."""
+    limit = training["max_grad_norm"]
+    if limit > 0 and training["grad_clip_method"] == "value":
+        accelerator.clip_grad_value_(params, limit)
+    elif limit > 0:
+        accelerator.clip_grad_norm_(params, limit)
+
+
 def diffusion_loss(pred: torch.Tensor, inputs: StageInputs, alphas_cumprod: torch.Tensor, snr_gamma: float):
     """Epsilon MSE on the first 3 of IF's 6 output channels (the rest is learned variance).
 
@@ -279,8 +288,7 @@ def train_step(run: Run, batches: Iterator[Any]) -> tuple[float, float]:
             loss = diffusion_loss(pred, inputs, run.noise_scheduler.alphas_cumprod, t["snr_gamma"])
             accelerator.backward(loss / accum)
         loss_sum += loss.detach() / accum
-    if t["max_grad_norm"] > 0:
-        accelerator.clip_grad_norm_(run.params, t["max_grad_norm"])
+    clip_gradients(accelerator, run.params, t)
     run.optimizer.step()
     lr = run.lr_scheduler.get_last_lr()[0]  # the rate this step used, before the schedule moves on
     run.lr_scheduler.step()
