@@ -70,8 +70,8 @@ def machine() -> dict:
             "python": platform.python_version(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
-def build_unet(flavour: str, dtype):
-    """The flavour's UNet from the package's config, random weights, on the CPU."""
+def build_unet(flavour: str, dtype, device: str = "cpu"):
+    """The flavour's UNet from the package's config, random weights, on the device."""
     import torch
     from diffusers import UNet2DConditionModel
 
@@ -79,7 +79,7 @@ def build_unet(flavour: str, dtype):
 
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(unet_config(flavour))
-    unet = unet.to(dtype=dtype).to_empty(device="cpu")
+    unet = unet.to(dtype=dtype).to_empty(device=device)
     with torch.no_grad():
         for p in unet.parameters():
             p.normal_(0.0, 0.02)  # initialising each layer its own way takes minutes and changes nothing measured
@@ -128,7 +128,7 @@ def peak_rss_gib() -> float:
 class Group:
     """One UNet with its adapters and optimizer: the rows of one (flavour, precision, rank)."""
 
-    def __init__(self, flavour: str, precision: str, rank: int) -> None:
+    def __init__(self, flavour: str, precision: str, rank: int, device: str = "cpu") -> None:
         import torch
 
         from floydtui.config.flavours import FLAVOURS
@@ -137,12 +137,12 @@ class Group:
         from floydtui.train.lora import setup_trainable
         from floydtui.train.optim import make_optimizer
 
-        self.flavour, self.precision, self.rank = flavour, precision, rank
+        self.flavour, self.precision, self.rank, self.device = flavour, precision, rank, device
         self.stage = FLAVOURS[flavour].stage
         self.dtype = torch.float32 if precision == "fp32" else torch.bfloat16
         self.training = {f.key: f.default for f in TRAINING_FIELDS} | {"lora_rank": rank, "lora_alpha": rank}
         started = time.perf_counter()
-        self.unet = build_unet(flavour, self.dtype)
+        self.unet = build_unet(flavour, self.dtype, device)
         self.params = setup_trainable(self.unet, self.training)
         self.optimizer = make_optimizer(self.params, self.training)
         self.noise, noising = schedulers(flavour)
@@ -158,10 +158,10 @@ class Group:
         from floydtui.train.trainer import diffusion_loss
 
         gen = torch.Generator().manual_seed(0)
-        x0 = torch.rand(batch, 3, resolution, resolution, generator=gen) * 2 - 1
+        x0 = (torch.rand(batch, 3, resolution, resolution, generator=gen) * 2 - 1).to(self.device)
         inputs = self.make_inputs(x0, self.noise, gen)
-        cond = torch.randn(batch, 77, 4096, generator=gen).to(self.dtype)  # what the embed cache supplies
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
+        cond = torch.randn(batch, 77, 4096, generator=gen).to(self.device, self.dtype)  # what the embed cache supplies
+        with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
             pred = self.unet(inputs.sample.to(self.dtype), inputs.timesteps, encoder_hidden_states=cond,
                              class_labels=inputs.class_labels).sample
             loss = diffusion_loss(pred, inputs, self.noise.alphas_cumprod, 0.0)
@@ -169,6 +169,25 @@ class Group:
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+
+    def measure_gpu(self, batch: int, resolution: int, checkpointing: bool) -> dict:
+        """torch.cuda.max_memory_allocated over one step (after a first step made the optimizer's states)."""
+        import torch
+
+        (self.unet.enable_gradient_checkpointing if checkpointing else self.unet.disable_gradient_checkpointing)()
+        if not self.warm:
+            self.step(batch, resolution)
+            self.warm = True
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        started = time.perf_counter()
+        self.step(batch, resolution)
+        torch.cuda.synchronize()
+        return {"flavour": self.flavour, "precision": self.precision, "lora_rank": self.rank, "batch": batch,
+                "resolution": resolution, "gradient_checkpointing": checkpointing,
+                "max_memory_allocated": torch.cuda.max_memory_allocated(),
+                "max_memory_reserved": torch.cuda.max_memory_reserved(),
+                "step_s": round(time.perf_counter() - started, 3), "gpu": torch.cuda.get_device_name()}
 
     def measure(self, batch: int, resolution: int, checkpointing: bool) -> dict:
         from torch.profiler import ProfilerActivity, profile
@@ -233,12 +252,92 @@ def projected_gib(rows: list[dict], flavour: str, precision: str, batch: int, re
     return (weights + activations) / 2**30 * 1.2 + 0.7  # + the libraries' own resident memory
 
 
+def report() -> list[str]:
+    """bench/results/memory.md: the measured rows beside the estimate (and the GPU's, when measured)."""
+    from floydtui.hardware import calibration as cal
+    from floydtui.hardware.archdata import arch, arch_counts
+    from floydtui.hardware.estimate import (
+        ACTIVATION_BYTES_PER_ELEMENT, BF16_ACTIVATION_FACTOR, Settings, allocated_bytes, estimate_settings)
+
+    data = json.loads(RESULTS.read_text())
+    m = data["machine"]
+    gpu_file = RESULTS.with_name("memory_gpu.json")
+    gpu = {(r["flavour"], r["precision"], r["lora_rank"], r["batch"], r["resolution"], r["gradient_checkpointing"]):
+           r for r in (json.loads(gpu_file.read_text())["rows"] if gpu_file.is_file() else [])}
+    gib = 2 ** 30
+    lines = [
+        "## Memory of a real-size LoRA step (bench/bench_memory.py)", "",
+        f"{m['date']}; {m['cpu']}, {m['cores']} logical CPUs, {m['torch_threads']} torch threads, Python {m['python']}, "
+        f"torch {m['torch']}. The machine was shared with other agents' work (load average 6-9 on 2 cores), so the "
+        f"step times are 5-10x an idle machine's; total wall time {sum(m.get('runs_wall_s', [])) // 60} min.", "",
+        "Each flavour's UNet built from its config (floydtui/config/if_configs/, random weights), one LoRA step "
+        "(floydtui defaults: rank 32 on the six attention projections, optimizer adamw_bf16) through floydtui's "
+        "setup_trainable, make_optimizer, stage1_inputs / Stage2Inputs and diffusion_loss. Peak: the running sum of "
+        "torch.profiler(profile_memory=True)'s allocations and frees during the step, plus the parameters and "
+        "optimizer states alive at its start (= what torch.cuda.max_memory_allocated reports on a GPU). Activations = "
+        "peak - parameters - gradients - optimizer states. fp32: fp32 weights, no autocast; bf16: bf16 frozen weights, "
+        "fp32 LoRA, CPU autocast (AVX512-BF16), floydtui's mixed_precision = \"bf16\". Estimate: "
+        "floydtui.hardware.estimate.allocated_bytes for the same settings (no CUDA context or allocator reserve).", "",
+        "| setting | measured peak | params | grads | optimizer | activations | estimate | error | GPU max_memory_allocated | step (CPU, profiled) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in cal.measured_rows(RESULTS):
+        r = row.row
+        key = (r["flavour"], r["precision"], r["lora_rank"], r["batch"], r["resolution"], r["gradient_checkpointing"])
+        g = gpu.get(key)
+        lines.append(f"| {row.label} | {r['peak_bytes'] / gib:.2f} GiB | {r['params_bytes'] / gib:.2f} | "
+                     f"{r['gradient_bytes'] / 2**20:.0f} MiB | {r['optimizer_bytes'] / 2**20:.0f} MiB | "
+                     f"{r['activation_bytes'] / gib:.2f} | {row.estimated_bytes() / gib:.2f} GiB | {row.error():+.1%} | "
+                     + (f"{g['max_memory_allocated'] / gib:.2f} GiB" if g else "no GPU") + f" | {r['step_s_profiled']:.0f} s |")
+    fitted = cal.fit_activation_constants(cal.measured_rows(RESULTS))
+    lines += [
+        "", "Fitted (floydtui/hardware/estimate.py): activation bytes per feature element (archdata.feature_elements: "
+        "channels x pixels over the ResNet and attention blocks), fp32, by (stage, gradient checkpointing): "
+        + ", ".join(f"{k}: {v:.2f}" for k, v in sorted(fitted.items()))
+        + "; in the estimator: " + ", ".join(f"{k}: {v}" for k, v in sorted(ACTIVATION_BYTES_PER_ELEMENT.items()))
+        + f". bf16 activations over fp32's (measured, IF-I-M): {cal.fit_bf16_factor(cal.measured_rows(RESULTS)):.3f} "
+        f"(estimator: {BF16_ACTIVATION_FACTOR}).",
+        "", "Not measured here, derived: IF-I-XL (17 GiB of fp32 weights, over the 8 GiB a process may use on this "
+        "machine) follows the IF-I-M/IF-I-L fit, the same layout at width 704; bf16 for the other flavours applies "
+        "IF-I-M's measured factor. bench_gpu.py fills the GPU column (and adds IF-I-XL) where a GPU is lent.",
+        "", "Counted FLOPs of a LoRA step per sample at the native size (bench/count_arch.py, FlopCounterMode on the "
+        "meta device; checkpointing adds the recomputed forward):", "",
+        "| flavour | UNet parameters | LoRA r32 | feature elements | GFLOP / sample | with checkpointing |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    counts = arch_counts()
+    for name in [*counts["flavours"], *counts["builtin"]]:
+        a = arch(name)
+        lora = 32 * sum(a["lora_per_rank"].get(t, 0) for t in counts["default_targets"])
+        lines.append(f"| {name} | {a['unet_params']:,} | {lora:,} | {a['feature_elements'] / 1e6:.1f}M | "
+                     f"{a['train_flops_per_sample'] / 1e9:,.0f} | {a['train_flops_per_sample_checkpointing'] / 1e9:,.0f} |")
+    issue = [("fp32 b4 64px, checkpointing off", 3.28, False), ("fp32 b4 64px, checkpointing on", 2.55, True)]
+    lines += ["", "Issue 20's own measurement of IF-I-M (same method, idle machine), against the estimate: "
+              + "; ".join(f"{label}: measured {peak:.2f} GiB, estimated "
+                          f"{sum(allocated_bytes(Settings(flavour='i-medium-400m', weight_dtype='fp32', gradient_checkpointing=ckpt)).values()) / gib:.2f} GiB"
+                          for label, peak, ckpt in issue) + "."]
+    lines += ["", f"T5-XXL's encoder: {counts['t5_xxl_flops_per_prompt'] / 1e9:.0f} GFLOP a 77-token prompt.", "",
+              "Published figures, cross-checked (floydtui/hardware/calibration.py has each one's reading):", "",
+              "| figure | published | kind | estimate (peak phase) | UNet step (train phase) | holds |",
+              "| --- | ---: | --- | ---: | ---: | --- |"]
+    for p in cal.all_points():
+        est = estimate_settings(p.settings)
+        lines.append(f"| {p.name} | {p.published_mib / 1024:.0f} GiB | {p.kind} | {est.peak_mib / 1024:.1f} GiB "
+                     f"({est.peak_phase}) | {est.phases['train'] / 1024:.1f} GiB | {'yes' if p.holds() else 'NO'} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--budget-s", type=float, default=25 * 60, help="start no new row after this long")
     parser.add_argument("--only", default="", help="only this flavour")
     parser.add_argument("--resume", action="store_true", help="keep the rows already in the results file")
+    parser.add_argument("--report", action="store_true", help="only write bench/results/memory.md from the results")
     args = parser.parse_args()
+    if args.report:
+        from common import publish
+
+        publish(RESULTS.with_name("memory.md"), report())
+        return
     import torch
 
     torch.manual_seed(0)
@@ -278,6 +377,9 @@ def main() -> None:
         gc.collect()
     info["runs_wall_s"] = previous_runs + [round(time.perf_counter() - started)]
     save(rows, info)
+    from common import publish
+
+    publish(RESULTS.with_name("memory.md"), report())
 
 
 if __name__ == "__main__":

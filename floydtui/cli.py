@@ -24,7 +24,7 @@ _EPILOG = """commands:
   floydtui watch RUN_DIR            the monitor on a run directory, live or finished
   floydtui import SRC... -o PRESET  SimpleTuner config.json/.toml/.env (+ multidatabackend.json)
   floydtui export PRESET -o DIR     a preset to SimpleTuner config.json + multidatabackend.json
-  floydtui doctor [--json]          devices and, per flavour, the memory estimate and verdict
+  floydtui doctor [--json]          devices and, per flavour, the memory, verdict and time a step
   floydtui generate ...             images from a base model + LoRA
 
 The built-in tiny model (builtin:tiny-if-i) runs everything on a CPU in seconds:

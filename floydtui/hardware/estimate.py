@@ -459,7 +459,9 @@ def advice(preset: Preset, device: Device | None) -> list[Advice]:
         if attempt("pure-bf16 optimizer states (optimizer = \"adamw_bf16\")", {"optimizer": "adamw_bf16"}):
             return out
     if not t["gradient_checkpointing"]:
-        if attempt("gradient checkpointing, about 20% slower", {"gradient_checkpointing": True}):
+        a = archdata.arch(settings_from_preset(preset).flavour)
+        slower = a["train_flops_per_sample_checkpointing"] / a["train_flops_per_sample"] - 1  # counted
+        if attempt(f"gradient checkpointing, about {slower:.0%} slower", {"gradient_checkpointing": True}):
             return out
     batch, accumulation = t["train_batch_size"], t["gradient_accumulation_steps"]
     for smaller in _halvings(batch):
