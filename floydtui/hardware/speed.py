@@ -30,6 +30,14 @@ GPU_BF16_TFLOPS = {
 # the low-resolution levels, group norms and elementwise work between them. Stated, not
 # measured here (no GPU on the benchmark machine); bench_gpu.py measures it where one is.
 GPU_EFFICIENCY = 0.35
+# What a step costs on a GPU beside its FLOPs: a few thousand kernel launches (the UNet's
+# forward and backward, and the optimizer's loop over each LoRA tensor) at about 10 us each.
+# Stated, not measured here; it matters only for the small flavours on fast cards.
+GPU_STEP_OVERHEAD_S = 0.05
+# A full tune's backward also computes every weight's gradient: another forward's worth of
+# FLOPs. The counted LoRA step is 1.93x its forward (i-medium-400m: 448 vs 232 GFLOP a
+# sample, bench/count_arch.py), a full one about 2.9x: 1.5x the LoRA step.
+FULL_TUNE_FLOPS_FACTOR = 1.5
 # For a GPU not in the table: an assumed mid-range card.
 UNKNOWN_GPU_TFLOPS = 100
 # Without autocast (mixed_precision = "no") the GPU runs TF32 tensor cores at best: half the bf16 rate.
@@ -98,11 +106,11 @@ def gpu_peak_tflops(name: str) -> float | None:
     return None
 
 
-def step_flops(flavour: str, batch: int, resolution: int, checkpointing: bool) -> float:
+def step_flops(flavour: str, batch: int, resolution: int, checkpointing: bool, method: str = "lora") -> float:
     """FLOPs of one optimizer step's forward and backward (counted; scaled by pixels and batch)."""
     a = archdata.arch(flavour)
     per_sample = a["train_flops_per_sample_checkpointing" if checkpointing else "train_flops_per_sample"]
-    return per_sample * batch * (resolution / a["resolution"]) ** 2
+    return per_sample * batch * (resolution / a["resolution"]) ** 2 * (FULL_TUNE_FLOPS_FACTOR if method == "full" else 1)
 
 
 def device_rate(device: Device | None, weight_dtype: str) -> tuple[float, str]:
@@ -123,10 +131,12 @@ def device_rate(device: Device | None, weight_dtype: str) -> tuple[float, str]:
 
 def estimate_time(flavour: str, *, batch: int, resolution: int, checkpointing: bool, accumulation: int = 1,
                   steps: int, weight_dtype: str = "bf16", device: Device | None, captions: int | None = None,
-                  text_encoder_placement: str = "gpu") -> TimeEstimate:
+                  text_encoder_placement: str = "gpu", method: str = "lora") -> TimeEstimate:
     """Seconds per optimizer step (batch x accumulation samples), for `steps`, and the embed cache."""
     rate, basis = device_rate(device, weight_dtype)
-    step_s = step_flops(flavour, batch * accumulation, resolution, checkpointing) / rate
+    step_s = step_flops(flavour, batch * accumulation, resolution, checkpointing, method) / rate
+    if device is not None and device.is_gpu:
+        step_s += GPU_STEP_OVERHEAD_S * accumulation
     embed_s = None
     if captions is not None:
         per_prompt = archdata.arch_counts()["t5_xxl_flops_per_prompt"]
