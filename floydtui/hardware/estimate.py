@@ -51,9 +51,8 @@ OPTIMIZER_STATE_BYTES = {"adamw": 4, "adamw_bf16": 2, "adamw_8bit": 1}
 FOREACH_STEP_TEMPORARIES = 1
 
 # ---- model sizes ----------------------------------------------------------------------
-# The published figures are for IF-I-XL (4.3B) at stage I's native 64px.
+# The published figures are for IF-I-XL (4.3B), the largest stage I flavour.
 REFERENCE_FLAVOUR = FLAVOURS["i-xlarge-4.3b"]
-REFERENCE_RESOLUTION = 64
 # floydtui's LoRA targets (the schema's default): IF's six attention projections.
 DEFAULT_TARGETS = tuple(FIELD_BY_KEY["lora_target_modules"][1].default)
 # T5 v1.1 XXL's encoder (if_configs/*/text_encoder/config.json): 24 blocks, d_model 4096,
