@@ -278,7 +278,8 @@ def report() -> list[str]:
         "peak - parameters - gradients - optimizer states. fp32: fp32 weights, no autocast; bf16: bf16 frozen weights, "
         "fp32 LoRA, CPU autocast (AVX512-BF16), floydtui's mixed_precision = \"bf16\". Estimate: "
         "floydtui.hardware.estimate.allocated_bytes for the same settings (no CUDA context or allocator reserve).", "",
-        "| setting | measured peak | params | grads | optimizer | activations | estimate | error | GPU max_memory_allocated | step (CPU, profiled) |",
+        "| setting | measured peak | params | grads | optimizer | activations | estimate | error "
+        "| GPU max_memory_allocated | step (CPU, profiled) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in cal.measured_rows(RESULTS):
@@ -311,9 +312,13 @@ def report() -> list[str]:
         lines.append(f"| {name} | {a['unet_params']:,} | {lora:,} | {a['feature_elements'] / 1e6:.1f}M | "
                      f"{a['train_flops_per_sample'] / 1e9:,.0f} | {a['train_flops_per_sample_checkpointing'] / 1e9:,.0f} |")
     issue = [("fp32 b4 64px, checkpointing off", 3.28, False), ("fp32 b4 64px, checkpointing on", 2.55, True)]
+
+    def issue_estimate(ckpt: bool) -> float:
+        settings = Settings(flavour="i-medium-400m", weight_dtype="fp32", gradient_checkpointing=ckpt)
+        return sum(allocated_bytes(settings).values()) / gib
+
     lines += ["", "Issue 20's own measurement of IF-I-M (same method, idle machine), against the estimate: "
-              + "; ".join(f"{label}: measured {peak:.2f} GiB, estimated "
-                          f"{sum(allocated_bytes(Settings(flavour='i-medium-400m', weight_dtype='fp32', gradient_checkpointing=ckpt)).values()) / gib:.2f} GiB"
+              + "; ".join(f"{label}: measured {peak:.2f} GiB, estimated {issue_estimate(ckpt):.2f} GiB"
                           for label, peak, ckpt in issue) + "."]
     lines += ["", f"T5-XXL's encoder: {counts['t5_xxl_flops_per_prompt'] / 1e9:.0f} GFLOP a 77-token prompt.", "",
               "Published figures, cross-checked (floydtui/hardware/calibration.py has each one's reading):", "",

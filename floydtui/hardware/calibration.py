@@ -216,7 +216,8 @@ CALIBRATION: list[CalibrationPoint] = [
                 "--use_8bit_adam --pre_compute_text_embeddings, no gradient checkpointing; the script requires the "
                 "UNet in fp32 and trains it under fp16 autocast (as the LoRA figure), with 8-bit AdamW states.",
         settings=Settings(
-            flavour=XL, method="full", batch_size=4, resolution=64, weight_dtype="fp16", optimizer="adamw_8bit", foreach_optimizer=True,
+            flavour=XL, method="full", batch_size=4, resolution=64, weight_dtype="fp16", optimizer="adamw_8bit",
+            foreach_optimizer=True,
             text_encoder_placement="gpu", unet_resident_while_embedding=True,
             label="IF-I-XL full b4 64px fp32 weights, 8-bit AdamW, fp16 autocast (diffusers)"),
         published_mib=48 * GIB_MIB,

@@ -43,7 +43,7 @@ UNKNOWN_GPU_TFLOPS = 100
 # Without autocast (mixed_precision = "no") the GPU runs TF32 tensor cores at best: half the bf16 rate.
 FP32_GPU_FACTOR = 0.5
 # Measured: IF-I-M's fp32 LoRA step at batch 4, 64px (1.79 TFLOP, counted) took 13.4 s on the
-# benchmark machine's 2 idle cores (Xeon with AVX-512; issue 20's measurement, torch 2.13):
+# benchmark machine's 2 idle x86-64 cores with AVX-512 (issue 20's measurement, torch 2.13):
 # 67 GFLOP/s a core. Scaled by this machine's cores: a rough figure for another CPU (a core
 # without AVX-512 is about half as fast). Rates under load are in bench/RESULTS.md.
 CPU_GFLOPS_PER_CORE = 67.0
@@ -110,7 +110,8 @@ def step_flops(flavour: str, batch: int, resolution: int, checkpointing: bool, m
     """FLOPs of one optimizer step's forward and backward (counted; scaled by pixels and batch)."""
     a = archdata.arch(flavour)
     per_sample = a["train_flops_per_sample_checkpointing" if checkpointing else "train_flops_per_sample"]
-    return per_sample * batch * (resolution / a["resolution"]) ** 2 * (FULL_TUNE_FLOPS_FACTOR if method == "full" else 1)
+    full = FULL_TUNE_FLOPS_FACTOR if method == "full" else 1
+    return per_sample * batch * (resolution / a["resolution"]) ** 2 * full
 
 
 def device_rate(device: Device | None, weight_dtype: str) -> tuple[float, str]:
@@ -126,7 +127,8 @@ def device_rate(device: Device | None, weight_dtype: str) -> tuple[float, str]:
         return rate, basis
     cores = os.cpu_count() or 1
     rate = CPU_GFLOPS_PER_CORE * 1e9 * cores * (CPU_BF16_FACTOR if weight_dtype != "fp32" else 1.0)
-    return rate, f"this CPU: {cores} cores x {CPU_GFLOPS_PER_CORE:.0f} GFLOP/s (a LoRA step's rate measured on a Xeon core)"
+    return rate, (f"this CPU: {cores} cores x {CPU_GFLOPS_PER_CORE:.0f} GFLOP/s "
+                  "(a LoRA step's rate measured on an AVX-512 core)")
 
 
 def estimate_time(flavour: str, *, batch: int, resolution: int, checkpointing: bool, accumulation: int = 1,

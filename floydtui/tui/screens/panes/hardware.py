@@ -175,7 +175,8 @@ class HardwarePane(WizardPane):
             return Text("Estimate: fix the training settings' errors to see one.", style="dim")
         p = self.state.estimate_preset()
         t = p.training
-        title = (f"Estimate for {p.flavour.name}, {t['model_type']} rank {t['lora_rank']}, batch "
+        title = (f"{'GPU memory it would need' if r.no_gpu else 'Estimate'} for {p.flavour.name}, "
+                 f"{t['model_type']} rank {t['lora_rank']}, batch "
                  f"{t['train_batch_size']}, {'fp32' if t['mixed_precision'] == 'no' else t['mixed_precision']}")
         table = Table(box=None, show_header=False, padding=(0, 2), expand=False)
         table.add_column("phase")
