@@ -48,8 +48,9 @@ def test_doctor_json_shape(repo):
     assert by[("i-medium-400m", "lora")]["verdict"] == "fits"  # on the 24G card, the best device
     assert by[("i-xlarge-4.3b", "lora")]["verdict"] == "fits"  # measured activations: about 14 GiB
     assert by[("i-xlarge-4.3b", "full")]["verdict"] == "does_not_fit"
-    # counted work: the XL's step is an order of magnitude the medium's
-    assert by[("i-xlarge-4.3b", "lora")]["time"]["step_s"] > 10 * by[("i-medium-400m", "lora")]["time"]["step_s"]
+    # counted work: the XL's step is several times the medium's (12x the FLOPs, plus a fixed launch overhead)
+    assert by[("i-xlarge-4.3b", "lora")]["time"]["step_s"] > 4 * by[("i-medium-400m", "lora")]["time"]["step_s"]
+    assert by[("i-medium-400m", "full")]["time"]["step_s"] > by[("i-medium-400m", "lora")]["time"]["step_s"]
 
 
 def test_doctor_human_output(monkeypatch, capsys):
