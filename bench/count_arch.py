@@ -15,7 +15,8 @@ For each of the five flavours (from floydtui/config/if_configs/) and the built-i
   over 2.25x the pixels is reported).
 - T5-XXL's encoder FLOPs per 77-token prompt, counted the same way.
 
-Run: .venv/bin/python bench/count_arch.py   (a minute; meta tensors hold no memory)
+Run: .venv/bin/python bench/count_arch.py [--lora-only]   (minutes: FlopCounterMode's Python
+per op; meta tensors hold no memory. --lora-only recounts the LoRA sizes alone, in seconds)
 """
 
 from __future__ import annotations
@@ -28,20 +29,27 @@ from common import cpu_name  # noqa: F401  (puts the repository on sys.path)
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "floydtui" / "hardware" / "arch_counts.json"
-TARGET_NAMES = ("to_q", "to_k", "to_v", "to_out.0", "add_k_proj", "add_v_proj", "proj_in", "proj_out", "to_out")
+TARGET_NAMES = ("to_q", "to_k", "to_v", "to_out.0", "add_k_proj", "add_v_proj", "proj_in", "proj_out", "to_out",
+                "conv1", "conv2", "conv_in", "conv_out", "conv_shortcut", "time_emb_proj", "linear_1", "linear_2")
 
 
 def lora_per_rank(unet) -> dict[str, int]:
-    """r x (in + out) per unit of r, for every Linear a target name matches."""
+    """Parameters per unit of rank for every module a target name matches: in + out for a Linear
+    (lora_A r x in, lora_B out x r), in x kernel + out for a Conv2d (lora_A a conv to r channels
+    with the layer's kernel, lora_B a 1x1 conv back)."""
     import torch
 
     out: dict[str, int] = {}
     for name, module in unet.named_modules():
-        if not isinstance(module, torch.nn.Linear):
+        if isinstance(module, torch.nn.Linear):
+            size = module.in_features + module.out_features
+        elif isinstance(module, torch.nn.Conv2d):
+            size = module.in_channels * module.kernel_size[0] * module.kernel_size[1] + module.out_channels
+        else:
             continue
         for target in TARGET_NAMES:
             if name == target or name.endswith("." + target):
-                out[target] = out.get(target, 0) + module.in_features + module.out_features
+                out[target] = out.get(target, 0) + size
     return out
 
 
@@ -119,8 +127,32 @@ def count(unet_config: dict, stage: int, resolution: int, text_dim: int, check_p
     return entry
 
 
+def lora_only() -> None:
+    """Recount only the LoRA sizes into the existing arch_counts.json (seconds; no FLOPs)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from floydtui.fsutil import atomic_write_text
+    from floydtui.hardware.archdata import unet_config
+
+    data = json.loads(OUT.read_text())
+    for table in ("flavours", "builtin"):
+        for name, entry in data[table].items():
+            with torch.device("meta"):
+                unet = UNet2DConditionModel.from_config(entry.get("unet_config") or unet_config(name))
+            entry["lora_per_rank"] = lora_per_rank(unet)
+    atomic_write_text(OUT, json.dumps(data, indent=1) + "\n")
+    print(f"wrote {OUT}")
+
+
 def main() -> None:
+    import sys
+
     import torch  # noqa: F401
+
+    if "--lora-only" in sys.argv:
+        lora_only()
+        return
 
     from floydtui.config.flavours import FLAVOURS
     from floydtui.config.schema import TRAINING_FIELDS

@@ -89,3 +89,20 @@ def test_the_package_ships_the_configs_with_their_provenance():
         for part in ("unet/config.json", "scheduler/scheduler_config.json", "text_encoder/config.json",
                      "model_index.json"):
             json.loads((root / folder / part).read_text())
+
+
+def test_lora_size_matches_peft_on_the_builtin_model_with_conv_targets(repo):
+    """peft itself is the judge: the demo's targets include the ResNet convolutions."""
+    import torch
+
+    from floydtui.config.preset import load_preset
+    from floydtui.train.lora import setup_trainable
+    from floydtui.train.models import load_unet
+    from floydtui.train.tiny import ensure_builtin
+
+    preset = load_preset(repo / "presets" / "demo.toml")
+    t = dict(preset.training) | {"lora_alpha": preset.training["lora_rank"]}
+    unet = load_unet(ensure_builtin("builtin:tiny-if-i"), torch.float32)
+    unet.requires_grad_(False)
+    trained = sum(p.numel() for p in setup_trainable(unet, t))
+    assert trained == lora_params("builtin:tiny-if-i", t["lora_rank"], tuple(t["lora_target_modules"]))
