@@ -80,11 +80,11 @@ BITFIT_SHARE = 0.001
 # setting (bench/bench_memory.py): stage I on IF-I-M and IF-I-L at 64px, stage II on IF-II-M
 # (and IF-II-L where it fit) at 256px. IF-I-XL is the IF-I-M/L layout at width 704, so its
 # activations are this fit's, not a measurement: it does not fit this benchmark machine.
-ACTIVATION_BYTES_PER_ELEMENT = {(1, False): 29.04, (1, True): 16.89, (2, False): 29.04, (2, True): 16.89}
+ACTIVATION_BYTES_PER_ELEMENT = {(1, False): 28.33, (1, True): 16.37, (2, False): 26.94, (2, True): 16.37}
 # mixed_precision bf16 (floydtui: bf16 frozen weights, fp32 LoRA, autocast): most saved tensors
 # are bf16, the norms' and the loss's fp32. Measured on IF-I-M under CPU autocast (bf16 rows
 # over fp32 rows of bench/results/memory.json); CUDA's autocast lists are close, not equal.
-BF16_ACTIVATION_FACTOR = 0.581
+BF16_ACTIVATION_FACTOR = 0.621
 # peft's DoRA keeps each adapted layer's base output for the magnitude's backward: one more
 # output per adapted projection, about a fifth more activation memory. Not measured.
 DORA_ACTIVATION_FACTOR = 1.2
