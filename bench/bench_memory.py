@@ -24,9 +24,13 @@ CPU (this CPU has AVX512-BF16). CPU autocast's op lists are close to, not the sa
 
 The largest UNets do not fit this shared 24 GiB machine (a process must stay under 8 GiB):
 IF-I-XL (4.3B, 17 GiB in fp32) is never built here (its activations are derived by the
-estimator from IF-I-M and IF-I-L, the same layout at other widths); IF-II-L is measured at
-batch 1 only where it fits. Rows are written to bench/results/memory.json as they finish, so
-a run cut short keeps what it measured; `--budget-s` stops starting new rows after that long.
+estimator from IF-I-M and IF-I-L, the same layout at other widths); IF-II-L in bf16 at batch 1
+with checkpointing is the plan's last row, where the time budget allows. Rows are written to
+bench/results/memory.json as they finish, so a run cut short keeps what it measured;
+`--budget-s` stops starting new rows after that long, `--resume` keeps the rows already there.
+Each row is one profiled step (the profiler costs about a fifth more time); the first step of
+a (flavour, precision, rank) group also creates the optimizer's states, counted as alive from
+its start.
 
 Run: nohup .venv/bin/python bench/bench_memory.py > /tmp/bench_memory.log 2>&1 &
 """
@@ -190,6 +194,7 @@ class Group:
                 "step_s": round(time.perf_counter() - started, 3), "gpu": torch.cuda.get_device_name()}
 
     def measure(self, batch: int, resolution: int, checkpointing: bool) -> dict:
+        """One profiled step on the CPU: its peak of live bytes, by category (see the module's docstring)."""
         from torch.profiler import ProfilerActivity, profile
 
         if checkpointing:

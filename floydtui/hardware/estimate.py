@@ -75,15 +75,18 @@ BITFIT_SHARE = 0.001
 # ---- activations (fitted to bench/results/memory.json) ---------------------------------
 # What backward keeps per sample follows the feature maps the UNet's blocks leave
 # (archdata.feature_elements: channels x pixels summed over the ResNet and attention blocks;
-# it grows with the width and with the pixels). Bytes per such element, fp32, fitted by
-# least squares (relative error) to every measured CPU step of that stage and checkpointing
-# setting (bench/bench_memory.py): stage I on IF-I-M and IF-I-L at 64px, stage II on IF-II-M
-# (and IF-II-L where it fit) at 256px. IF-I-XL is the IF-I-M/L layout at width 704, so its
-# activations are this fit's, not a measurement: it does not fit this benchmark machine.
-ACTIVATION_BYTES_PER_ELEMENT = {(1, False): 28.33, (1, True): 16.37, (2, False): 26.94, (2, True): 16.37}
+# it grows with the width and with the pixels). Bytes per such element, fp32, by (stage,
+# gradient checkpointing), fitted by least squares (relative error) to every measured fp32 CPU
+# step (bench/bench_memory.py, bench/results/memory.json; calibration.fit_activation_constants):
+# stage I on IF-I-M (batch 1 and 2) and IF-I-L at 64px, stage II on IF-II-M at 256px. The same
+# cost per element came out of both stages and both widths (27-31 bytes without checkpointing),
+# which is what lets IF-I-XL (IF-I-M's layout at width 704, too large for the benchmark machine)
+# and IF-II-L (not reached in the benchmark's time) be derived from it rather than measured.
+ACTIVATION_BYTES_PER_ELEMENT = {(1, False): 28.33, (1, True): 16.37, (2, False): 26.94, (2, True): 14.14}
 # mixed_precision bf16 (floydtui: bf16 frozen weights, fp32 LoRA, autocast): most saved tensors
-# are bf16, the norms' and the loss's fp32. Measured on IF-I-M under CPU autocast (bf16 rows
-# over fp32 rows of bench/results/memory.json); CUDA's autocast lists are close, not equal.
+# are bf16, the norms' and the loss's fp32. Measured on IF-I-M under CPU autocast (the geometric
+# mean of bf16 rows over the same fp32 rows: 0.58 without checkpointing, 0.66 with);
+# CUDA's autocast lists are close, not equal.
 BF16_ACTIVATION_FACTOR = 0.621
 # peft's DoRA keeps each adapted layer's base output for the magnitude's backward: one more
 # output per adapted projection, about a fifth more activation memory. Not measured.
