@@ -66,8 +66,8 @@ def test_every_table_card_gives_a_time():
 
 
 def test_duration_words():
-    assert [duration(s) for s in (0.42, 42, 600, 3 * 3600, 10 * 86400)] == ["0.4 s", "42 s", "10 min", "3.0 h",
-                                                                           "10 days"]
+    assert [duration(s) for s in (0.004, 0.42, 4.2, 42, 600, 3 * 3600, 10 * 86400)] == [
+        "under 0.01 s", "0.42 s", "4.2 s", "42 s", "10 min", "3.0 h", "10 days"]
 
 
 def test_check_without_a_gpu_says_so_with_the_time_and_gives_no_ram_verdict(monkeypatch):

@@ -82,7 +82,7 @@ BITFIT_SHARE = 0.001
 # cost per element came out of both stages and both widths (27-31 bytes without checkpointing),
 # which is what lets IF-I-XL (IF-I-M's layout at width 704, too large for the benchmark machine)
 # and IF-II-L (not reached in the benchmark's time) be derived from it rather than measured.
-ACTIVATION_BYTES_PER_ELEMENT = {(1, False): 28.33, (1, True): 16.37, (2, False): 26.94, (2, True): 14.14}
+ACTIVATION_BYTES_PER_ELEMENT = {(1, False): 28.11, (1, True): 16.37, (2, False): 26.94, (2, True): 14.14}
 # mixed_precision bf16 (floydtui: bf16 frozen weights, fp32 LoRA, autocast): most saved tensors
 # are bf16, the norms' and the loss's fp32. Measured on IF-I-M under CPU autocast (the geometric
 # mean of bf16 rows over the same fp32 rows: 0.58 without checkpointing, 0.66 with);

@@ -86,9 +86,11 @@ class TimeEstimate:
 
 
 def duration(seconds: float) -> str:
-    """A short human duration: 0.4 s, 12 s, 7 min, 3.2 h, 5 days."""
-    if seconds < 0.1:
-        return "under 0.1 s"
+    """A short human duration: 0.08 s, 4.2 s, 12 s, 7 min, 3.2 h, 5 days."""
+    if seconds < 0.01:
+        return "under 0.01 s"
+    if seconds < 1:
+        return f"{seconds:.2f} s"
     if seconds < 10:
         return f"{seconds:.1f} s"
     if seconds < 120:
