@@ -115,25 +115,28 @@ def main() -> None:
         wall = time.time() - started
         events = [json.loads(line) for line in (root / "out" / "events.jsonl").read_text().splitlines() if line]
     code = os.waitstatus_to_exitcode(status)
-    marks = [(e["name"] if e["type"] == "phase" else e["type"], e["t"]) for e in events
-             if e["type"] in ("run_start", "phase", "run_end")]
+    marks = [(e.get("name", e["type"]), e["t"]) for e in events if e["type"] in ("phase", "run_end")]
     phases = [(name, end_t - t) for (name, t), (_, end_t) in zip(marks, marks[1:])]
     end = next((e for e in events if e["type"] == "run_end"), {})
     steps = [e for e in events if e["type"] == "step"]
+    train_start = next(t for name, t in marks if name == "train")
+    step_s = [b - a for a, b in zip([train_start] + [e["t"] for e in steps], [e["t"] for e in steps])]
+    load = os.getloadavg()[1]
     lines = [
         "## `floydtui run` on a real-size IF-I-M (bench/bench_run_real.py)", "",
         machine() + ".",
         f"IF-I-M's UNet at its real size (372M parameters, random weights, fp32) with a 1-layer T5-XXL-width "
         f"stand-in; LoRA rank 32 on the six attention projections, batch {args.batch}, 64px, {args.steps} steps, "
         f"fp32 on the CPU, 16 generated images; building the folder took {build_s:.0f} s. Exit code {code}, "
-        f"run_end {end.get('status', '?')}; {len(steps)} step events.", "",
+        f"run_end {end.get('status', '?')}; steps took " + ", ".join(f"{x:.0f} s" for x in step_s)
+        + f" (load average {load:.1f} on {os.cpu_count()} cores: other agents' work).", "",
         "| phase | time |", "| --- | ---: |",
         *[f"| {name} | {seconds:.1f} s |" for name, seconds in phases],
         f"| whole process | {wall:.1f} s |", "",
         f"Peak RSS of the run: {usage.ru_maxrss / 2**20:.2f} GiB (ru_maxrss). `floydtui check` on this machine "
         f"(no GPU) estimated the training phase at {memory['estimate']['phases']['train'] / 1024:.2f} GiB of GPU "
         f"memory for the same settings (allocated + CUDA context + allocator reserve; the RSS adds the Python, torch "
-        f"and the T5 stand-in's weights) and {memory['time']['step_s']:.0f} s a step on this CPU.",
+        f"and the T5 stand-in's weights) and {memory['time']['step_s']:.1f} s a step on this CPU when idle.",
     ]
     publish(RESULTS, lines)
 
