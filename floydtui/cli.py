@@ -14,7 +14,7 @@ import sys
 
 from floydtui import __version__
 
-COMMANDS = ("run", "check", "scan", "watch", "import", "export", "doctor", "generate")
+COMMANDS = ("run", "check", "scan", "watch", "runs", "import", "export", "doctor", "generate")
 
 _EPILOG = """commands:
   floydtui [PRESET]                 the wizard; with PRESET, opens it for editing
@@ -22,6 +22,7 @@ _EPILOG = """commands:
   floydtui check PRESET [--json]    validate a preset, its datasets and the memory it needs
   floydtui scan PRESET [--json]     the per-image decision for every dataset file
   floydtui watch RUN_DIR            the monitor on a run directory, live or finished
+  floydtui runs [DIR] [--json]      the runs under DIR (default output/): status, step, loss, start
   floydtui import SRC... -o PRESET  SimpleTuner config.json/.toml/.env (+ multidatabackend.json)
   floydtui export PRESET -o DIR     a preset to SimpleTuner config.json + multidatabackend.json
   floydtui doctor [--json]          devices and, per flavour, the memory, verdict and time a step
@@ -67,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("watch", help="the monitor on a run directory")
     w.add_argument("run_dir")
+
+    rs = sub.add_parser("runs", help="the run directories under a folder")
+    rs.add_argument("dir", nargs="?", default="output", help="the folder to look in (default: output)")
+    rs.add_argument("--json", action="store_true", help="one JSON object a line per run")
 
     imp = sub.add_parser("import", help="SimpleTuner config to a preset")
     imp.add_argument("sources", nargs="+", help="config.json / config.toml / config.env, multidatabackend.json")

@@ -80,6 +80,16 @@ async def monitor(size: tuple[int, int], tmp: Path) -> None:
     async with app.run_test(size=size) as pilot:
         await pilot.pause(1.5)
         shoot(app, "8-monitor", tmp)
+        await pilot.press("c")  # validation images across steps
+        await pilot.pause(1.5)
+        shoot(app, "10-compare", tmp)
+    from floydtui.tui.screens.runs import RunsScreen
+
+    listing = create_app()
+    async with listing.run_test(size=size) as pilot:
+        listing.push_screen(RunsScreen([tmp]))
+        await pilot.pause(1.0)
+        shoot(listing, "11-runs", tmp)
     small = create_app()
     async with small.run_test(size=(60, 16)) as pilot:
         await pilot.pause(0.3)

@@ -41,7 +41,8 @@ def test_guide_config_and_dataloader_import_as_written(st, tmp_path, capsys):
     assert embeds["id"] == "an example backend for text embeds." and embeds["default"] is True
     assert embeds["cache_dir"] == "/training/cache/deepfloyd/text/dreambooth"
     # unused keys are kept, with a note
-    assert p.extra == {"report_to": "none", "push_to_hub": False}
+    assert p.extra == {"push_to_hub": False}
+    assert p.output["report_to"] == "none"  # a reporting key floydtui uses (issue 16)
     assert "kept in [extra]" in capsys.readouterr().err
 
 

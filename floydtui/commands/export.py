@@ -9,6 +9,7 @@ from floydtui.errors import FloydError
 
 def main(args) -> int:
     from floydtui.config.preset import load_preset
+    from floydtui.config.reporting import webhook_source
     from floydtui.config.simpletuner import export_simpletuner, relative_paths
 
     out = Path(args.output)
@@ -23,6 +24,9 @@ def main(args) -> int:
                              hint="-o names a folder (created if missing) that you can write to") from None
     for path in written:
         print(f"wrote {path}")
+    if webhook_source(preset.output["webhook_config"]) == "inline":
+        print("note: the inline webhook_config was left out (webhook URLs are secrets): put it in a JSON file "
+              "and set webhook_config to that file's path to export a reference to it")
     relative = relative_paths(preset)
     if relative:
         print(f"note: {', '.join(relative)} are relative: run SimpleTuner from {preset.base_dir}")

@@ -58,13 +58,23 @@ def run(preset, args) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     main_process = int(os.environ.get("RANK", "0")) == 0  # accelerate's launcher sets RANK per process
     events = EventWriter(preset.output_dir / "events.jsonl", echo_json=args.json, enabled=main_process)
-    view = None
+    view = reporter = None
     if main_process and not args.json:
         from floydtui.train.console import ConsoleView
 
         view = ConsoleView()
         events.listeners.append(view)
+
+    def end(status: str, **fields) -> None:
+        if reporter:  # its end message and webhook failures come before run_end, the stream's last event
+            reporter.finish(status, **fields)
+        events.emit("run_end", status=status, **fields)
+
     try:
+        if main_process:
+            from floydtui.train.reporting import Reporter
+
+            reporter = Reporter.for_run(preset, events)  # trackers and webhooks; only rank 0 reports
         import torch
         from accelerate import PartialState
 
@@ -76,22 +86,24 @@ def run(preset, args) -> int:
         status = train(preset, events, resume=args.resume)
         fields = {"lora_path": str(preset.output_dir / "pytorch_lora_weights.safetensors")} \
             if status == "completed" else {}
-        events.emit("run_end", status=status, **fields)
+        end(status, **fields)
         return EXIT[status]
     except KeyboardInterrupt:  # before training started: nothing to checkpoint yet
-        events.emit("run_end", status="stopped")
+        end("stopped")
         return EXIT["stopped"]
     except FloydError as e:
         for p in e.problems:
             events.emit("error" if p.is_error else "warning", message=p.message, hint=p.hint)
-        events.emit("run_end", status="failed", error=e.problems[0].message if e.problems else str(e))
+        end("failed", error=e.problems[0].message if e.problems else str(e))
         return 2
     except Exception as e:  # a bug: recorded in the events, re-raised for cli's internal-error message
         events.emit("error", message=f"internal error: {type(e).__name__}: {e}",
                     hint="this is a bug in floydtui; rerun with FLOYDTUI_DEBUG=1 for the traceback")
-        events.emit("run_end", status="failed", error=f"{type(e).__name__}: {e}")
+        end("failed", error=f"{type(e).__name__}: {e}")
         raise
     finally:
+        if reporter:
+            reporter.close()
         if view:
             view.close()
         events.close()

@@ -1,7 +1,7 @@
 """`floydtui scan PRESET [--json]`: the pipeline's decision for every file of every dataset.
 
-With --json, one JSON object a line per file (DESIGN.md section 5); without, a summary per
-dataset. Dataset problems go to stderr. Exit 0, or 2 for an unreadable or invalid preset.
+With --json, one JSON object a line per file (DESIGN.md section 5), every file of the
+folder: images "ok" or "skipped", other files "not_image"; without, a summary per dataset. Dataset problems go to stderr. Exit 0, or 2 for an unreadable or invalid preset.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def main(args) -> int:
     out = sys.stdout
     for scan in scans:
         if args.json:
-            for record in scan.records:
+            for record in sorted(scan.records + scan.not_images, key=lambda r: r.rel):
                 out.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
         else:
             out.write("\n".join(scan.summary_lines()) + "\n")

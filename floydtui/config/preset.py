@@ -25,6 +25,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from floydtui.config.flavours import BUILTIN_MODELS, BUILTIN_PREFIX, FLAVOURS, Flavour, stage_of_model_id
+from floydtui.config.reporting import read_webhook_config, webhook_file, webhook_source
 from floydtui.config.resolution import parse_validation_resolution
 from floydtui.config.schema import (
     AUTO,
@@ -122,13 +123,22 @@ class Preset:
 
     # ---- writing -------------------------------------------------------
     def to_dict(self, absolute_paths: bool = False) -> dict[str, Any]:
-        """The raw tables as written (defaults not filled), ready for TOML."""
+        """The raw tables as written (defaults not filled), ready for TOML.
+
+        `absolute_paths` gives the run's copy (OUTPUT_DIR/preset.toml): paths absolute, and an
+        inline webhook_config left out (a file reference stays).
+        """
         data = copy.deepcopy(self.raw)
         if absolute_paths:
             model = data.setdefault("model", {})
             if "pretrained_model_name_or_path" in model:
                 model["pretrained_model_name_or_path"] = self.base_model
             data.setdefault("output", {})["output_dir"] = str(self.output_dir)
+            hooks = data["output"].get("webhook_config")
+            if webhook_source(hooks) == "file":
+                data["output"]["webhook_config"] = str(webhook_file(hooks, self.base_dir))
+            elif hooks is not None:  # inline URLs are secrets: the run's copy of the preset leaves them out
+                del data["output"]["webhook_config"]
             for ds in data.get("datasets", []):
                 for k in ("instance_data_dir", "cache_dir"):
                     if ds.get(k):
@@ -268,6 +278,14 @@ def preset_from_dict(data: dict[str, Any], source: Path | None = None) -> Preset
         except FloydError as e:
             problems.extend(Problem(p.message, where=f"{where} [validation]", hint=p.hint,
                                     key="validation_resolution") for p in e.problems)
+    output = resolved["output"]
+    if output["tracker_run_name"] == AUTO and isinstance(output["output_dir"], str):
+        output["tracker_run_name"] = Path(output["output_dir"]).name or "floydtui"
+    try:  # inline webhooks now; a webhook file is read by `check` and the run
+        read_webhook_config(output["webhook_config"], source.parent.resolve() if source else Path.cwd(),
+                            read_file=False)
+    except FloydError as e:
+        problems.extend(Problem(p.message, where=f"{where} [output]", hint=p.hint, key=p.key) for p in e.problems)
     rates_valid = not any(p.key in ("learning_rate", "lr_end") for p in problems)  # else a default is compared
     if rates_valid and training["lr_end"] > training["learning_rate"]:
         problems.append(Problem(

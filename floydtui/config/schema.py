@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from floydtui.config.flavours import FLAVOUR_NAMES
+from floydtui.config.reporting import REPORT_TO
 
 AUTO = "auto"  # a default that depends on the flavour (resolved in Preset)
 
@@ -133,6 +134,14 @@ VALIDATION_FIELDS = [
 
 OUTPUT_FIELDS = [
     _f("output_dir", str, "output/deepfloyd-lora", "The run directory."),
+    _f("report_to", str, "none",
+       "Trackers that get loss, lr, samples/s and validation images: tensorboard (OUTPUT_DIR/logs), wandb, "
+       "all (those installed) or none.", choices=REPORT_TO),
+    _f("tracker_project_name", str, "floydtui", "The tracker's project (TensorBoard: OUTPUT_DIR/logs/<project>)."),
+    _f("tracker_run_name", str, AUTO, "The tracker's run name; auto = the output folder's name."),
+    _f("webhook_config", (str, dict, list), None,
+       "SimpleTuner's webhook config: a JSON file path (keeps the URLs out of the preset), a JSON string, or a "
+       "table/array of tables with webhook_type (discord / raw) and webhook_url / callback_url.", nullable=True),
 ]
 
 DATASET_FIELDS = [

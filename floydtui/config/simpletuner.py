@@ -21,6 +21,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from floydtui.config.preset import Preset, dump_toml, preset_from_dict
+from floydtui.config.reporting import webhook_source
 from floydtui.config.schema import DATASET_FIELD_BY_KEY, FIELD_BY_KEY, Field
 from floydtui.errors import FloydError, Problem
 from floydtui.fsutil import atomic_write_text
@@ -154,7 +155,7 @@ def _coerce(f: Field, value: Any) -> Any:
             return float(v)
         except ValueError:
             pass
-    if list in types:
+    if list in types and str not in types:  # webhook_config: a string is a file path or JSON, not a list
         return [s.strip() for s in v.split(",") if s.strip()]
     return value
 
@@ -256,6 +257,8 @@ def export_simpletuner(preset: Preset, out_dir: str | Path) -> list[Path]:
     for table in ("model", "training", "validation", "output"):
         for key, value in getattr(preset, table).items():
             f = FIELD_BY_KEY[key][1]
+            if key == "webhook_config" and webhook_source(value) != "file":
+                continue  # inline URLs are secrets: only a reference to a file goes out
             if f.simpletuner:
                 config[key] = value
             elif value != f.default:
@@ -285,4 +288,6 @@ def relative_paths(preset: Preset) -> list[str]:
     """The preset's relative folders, which SimpleTuner would read against its working directory."""
     values = [preset.output["output_dir"]]
     values += [d[k] for d in preset.datasets for k in ("instance_data_dir", "cache_dir") if d.get(k)]
+    if webhook_source(preset.output["webhook_config"]) == "file":
+        values.append(preset.output["webhook_config"])
     return [v for v in values if not Path(v).expanduser().is_absolute()]

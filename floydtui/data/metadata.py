@@ -24,7 +24,7 @@ from floydtui.data.pipeline import has_alpha
 from floydtui.fsutil import atomic_write_text
 from floydtui.paths import cache_root
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: facts count the frames of a multi-page or animated file
 
 # Skip reasons of files that are not usable images, whatever the dataset's settings.
 EMPTY = "empty file"
@@ -60,7 +60,7 @@ def probe_file(path: Path, st: os.stat_result | None = None) -> dict[str, Any]:
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
                 return _bad(BOMB, str(e))
             except UnidentifiedImageError:
-                return _bad(NOT_AN_IMAGE, "the content is not a JPEG, PNG, WebP or BMP image")
+                return _bad(NOT_AN_IMAGE, "the content is not an image Pillow can read, whatever its extension")
             except (SyntaxError, ValueError, EOFError, IndexError, TypeError) as e:
                 return _bad(NOT_AN_IMAGE, f"unreadable header: {e}")
             w, h = im.size
@@ -71,7 +71,7 @@ def probe_file(path: Path, st: os.stat_result | None = None) -> dict[str, Any]:
             if orientation in _TRANSPOSED:
                 w, h = h, w
             facts = {"status": "ok", "w": w, "h": h, "mode": im.mode, "format": im.format,
-                     "alpha": has_alpha(im.mode, im.info)}
+                     "alpha": has_alpha(im.mode, im.info), "frames": _frames(im)}
             if not _looks_whole(f, im.format, st.st_size):
                 try:
                     im.load()  # the cheap check failed: let a full decode decide
@@ -80,6 +80,14 @@ def probe_file(path: Path, st: os.stat_result | None = None) -> dict[str, Any]:
             return facts
     except OSError as e:
         return _bad(CANNOT_READ, _os_detail(e, path))
+
+
+def _frames(im: Image.Image) -> int:
+    """Pages of a TIFF, frames of a GIF/APNG/WebP; training uses the first (PIL opens on it)."""
+    try:
+        return int(getattr(im, "n_frames", 1) or 1)
+    except Exception:  # counting walks the file: a damaged later frame leaves the first usable
+        return 1
 
 
 def _looks_whole(f, fmt: str | None, size: int) -> bool:

@@ -8,9 +8,11 @@ from floydtui.data.dataset import eval_image_problem
 from floydtui.data.scan import scan_preset
 
 
-def check_datasets(preset: Preset) -> CheckSection:
-    """Scan every image dataset (headers only) and report what training would use."""
-    scans = scan_preset(preset)
+def check_datasets(preset: Preset, scans: list | None = None) -> CheckSection:
+    """Scan every image dataset (headers only) and report what training would use.
+
+    `scans`: scan_preset's result for this preset when the caller has one (the wizard's)."""
+    scans = scan_preset(preset) if scans is None else scans
     section = CheckSection("datasets")
     for scan in scans:
         section.lines.extend(scan.summary_lines())

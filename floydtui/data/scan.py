@@ -9,11 +9,12 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
 from floydtui.data import metadata as md
 from floydtui.data.captions import caption_for, sidecar_of
-from floydtui.data.discover import IMAGE_EXTENSIONS, discover_images
+from floydtui.data.discover import IMAGE_EXTENSIONS, Discovery, ScanCancelled, discover_images, extension_of
 from floydtui.data.pipeline import (
     SMALLER_THAN_MINIMUM,
     SMALLER_THAN_RESOLUTION,
@@ -23,6 +24,12 @@ from floydtui.data.pipeline import (
     plan_image,
 )
 from floydtui.errors import Problem
+
+# The wizard's bound on a folder walk: a typed "/" or a home folder is not a dataset.
+WIZARD_MAX_FILES = 20_000
+WIZARD_MAX_SECONDS = 5.0
+NOT_IMAGE = "not_image"  # the status of a file that is not an image by its extension
+CAPTION_FILE = "caption file"
 
 # Below this average share of the scene kept by crops, check warns (the guide's own
 # 64px crops of 128px images keep 25%).
@@ -37,7 +44,7 @@ class FileRecord:
     rel: str
     path: str
     dataset: str
-    status: str  # "ok" | "skipped"
+    status: str  # "ok" | "skipped" | "not_image"
     reason: str | None = None  # the skip reason, one of a few fixed phrases
     detail: str = ""  # the numbers behind the reason
     note: str = ""  # what was done to make it usable (colour mode, transparency, caption fallback)
@@ -46,6 +53,7 @@ class FileRecord:
     caption: str | None = None
     file_size: int = 0
     mtime_ns: int = 0
+    frames: int = 1  # pages of a TIFF, frames of a GIF: the first is used
 
     @property
     def usable(self) -> bool:
@@ -75,6 +83,21 @@ class DatasetScan:
     seconds: float = 0.0
     unlisted: list[str] = field(default_factory=list)  # subfolders that could not be listed
     loops: list[str] = field(default_factory=list)  # folders reached twice through links
+    not_images: list[FileRecord] = field(default_factory=list)  # every other file, with its status
+    bounded: int | None = None  # the walk stopped after more than this many files: nothing was decided
+
+    @property
+    def files(self) -> int:
+        """Every file found: images and not."""
+        return len(self.records) + len(self.not_images)
+
+    @property
+    def not_images_by_extension(self) -> Counter:
+        return Counter(extension_of(r.rel) for r in self.not_images if r.reason != CAPTION_FILE)
+
+    @property
+    def caption_files(self) -> int:
+        return sum(1 for r in self.not_images if r.reason == CAPTION_FILE)
 
     @property
     def id(self) -> str:
@@ -87,6 +110,12 @@ class DatasetScan:
     @property
     def skipped_by_reason(self) -> Counter:
         return Counter(r.reason for r in self.records if not r.usable)
+
+    @property
+    def bound_message(self) -> str:
+        """The wizard's question when the walk stopped at its bound."""
+        return (f"more than {self.bounded:,} files under {self.settings.folder} — is this the dataset folder?"
+                if self.bounded is not None else "")
 
     @property
     def downsampled(self) -> int:
@@ -105,12 +134,24 @@ class DatasetScan:
     def summary_lines(self) -> list[str]:
         """A human summary: usable, skipped by reason, downsampled, buckets, crop coverage."""
         s = self.settings
+        lines = [f"{s.id}: {s.folder}", f"  {s.describe()}"]
+        if self.bounded is not None:
+            return lines + [f"  {self.bound_message}"]
         usable, skipped = len(self.usable), len(self.records) - len(self.usable)
-        lines = [f"{s.id}: {s.folder}", f"  {s.describe()}",
-                 f"  {len(self.records)} files: {usable} usable, {skipped} skipped, "
-                 f"{self.downsampled} downsampled"]
+        lines.append(f"  {len(self.records)} files: {usable} usable, {skipped} skipped, "
+                     f"{self.downsampled} downsampled")
         if skipped:
             lines.append("  skipped: " + ", ".join(f"{n} {why}" for why, n in self.skipped_by_reason.most_common()))
+        others = self.not_images_by_extension
+        if others or self.caption_files:
+            parts = [f"{n} {ext}" for ext, n in sorted(others.items(), key=lambda kv: (-kv[1], kv[0]))]
+            if self.caption_files:
+                parts.append(f"{self.caption_files} caption file{'s' if self.caption_files != 1 else ''}")
+            lines.append(f"  not images: {', '.join(parts)}")
+        frames = sum(1 for r in self.usable if r.frames > 1)
+        if frames:
+            lines.append(f"  {frames} multi-page or animated file{'s' if frames != 1 else ''}: "
+                         "the first page or frame is used")
         if self.buckets:
             lines.append("  buckets: " + ", ".join(f"{w}x{h}: {n}" for (w, h), n in sorted(self.buckets.items())))
         if self.coverage is not None and s.crop:
@@ -121,6 +162,7 @@ class DatasetScan:
         """The counts, for `check --json` and the wizard."""
         return {"id": self.id, "folder": str(self.settings.folder), "files": len(self.records),
                 "usable": len(self.usable), "skipped": dict(self.skipped_by_reason),
+                "not_images": dict(self.not_images_by_extension), "caption_files": self.caption_files,
                 "downsampled": self.downsampled,
                 "buckets": {f"{w}x{h}": n for (w, h), n in sorted(self.buckets.items())},
                 "coverage": round(self.coverage, 4) if self.coverage is not None else None}
@@ -129,24 +171,43 @@ class DatasetScan:
 Progress = Callable[[int, int], None]  # (done, total)
 
 
-def scan_preset(preset: Any, resolution: int | None = None) -> list[DatasetScan]:
-    """Scan every image dataset of a preset (headers only) and add the cross-dataset problems."""
-    scans = [scan_dataset(DatasetSettings.from_preset(preset, ds, resolution), stage=preset.stage,
-                          flavour=preset.flavour.name)
-             for ds in preset.image_datasets]
+def scan_preset(preset: Any, resolution: int | None = None, *, max_files: int | None = None,
+                max_seconds: float | None = None, unbounded: Iterable[Path] = (),
+                should_stop: Callable[[], bool] | None = None) -> list[DatasetScan]:
+    """Scan every image dataset of a preset (headers only) and add the cross-dataset problems.
+
+    `max_files` / `max_seconds` bound each folder's walk (the wizard's live scan), except for
+    the folders in `unbounded`; `should_stop` cancels (discover.ScanCancelled).
+    """
+    free = {Path(f) for f in unbounded}
+    scans = []
+    for ds in preset.image_datasets:
+        s = DatasetSettings.from_preset(preset, ds, resolution)
+        bound = {} if s.folder in free else {"max_files": max_files, "max_seconds": max_seconds}
+        scans.append(scan_dataset(s, stage=preset.stage, flavour=preset.flavour.name, should_stop=should_stop,
+                                  **bound))
     add_bucket_problems(scans, preset.training["train_batch_size"])
     return scans
 
 
 def scan_dataset(s: DatasetSettings, stage: int = 1, progress: Progress | None = None,
-                 flavour: str = "") -> DatasetScan:
-    """The per-file decisions for one dataset, through its metadata cache (`flavour` names it in messages)."""
+                 flavour: str = "", *, max_files: int | None = None, max_seconds: float | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> DatasetScan:
+    """The per-file decisions for one dataset, through its metadata cache (`flavour` names it in messages).
+
+    A walk stopped at `max_files` / `max_seconds` gives a scan with `bounded` set and no records.
+    """
     start = time.perf_counter()
     scan = DatasetScan(s)
     if not s.folder.is_dir():
         scan.problems = dataset_problems(scan, stage, flavour)
         return scan
-    found = discover_images(s.folder)
+    found = discover_images(s.folder, max_files=max_files, max_seconds=max_seconds, should_stop=should_stop)
+    if found.bounded:
+        scan.bounded = max_files if max_files is not None and found.count > max_files else found.count
+        scan.problems = dataset_problems(scan, stage, flavour)
+        scan.seconds = time.perf_counter() - start
+        return scan
     cache = md.MetadataCache(s.folder)
     total = len(found.files)
 
@@ -156,11 +217,16 @@ def scan_dataset(s: DatasetSettings, stage: int = 1, progress: Progress | None =
         return cache.sidecar(txt, s.folder / txt)
     for i, (rel, path, st) in enumerate(found.files):
         scan.records.append(_record(rel, path, cache.facts(rel, path, st), s, read_sidecar, plans))
-        if progress and (i + 1) % 64 == 0:
-            progress(i + 1, total)
+        if (i + 1) % 64 == 0:
+            if should_stop is not None and should_stop():
+                cache.save()  # what was probed so far makes the next scan quicker
+                raise ScanCancelled(str(s.folder))
+            if progress:
+                progress(i + 1, total)
     if progress:
         progress(total, total)
     rels = {rel for rel, _, _ in found.files}
+    scan.not_images = _not_images(found, rels, s.id)
     sidecars = {sidecar_of(r) for r in rels} if s.caption_strategy == "textfile" else set(cache.sidecars)
     cache.keep_only(rels, sidecars)
     cache.save()
@@ -169,6 +235,20 @@ def scan_dataset(s: DatasetSettings, stage: int = 1, progress: Progress | None =
     scan.problems = dataset_problems(scan, stage, flavour)
     scan.seconds = time.perf_counter() - start
     return scan
+
+
+def _not_images(found: Discovery, image_rels: set[str], dataset: str) -> list[FileRecord]:
+    """A record for each file that is not an image: a caption file beside an image, or something else."""
+    captions = {sidecar_of(r) for r in image_rels}
+    out = []
+    for rel, path in found.others:
+        if rel in captions:
+            out.append(FileRecord(rel, path, dataset, NOT_IMAGE, CAPTION_FILE, "the caption file of an image"))
+        else:
+            ext = extension_of(rel)
+            out.append(FileRecord(rel, path, dataset, NOT_IMAGE, md.NOT_AN_IMAGE,
+                                  f"{ext} is not an image extension floydtui reads"))
+    return out
 
 
 def _record(rel: str, path: str, facts: dict[str, Any], s: DatasetSettings,
@@ -186,11 +266,22 @@ def _record(rel: str, path: str, facts: dict[str, Any], s: DatasetSettings,
     caption, caption_note = caption_for(rel, s, read_sidecar)
     mode_note = _mode_note(facts)
     note = f"{mode_note}; {caption_note}" if mode_note and caption_note else mode_note or caption_note
-    return FileRecord(rel, path, s.id, "ok", None, "", note, size, plan, caption, facts["size"], facts["mtime_ns"])
+    return FileRecord(rel, path, s.id, "ok", None, "", note, size, plan, caption, facts["size"], facts["mtime_ns"],
+                      facts.get("frames", 1))
 
 
 def _mode_note(facts: dict[str, Any]) -> str:
     """How the file's colour mode becomes RGB, decided from the header."""
+    frames = facts.get("frames", 1)
+    mode_note = _colour_note(facts)
+    if frames > 1:
+        unit = "page" if facts.get("format") == "TIFF" else "frame"
+        kind = "multi-page TIFF" if unit == "page" else f"animated {facts.get('format') or 'image'}"
+        return f"{kind} ({frames} {unit}s): first {unit} used" + (f"; {mode_note}" if mode_note else "")
+    return mode_note
+
+
+def _colour_note(facts: dict[str, Any]) -> str:
     mode = facts["mode"]
     if mode == "RGB" and not facts["alpha"]:
         return ""
@@ -212,6 +303,10 @@ def dataset_problems(scan: DatasetScan, stage: int, flavour: str = "") -> list[P
     def warn(message: str, hint: str, key: str = "") -> None:
         out.append(Problem(message, where=where, hint=hint, severity="warning", key=key))
 
+    if scan.bounded is not None:
+        return [Problem(scan.bound_message, where=where, key="instance_data_dir",
+                        hint="point instance_data_dir at the folder of training images, or scan all of it "
+                             "(the Datasets step: ctrl+g)")]
     if not s.folder.is_dir():
         what = "is not a folder" if s.folder.exists() else "does not exist"
         return [Problem(f"instance_data_dir {s.folder} {what}", where=where, key="instance_data_dir",
@@ -236,7 +331,11 @@ def dataset_problems(scan: DatasetScan, stage: int, flavour: str = "") -> list[P
                  "upsamples); images this small suit a stage I flavour such as i-medium-400m"))
     elif not scan.usable:
         if not scan.records:
-            hint = f"put images ({', '.join(IMAGE_EXTENSIONS)}) in {s.folder} (subfolders count)"
+            hint = f"put images ({' '.join(IMAGE_EXTENSIONS)}) in {s.folder} (subfolders count)"
+            others = scan.not_images_by_extension
+            if others:
+                hint = (f"its {sum(others.values())} files are not images ("
+                        + ", ".join(f"{n} {ext}" for ext, n in others.most_common(4)) + "): " + hint)
         elif skipped.most_common(1)[0][0] == SMALLER_THAN_MINIMUM:
             largest = max(min(r.original_size) for r in scan.records if r.original_size)
             hint = (f"lower minimum_image_size (the largest image's short edge is {largest}) and resolution "

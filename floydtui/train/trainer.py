@@ -20,6 +20,7 @@ import signal
 import socket
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -31,6 +32,7 @@ from floydtui.events import EventWriter
 from floydtui.fsutil import atomic_write_text
 from floydtui.hub import DiskGuard
 from floydtui.train import checkpoint as ckpt
+from floydtui.train import control
 from floydtui.train.card import model_card
 from floydtui.train.embed_cache import TextEmbedCache, build_cache, encoder_identity
 from floydtui.train.inputs import Stage2Inputs, StageInputs, stage1_inputs
@@ -154,7 +156,179 @@ def train(preset: Preset, events: EventWriter, *, resume: str = "latest", accele
         stop.restore()
 
 
+@dataclass
+class Run:
+    """Everything one training run holds between set-up, the loop, checkpoints and validation."""
+
+    preset: Preset
+    events: EventWriter
+    accelerator: Any
+    stop: StopSignal
+    data: Any
+    total: int
+    fingerprint: dict[str, Any]
+    model_dir: Path
+    base_label: str
+    note: str
+    make_inputs: Callable[[torch.Tensor, Any, torch.Generator], StageInputs]
+    eval_images: list[Any]
+    cache: TextEmbedCache
+    unet: Any
+    params: list[torch.nn.Parameter]
+    noise_scheduler: Any
+    optimizer: Any
+    lr_scheduler: Any
+    guard: DiskGuard
+    weight_dtype: torch.dtype
+    position: ckpt.Position = field(default_factory=ckpt.Position)
+    last_images: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def device(self):
+        return self.accelerator.device
+
+    @property
+    def out(self) -> Path:
+        return self.preset.output_dir
+
+    @property
+    def samples_per_step(self) -> int:
+        t = self.preset.training
+        return t["train_batch_size"] * t["gradient_accumulation_steps"] * self.world
+
+
 def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: StopSignal) -> str:
+    run = setup(preset, events, resume, accelerator, stop)
+    t, v, position = preset.training, preset.validation, run.position
+    events.emit("phase", name="train")
+    stop.armed = True
+    batches = batch_stream(run.data, position, t["train_batch_size"], run.rank, run.world,
+                           workers=t["dataloader_workers"])
+    started, start_step, last_checkpoint = time.perf_counter(), position.step, position.step
+    run.unet.train()
+    while position.step < run.total:
+        loss, lr = train_step(run, batches)
+        rate = (position.step - start_step) * run.samples_per_step / max(time.perf_counter() - started, 1e-9)
+        events.emit("step", step=position.step, epoch=position.epoch, loss=round(loss, 6), lr=lr,
+                    samples_per_s=round(rate, 2),
+                    eta_s=round((run.total - position.step) * run.samples_per_step / max(rate, 1e-9), 1))
+        if stop.agreed(accelerator):
+            save_checkpoint(run)
+            return "stopped"
+        if every(t["checkpointing_steps"], position.step, run.total):
+            save_checkpoint(run)
+            last_checkpoint = position.step
+        asked = control.validation_requested(run.out, accelerator, run.main)  # the monitor's "validate now"
+        if every(v["validation_steps"], position.step, run.total) or (asked and position.step < run.total):
+            validate(run)
+
+    if last_checkpoint != position.step or not ckpt.list_checkpoints(run.out):
+        save_checkpoint(run)
+    if stop.agreed(accelerator):  # a stop that arrived during the last step or its checkpoint
+        return "stopped"
+    stop.armed = False  # from here a Ctrl-C stops at once: the final checkpoint lets a rerun redo the end
+    validate(run, then_train=False)
+    run.guard.check("pytorch_lora_weights.safetensors")
+    if run.main:
+        finish(preset, events, accelerator.unwrap_model(run.unet), run.model_dir, run.cache,
+               base_label=run.base_label, note=run.note, steps=position.step, world=run.world,
+               images=run.last_images, device=run.device, dtype=run.weight_dtype,
+               eval_image=run.eval_images[0] if run.eval_images else None)
+    accelerator.wait_for_everyone()
+    return "completed"
+
+
+def every(interval: int, step: int, total: int) -> bool:
+    """True on each `interval`-th step before the last (the end has its own checkpoint and validation)."""
+    return bool(interval) and step % interval == 0 and step < total
+
+
+def train_step(run: Run, batches: Iterator[Any]) -> tuple[float, float]:
+    """One optimizer step over `gradient_accumulation_steps` micro-batches; returns (mean loss, lr used)."""
+    t, position, accelerator = run.preset.training, run.position, run.accelerator
+    accum = t["gradient_accumulation_steps"]
+    loss_sum = torch.zeros((), device=run.device)
+    for micro in range(accum):
+        batch = next(batches)
+        position.epoch, position.batch_index = batch.epoch, batch.index + 1
+        gen = step_generator(t["seed"], position.step, micro, run.rank)
+        torch.manual_seed(gen.initial_seed())  # LoRA dropout: per step too, so a resume replays it
+        x0 = pixels_to_tensor(batch.pixels, run.device)
+        inputs = run.make_inputs(x0, run.noise_scheduler, gen)
+        cond = caption_embeds(run.cache, batch.captions, t["caption_dropout_probability"], gen, run.device,
+                              run.weight_dtype)
+        sync = accelerator.no_sync(run.unet) if micro < accum - 1 else nullcontext()
+        with sync, accelerator.autocast():
+            pred = run.unet(inputs.sample.to(run.weight_dtype), inputs.timesteps, encoder_hidden_states=cond,
+                            class_labels=inputs.class_labels).sample
+            loss = diffusion_loss(pred, inputs, run.noise_scheduler.alphas_cumprod, t["snr_gamma"])
+            accelerator.backward(loss / accum)
+        loss_sum += loss.detach() / accum
+    if t["max_grad_norm"] > 0:
+        accelerator.clip_grad_norm_(run.params, t["max_grad_norm"])
+    run.optimizer.step()
+    lr = run.lr_scheduler.get_last_lr()[0]  # the rate this step used, before the schedule moves on
+    run.lr_scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    position.step += 1
+    return accelerator.reduce(loss_sum, reduction="mean").item(), lr
+
+
+def save_checkpoint(run: Run) -> None:
+    """Save a checkpoint at the run's position (rank 0 writes; every rank waits for it)."""
+    step = run.position.step
+    run.guard.check(f"checkpoint-{step:06d}")
+    if run.main:
+        path = ckpt.save_checkpoint(run.out, run.position,
+                                    trainable=trainable_state_dict(run.accelerator.unwrap_model(run.unet)),
+                                    optimizer=run.optimizer, lr_scheduler=run.lr_scheduler,
+                                    fingerprint=run.fingerprint, limit=run.preset.training["checkpoints_total_limit"])
+        run.events.emit("checkpoint", step=step, path=str(path))
+    run.accelerator.wait_for_everyone()
+
+
+def validate(run: Run, then_train: bool = True) -> None:
+    """Sample the validation images at the run's step into validation/step-N (rank 0; every rank waits)."""
+    preset, events, step = run.preset, run.events, run.position.step
+    run.guard.check(f"validation/step-{step:06d}")
+    if run.main:
+        events.emit("phase", name="validate")
+        bare = run.accelerator.unwrap_model(run.unet)
+        bare.eval()
+        pipe = load_pipeline(run.model_dir, preset.stage, unet=bare, dtype=run.weight_dtype)
+        pipe.to(run.device)
+        folder = run.out / "validation" / f"step-{step:06d}"
+        negative, v = preset.validation["validation_negative_prompt"], preset.validation
+        with run.accelerator.autocast():
+            if preset.stage == 1:
+                run.last_images = run_validation(pipe, run.cache, prompts=preset.validation_prompt_list,
+                                                 negative_prompt=negative, sizes=preset.validation_sizes,
+                                                 validation=v, folder=folder)
+            else:
+                run.last_images = run_stage2_validation(pipe, run.cache, eval_images=run.eval_images,
+                                                        negative_prompt=negative, sizes=preset.validation_sizes,
+                                                        validation=v, folder=folder)
+        bare.train()
+        events.emit("validation", step=step, images=run.last_images)
+        if then_train:
+            events.emit("phase", name="train")
+    run.accelerator.wait_for_everyone()
+
+
+def setup(preset: Preset, events: EventWriter, resume: str, accelerator, stop: StopSignal) -> Run:
+    """Everything before the first step: data, resume point, models, the embed cache, the optimizer."""
     from floydtui.data.dataset import TrainingData, eval_image_counts, eval_image_problem
 
     t, v = preset.training, preset.validation
@@ -205,10 +379,9 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
 
     # Every prompt through T5 once; T5 is gone before the UNet loads.
     events.emit("phase", name="embed_cache")
-    negative = v["validation_negative_prompt"]
     cache = TextEmbedCache(preset.text_embeds_cache_dir, encoder_identity(text_dir), weight_dtype)
-    build_cache(cache, [*data.captions(), *preset.validation_prompt_list, negative, ""], text_dir,
-                placement=t["text_encoder_placement"], batch_size=t["embed_batch_size"],
+    build_cache(cache, [*data.captions(), *preset.validation_prompt_list, v["validation_negative_prompt"], ""],
+                text_dir, placement=t["text_encoder_placement"], batch_size=t["embed_batch_size"],
                 variant=preset.model["variant"], events=events if main else None, rank=rank, world_size=world,
                 barrier=accelerator.wait_for_everyone)
 
@@ -241,106 +414,12 @@ def _train(preset: Preset, events: EventWriter, resume: str, accelerator, stop: 
         events.warning(f"resuming from {found.name} (step {position.step} of {total})",
                        hint="pass --resume none to start over")
 
-    guard = DiskGuard.for_preset(preset)  # every rank checks (same disks), so all stop together
-
-    def save_checkpoint() -> None:
-        guard.check(f"checkpoint-{position.step:06d}")
-        if main:
-            path = ckpt.save_checkpoint(out, position, trainable=trainable_state_dict(accelerator.unwrap_model(unet)),
-                                        optimizer=optimizer, lr_scheduler=lr_scheduler, fingerprint=fingerprint,
-                                        limit=t["checkpoints_total_limit"])
-            events.emit("checkpoint", step=position.step, path=str(path))
-        accelerator.wait_for_everyone()
-
-    last_images: list[dict[str, Any]] = []
-
-    def validate(then_train: bool = True) -> None:
-        nonlocal last_images
-        guard.check(f"validation/step-{position.step:06d}")
-        if main:
-            events.emit("phase", name="validate")
-            bare = accelerator.unwrap_model(unet)
-            bare.eval()
-            pipe = load_pipeline(model_dir, preset.stage, unet=bare, dtype=weight_dtype)
-            pipe.to(device)
-            folder = out / "validation" / f"step-{position.step:06d}"
-            with accelerator.autocast():
-                if preset.stage == 1:
-                    last_images = run_validation(pipe, cache, prompts=preset.validation_prompt_list,
-                                                 negative_prompt=negative, sizes=preset.validation_sizes,
-                                                 validation=v, folder=folder)
-                else:
-                    last_images = run_stage2_validation(pipe, cache, eval_images=eval_images,
-                                                        negative_prompt=negative, sizes=preset.validation_sizes,
-                                                        validation=v, folder=folder)
-            bare.train()
-            events.emit("validation", step=position.step, images=last_images)
-            if then_train:
-                events.emit("phase", name="train")
-        accelerator.wait_for_everyone()
-
-    # ---- the loop ----
-    events.emit("phase", name="train")
-    stop.armed = True
-    alphas_cumprod = noise_scheduler.alphas_cumprod
-    batches = batch_stream(data, position, batch_size, rank, world, workers=t["dataloader_workers"])
-    samples_per_step = batch_size * accum * world
-    started, start_step, last_checkpoint = time.perf_counter(), position.step, position.step
-    unet.train()
-    while position.step < total:
-        loss_sum = torch.zeros((), device=device)
-        for micro in range(accum):
-            batch = next(batches)
-            position.epoch, position.batch_index = batch.epoch, batch.index + 1
-            gen = step_generator(t["seed"], position.step, micro, rank)
-            torch.manual_seed(gen.initial_seed())  # LoRA dropout: per step too, so a resume replays it
-            x0 = pixels_to_tensor(batch.pixels, device)
-            inputs = make_inputs(x0, noise_scheduler, gen)
-            cond = caption_embeds(cache, batch.captions, t["caption_dropout_probability"], gen, device, weight_dtype)
-            sync = accelerator.no_sync(unet) if micro < accum - 1 else nullcontext()
-            with sync, accelerator.autocast():
-                pred = unet(inputs.sample.to(weight_dtype), inputs.timesteps, encoder_hidden_states=cond,
-                            class_labels=inputs.class_labels).sample
-                loss = diffusion_loss(pred, inputs, alphas_cumprod, t["snr_gamma"])
-                accelerator.backward(loss / accum)
-            loss_sum += loss.detach() / accum
-        if t["max_grad_norm"] > 0:
-            accelerator.clip_grad_norm_(params, t["max_grad_norm"])
-        optimizer.step()
-        lr = lr_scheduler.get_last_lr()[0]  # the rate this step used, before the schedule moves on
-        lr_scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        position.step += 1
-
-        loss_value = accelerator.reduce(loss_sum, reduction="mean").item()
-        elapsed = time.perf_counter() - started
-        rate = (position.step - start_step) * samples_per_step / max(elapsed, 1e-9)
-        events.emit("step", step=position.step, epoch=position.epoch, loss=round(loss_value, 6),
-                    lr=lr, samples_per_s=round(rate, 2),
-                    eta_s=round((total - position.step) * samples_per_step / max(rate, 1e-9), 1))
-        if stop.agreed(accelerator):
-            save_checkpoint()
-            return "stopped"
-        if t["checkpointing_steps"] and position.step % t["checkpointing_steps"] == 0 and position.step < total:
-            save_checkpoint()
-            last_checkpoint = position.step
-        if v["validation_steps"] and position.step % v["validation_steps"] == 0 and position.step < total:
-            validate()
-
-    # ---- the end ----
-    if last_checkpoint != position.step or not ckpt.list_checkpoints(out):
-        save_checkpoint()
-    if stop.agreed(accelerator):  # a stop that arrived during the last step or its checkpoint
-        return "stopped"
-    stop.armed = False  # from here a Ctrl-C stops at once: the final checkpoint lets a rerun redo the end
-    validate(then_train=False)
-    guard.check("pytorch_lora_weights.safetensors")
-    if main:
-        finish(preset, events, accelerator.unwrap_model(unet), model_dir, cache, base_label=base_label, note=note,
-               steps=position.step, world=world, images=last_images, device=device, dtype=weight_dtype,
-               eval_image=eval_images[0] if eval_images else None)
-    accelerator.wait_for_everyone()
-    return "completed"
+    return Run(preset=preset, events=events, accelerator=accelerator, stop=stop, data=data, total=total,
+               fingerprint=fingerprint, model_dir=model_dir, base_label=base_label, note=note,
+               make_inputs=make_inputs, eval_images=eval_images, cache=cache, unet=unet, params=params,
+               noise_scheduler=noise_scheduler, optimizer=optimizer, lr_scheduler=lr_scheduler,
+               guard=DiskGuard.for_preset(preset),  # every rank checks (same disks), so all stop together
+               weight_dtype=weight_dtype, position=position)
 
 
 def finish(preset: Preset, events: EventWriter, unet, model_dir: Path, cache: TextEmbedCache, *, base_label: str,

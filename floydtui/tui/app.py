@@ -79,12 +79,23 @@ class FloydApp(App):
             self.pop_screen()
 
     async def action_quit(self) -> None:
-        """Quitting asks the screen first: unsaved changes, or a run that is still going."""
-        request = getattr(self.screen, "request_quit", None)
-        if request is None:
-            self.exit()
-        else:
-            request()
+        """Quitting asks the screens first, top down: a run that is still going, unsaved changes."""
+        for screen in reversed(self.screen_stack):
+            request = getattr(screen, "request_quit", None)
+            if request is not None:
+                request()
+                return
+        self.exit()
+
+    def quit_past(self, screen) -> None:
+        """`screen` agrees to quit: the screens under it are asked next (the wizard's unsaved changes)."""
+        stack = self.screen_stack
+        for below in reversed(stack[:stack.index(screen)] if screen in stack else []):
+            request = getattr(below, "request_quit", None)
+            if request is not None:
+                request()
+                return
+        self.exit()
 
 
 def create_app(preset: str | Path | None = None, run_dir: str | Path | None = None, reader: Any = None,

@@ -59,6 +59,7 @@ class RunState:
     run_id: str = ""
     flavour: str = ""
     base_model: str = ""
+    model_id: str = ""  # what the preset named: a hub id, a folder, or builtin:...
     device: str = ""
     world_size: int = 1
     total_steps: int = 0
@@ -80,6 +81,17 @@ class RunState:
     status: str = ""  # "" while running; completed / failed / stopped at run_end
     end_detail: str = ""
     started: bool = False
+
+    @property
+    def model_name(self) -> str:
+        """The model that trains, in words: the built-in tiny model, a local folder, or a hub id."""
+        model_id = self.model_id or self.base_model
+        if model_id.startswith("builtin:"):
+            return f"built-in tiny model ({model_id})"
+        if model_id.startswith(("/", "~", ".")) or (self.base_model and self.base_model == model_id
+                                                    and Path(model_id).is_absolute()):
+            return f"folder {model_id}"
+        return model_id
 
     @property
     def running(self) -> bool:
@@ -113,6 +125,7 @@ class RunState:
         self.run_id = str(ev.get("run_id", ""))
         self.flavour = str(ev.get("flavour", ""))
         self.base_model = str(ev.get("base_model", ""))
+        self.model_id = str(ev.get("model_id", ""))
         self.device = str(ev.get("device", ""))
         self.world_size = int(ev.get("world_size") or 1)
         self.total_steps = int(ev.get("total_steps") or 0)

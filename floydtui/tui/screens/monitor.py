@@ -26,7 +26,9 @@ from textual.worker import get_current_worker
 from floydtui.tui.runproc import AttachedRun
 from floydtui.tui.runstate import LogLine, RunState, format_duration
 from floydtui.tui.screens.dialogs import ChoiceDialog
+from floydtui.tui.text import fit_path
 from floydtui.tui.widgets.keybar import KeyBar
+from floydtui.tui.workers import WorkerFailures
 from floydtui.tui.widgets.loss_plot import LossPlot
 from floydtui.tui.widgets.validation_view import ValidationView
 
@@ -52,16 +54,19 @@ class RunExited(Message):
         self.log_tail = log_tail  # the child's last stderr lines, read by the worker when it failed
 
 
-class MonitorScreen(Screen):
+class MonitorScreen(WorkerFailures, Screen):
     """Stats, embed-cache progress, the loss plot, validation images, the log."""
 
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = [
-        Binding("l", "toggle_log", "Log scale"),
-        Binding("left_square_bracket", "page(-1)", "Earlier images"),
-        Binding("right_square_bracket", "page(1)", "Later images"),
-        Binding("s", "stop", "Stop run"),
+        Binding("l", "toggle_log", "Log axis"),
+        Binding("left_square_bracket", "page(-1)", "Earlier"),
+        Binding("right_square_bracket", "page(1)", "Later"),
+        Binding("v", "validate_now", "Validate now"),
+        Binding("c", "compare", "Compare"),
+        Binding("s", "stop", "Stop"),
         Binding("q", "app.quit", "Quit", show=False),  # ^q Quit is on the bar already
+        Binding("escape", "back", "Back", show=False),
     ]
 
     def __init__(self, run_dir: Path, reader: Any, process: Any = None) -> None:
@@ -158,6 +163,9 @@ class MonitorScreen(Screen):
             self.update_progress()
         if "validation" in changed:
             self.validation_view.update_sets(self.state.validations)
+            for screen in self.app.screen_stack:
+                if hasattr(screen, "update_sets"):  # the comparison grid, open over this monitor
+                    screen.update_sets(self.state.validations)
         if "log" in changed:
             self.update_log()
         if "end" in changed and self.quit_when_ended:
@@ -180,17 +188,24 @@ class MonitorScreen(Screen):
             self.app.exit()
 
     # ---- drawing ------------------------------------------------------------------------
+    def on_resize(self) -> None:
+        self.update_stats()  # the title's path is fitted to the width
+
     def update_stats(self) -> None:
         s = self.state
-        title = Text()
+        title = Text(no_wrap=True, overflow="ellipsis")
         title.append(" floydtui monitor ", style="bold reverse")
-        title.append(f"  {s.run_id or 'waiting for the run to start'}  ·  {self.run_dir}")
+        head = f"  {s.run_id or 'waiting for the run to start'}  ·  "
+        room = self.app.size.width - len(" floydtui monitor ") - len(head) - 1
+        title.append(head + fit_path(str(self.run_dir), room))
         self.query_one("#run-title", Static).update(title)
         stats = Text()
         status = self._status_text()
         stats.append(f" {status[0]} ", style=status[1] + " reverse")
         if s.flavour:
-            stats.append(f"  {s.flavour} on {s.device}" + (f" x{s.world_size}" if s.world_size > 1 else ""))
+            stats.append(f"  {s.flavour}")
+            stats.append(f" · {s.model_name}", style="bold" if s.model_id.startswith("builtin:") else "")
+            stats.append(f" on {s.device}" + (f" x{s.world_size}" if s.world_size > 1 else ""))
         stats.append(f"  phase {s.phase or '—'}\n")
         total = f"/{s.total_steps:,}" if s.total_steps else ""
         stats.append(f" step {s.step:,}{total}   epoch {s.epoch}   ")
@@ -268,6 +283,35 @@ class MonitorScreen(Screen):
             return attached if attached.alive else None
         return None
 
+    def action_back(self) -> None:
+        """Back to the run list, for a run opened from it (a run this monitor started stays in view)."""
+        if self.process is None and len(self.app.screen_stack) > 1:
+            self.app.pop_screen()
+
+    def action_validate_now(self) -> None:
+        """Ask the run to validate after its current step, through a request file in the run directory."""
+        if not self.live:
+            self.notify("The run is not running: there is nothing to validate now.", timeout=4)
+            return
+        from floydtui.train.control import request_validation
+
+        try:
+            request_validation(self.run_dir)
+        except OSError as e:
+            self.notify(f"Cannot write the request into {self.run_dir}: {e.strerror or e}", severity="error",
+                        timeout=8)
+            return
+        self.write_log(LogLine(time.time(), "info", "validation requested: the run validates after its current step"))
+
+    def action_compare(self) -> None:
+        """Validation images across steps: prompts as rows, steps as columns."""
+        if not self.state.validations:
+            self.notify("No validation images yet.", timeout=3)
+            return
+        from floydtui.tui.screens.compare import CompareScreen
+
+        self.app.push_screen(CompareScreen(self.state.validations))
+
     def action_stop(self) -> None:
         """Stop the run: SIGINT, the trainer saves a checkpoint and exits."""
         target = self.stoppable
@@ -283,7 +327,7 @@ class MonitorScreen(Screen):
     def request_quit(self) -> None:
         """Quit; for a live run, ask whether to stop it or leave it running."""
         if not self.live:
-            self.app.exit()
+            self.app.quit_past(self)
             return
         watch = f"floydtui watch {self.run_dir}"
         if self.stoppable is not None:
@@ -296,7 +340,7 @@ class MonitorScreen(Screen):
 
         def answered(answer: str | None) -> None:
             if answer == "leave":
-                self.app.exit()
+                self.app.quit_past(self)
             elif answer == "stop":
                 self.quit_when_ended = True
                 self.action_stop()

@@ -13,12 +13,15 @@ from textual.binding import Binding
 from textual.containers import Container
 from textual.message import Message
 from textual.screen import Screen
+from textual.worker import get_current_worker
 from textual.widgets import ContentSwitcher, Static
 
 from floydtui.errors import FloydError, Problem
 from floydtui.tui.screens.panes.base import PresetChanged, WizardPane
 from floydtui.tui.screens.panes.flavour import FlavourPane
 from floydtui.tui.state import WizardState
+from floydtui.tui.text import fit_path
+from floydtui.tui.workers import WorkerFailures
 from floydtui.tui.widgets.keybar import KeyBar
 from floydtui.tui.widgets.stepbar import StepBar
 
@@ -32,7 +35,8 @@ STEPS: tuple[tuple[str, str, str], ...] = (
     ("embeds", "Text embeds", "embeds:EmbedsPane"),
     ("review", "Review", "review:ReviewPane"),
 )
-SCAN_DELAY_S = 0.4  # a path being typed settles before its folder is scanned
+SCAN_DELAY_S = 0.4  # edits settle before the datasets are scanned again
+FOLDER_SETTLE_S = 0.8  # a folder path being typed: each prefix that exists is a folder too
 
 _TRAINING_KEYS = ("model_type", "lora_rank", "lora_alpha", "use_dora", "use_bitfit", "learning_rate", "lr_end",
                   "lr_scheduler", "lr_warmup_steps", "train_batch_size", "gradient_accumulation_steps",
@@ -56,16 +60,26 @@ def pane_of(problem: Problem) -> str:
     return "review"
 
 
+class ScanStarted(Message):
+    """A scan of these folders began (for one version of the preset)."""
+
+    def __init__(self, preset: Any, folders: list[Path]) -> None:
+        super().__init__()
+        self.preset = preset
+        self.folders = folders
+
+
 class ScanDone(Message):
     """The datasets' scan for one version of the preset."""
 
-    def __init__(self, scans: list | None, problems: list[Problem]) -> None:
+    def __init__(self, preset: Any, scans: list | None, problems: list[Problem]) -> None:
         super().__init__()
+        self.preset = preset
         self.scans = scans
         self.problems = problems
 
 
-class WizardScreen(Screen):
+class WizardScreen(WorkerFailures, Screen):
     """Flavour, hardware, training, validation, datasets, text embeds, review."""
 
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
@@ -74,13 +88,17 @@ class WizardScreen(Screen):
         Binding("ctrl+p", "step(-1)", "Back", priority=True),
         Binding("ctrl+s", "save", "Save", priority=True),
         Binding("ctrl+e", "export", "Export", priority=True),
-        Binding("ctrl+r", "launch", "Launch", priority=True),
+        Binding("ctrl+r", "launch", "Run", priority=True),
+        Binding("ctrl+o", "runs", "Runs", priority=True),
     ]
 
     def __init__(self, state: WizardState) -> None:
         super().__init__()
         self.state = state
         self.scans: list | None = None  # the latest scan_preset result, shared by the panes
+        self.scans_for: Any = None  # the preset that scan was made for
+        self.scanning: Any = None  # the preset being scanned now (None: no scan running)
+        self.unbounded: set[Path] = set()  # folders the user asked to scan past the bound
         self.hardware: Any = None  # the latest HardwareReport
         self._scan_timer = None
 
@@ -129,8 +147,8 @@ class WizardScreen(Screen):
         self.steps.current = step
         self.query_one(ContentSwitcher).current = f"slot-{step}"
         pane = self.pane(step)
-        if step in ("datasets", "embeds") and self.scans is None:
-            self.scan(self.state.preset)
+        if step in ("datasets", "embeds") and self.scans is None and self.scanning is None:
+            self.scan_now()
         if step == "flavour":
             self.call_after_refresh(pane.focus_chosen)
         else:
@@ -140,51 +158,119 @@ class WizardScreen(Screen):
     @on(PresetChanged)
     def preset_changed(self, event: PresetChanged) -> None:
         event.stop()
+        self.cancel_scan()  # the next edit cancels the running scan: its preset is gone
+        if event.key == "instance_data_dir":
+            index = event.source.dataset_index if event.source is not None else None
+            self.schedule_scan(FOLDER_SETTLE_S, folder_index=index)
+        else:
+            self.schedule_scan()
         for pane in self.built_panes():
             pane.state_changed()
         self.update_chrome()
-        self.schedule_scan()
+
+    def on_resize(self) -> None:
+        self.update_chrome()  # the title's path is fitted to the width
 
     def update_chrome(self) -> None:
         """The title bar and each tab's count of errors at its fields."""
-        source = str(self.state.source) if self.state.source else "new preset (unsaved)"
-        title = Text()
+        modified = "  ● modified" if self.state.dirty else ""
+        head = f"  {self.state.flavour}  ·  "
+        room = self.app.size.width - len(" floydtui ") - len(head) - len(modified) - 1
+        source = fit_path(str(self.state.source), room) if self.state.source else "new preset (unsaved)"
+        title = Text(no_wrap=True, overflow="ellipsis")
         title.append(" floydtui ", style="bold reverse")
-        title.append(f"  {self.state.flavour}  ·  {source}")
-        if self.state.dirty:
-            title.append("  ● modified", style="yellow")
+        title.append(head + source)
+        title.append(modified, style="yellow")
         self.query_one("#title-bar", Static).update(title)
         counts: dict[str, int] = {}
         for p in self.state.errors:
             counts[pane_of(p)] = counts.get(pane_of(p), 0) + 1
         self.steps.errors = counts
 
-    def schedule_scan(self) -> None:
+    # ---- the datasets' scan ------------------------------------------------
+    def schedule_scan(self, delay: float = SCAN_DELAY_S, folder_index: int | None = None) -> None:
+        """Scan once the edits pause; with `folder_index` (a folder path being typed in that dataset),
+        only if the path names a folder: not at each prefix on the way that is not one."""
         if self._scan_timer is not None:
             self._scan_timer.stop()
-        self._scan_timer = self.set_timer(SCAN_DELAY_S, lambda: self.scan(self.state.preset))
+        folder = self.dataset_folder(folder_index) if folder_index is not None else None
+        if folder_index is not None and (folder is None or not folder.is_dir()):
+            return
+        self._scan_timer = self.set_timer(delay, self.scan_now)
+
+    def scan_now(self) -> None:
+        """Scan the current preset now, unless it is being or has been scanned (Enter, leaving the field)."""
+        preset = self.state.preset
+        if self._scan_timer is not None:
+            self._scan_timer.stop()
+        if preset is not None and (preset is self.scanning or preset is self.scans_for):
+            return
+        self.cancel_scan()
+        self.scanning = preset
+        self.scan(preset, frozenset(self.unbounded))
+        self.refresh_scan_panes()
+
+    def scan_past_bound(self, folder: Path) -> None:
+        """The user says this folder is the dataset: scan all of it."""
+        self.unbounded.add(folder)
+        self.scans_for = None
+        self.scan_now()
+
+    def cancel_scan(self) -> None:
+        self.workers.cancel_group(self, "scan")
+        self.scanning = None
+
+    def dataset_folder(self, index: int) -> Path | None:
+        """A dataset's folder as typed, resolved against the preset's folder; None when empty."""
+        text = str(self.state.datasets[index].get("instance_data_dir") or "").strip()
+        return self.state.base_dir / Path(text).expanduser() if text else None
 
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
-    def scan(self, preset) -> None:
-        """The datasets' scan (headers only, cached by the data layer), off the UI thread."""
-        if preset is None:
-            self.post_message(ScanDone(None, []))
-            return
-        from floydtui.data.scan import scan_preset
+    def scan(self, preset, unbounded: frozenset) -> None:
+        """The datasets' scan (headers only, cached by the data layer), off the UI thread.
 
+        Each folder's walk stops at the data layer's bound unless the user asked for all of
+        it; an edit cancels the worker, and the data layer stops at its next check."""
+        if preset is None:
+            self.post_message(ScanDone(None, None, []))
+            return
+        from floydtui.data.discover import ScanCancelled
+        from floydtui.data.pipeline import DatasetSettings
+        from floydtui.data.scan import WIZARD_MAX_FILES, WIZARD_MAX_SECONDS, scan_preset
+
+        worker = get_current_worker()
+        folders = [DatasetSettings.from_preset(preset, ds).folder for ds in preset.image_datasets]
+        self.post_message(ScanStarted(preset, folders))
         try:
-            self.post_message(ScanDone(scan_preset(preset), []))
+            scans = scan_preset(preset, max_files=WIZARD_MAX_FILES, max_seconds=WIZARD_MAX_SECONDS,
+                                unbounded=unbounded, should_stop=lambda: worker.is_cancelled)
+        except ScanCancelled:
+            return
         except FloydError as e:
-            self.post_message(ScanDone([], list(e.problems)))
+            self.post_message(ScanDone(preset, [], list(e.problems)))
+            return
+        if not worker.is_cancelled:
+            self.post_message(ScanDone(preset, scans, []))
 
     @on(ScanDone)
     def _scanned(self, event: ScanDone) -> None:
-        self.scans = event.scans
+        if event.preset is not self.state.preset:
+            return  # an older version's scan that finished before its cancel was seen
+        self.scans, self.scans_for, self.scanning = event.scans, event.preset, None
         for p in event.problems:
             self.notify(p.message + (f"\nfix: {p.hint}" if p.hint else ""), severity="error")
+        self.refresh_scan_panes()
+
+    def refresh_scan_panes(self) -> None:
         for pane in self.built_panes():
-            if pane.id in ("pane-datasets", "pane-embeds"):
+            if pane.id in ("pane-datasets", "pane-embeds") and pane.is_mounted:  # a new pane refreshes on mount
                 pane.state_changed()
+
+    def worker_failed(self, worker, error) -> None:
+        """A scan that crashed is not running any more: the panes stop saying "scanning…"."""
+        if worker.group == "scan":
+            self.scanning = None
+            self.refresh_scan_panes()
 
     @on(StepBar.Chosen)
     def _step_clicked(self, event: StepBar.Chosen) -> None:
@@ -269,6 +355,15 @@ class WizardScreen(Screen):
             self.refuse("launch")
             return
         self.action_save(then=lambda path: self.app.launch(path, self.state.preset.output_dir))
+
+    def action_runs(self) -> None:
+        """The run list: the runs under the output folders (the preset's output_dir's folder, and output/)."""
+        from floydtui.tui.screens.runs import RunsScreen
+
+        roots = [self.state.base_dir / "output"]
+        if self.state.preset is not None:
+            roots.insert(0, self.state.preset.output_dir.parent)
+        self.app.push_screen(RunsScreen(roots))
 
     def refuse(self, what: str) -> None:
         self.show_problems(self.state.errors, f"Cannot {what} yet")

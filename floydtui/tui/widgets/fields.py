@@ -56,12 +56,12 @@ class FieldEditor(Widget):
     DEFAULT_CSS = """
     FieldEditor { height: auto; width: 1fr; }
     FieldEditor > Horizontal { height: auto; }
-    FieldEditor .field-name { width: 30; padding: 0 1 0 0; color: $text-muted; }
+    FieldEditor .field-name { width: 31; padding: 0 1 0 0; color: $text-muted; }
     FieldEditor .field-editor { width: 1fr; }
     FieldEditor Checkbox { width: auto; }
-    FieldEditor .field-doc { padding-left: 30; color: $text-muted; display: none; height: auto; }
+    FieldEditor .field-doc { padding-left: 31; color: $text-muted; display: none; height: auto; }
     FieldEditor:focus-within .field-doc { display: block; }
-    FieldEditor .field-problem { padding-left: 30; height: auto; display: none; }
+    FieldEditor .field-problem { padding-left: 31; height: auto; display: none; }
     FieldEditor.-error .field-problem { display: block; color: $error; }
     FieldEditor.-warning .field-problem { display: block; color: $warning; }
     FieldEditor.-error .field-name { color: $error; }

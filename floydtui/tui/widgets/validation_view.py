@@ -1,22 +1,58 @@
-"""Validation images in the terminal: one tile per prompt and size, paged by step."""
+"""Validation images in the terminal: one tile per prompt and size, paged by step.
+
+The PNGs are decoded and rendered in a worker; the widget only mounts the finished tiles.
+"""
 
 from __future__ import annotations
 
 from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Static
 
-from floydtui.tui.runstate import ValidationSet
+from floydtui.tui.runstate import ValidationImage, ValidationSet
+from floydtui.tui.text import fit
+from floydtui.tui.workers import WorkerFailures
 
 
-class ValidationView(Widget):
+def render_tile(img: ValidationImage, cell_w: int, cell_h: int, colour: bool, label: str | None = None) -> Text:
+    """A caption line (size and prompt, or `label`) over the image drawn in `cell_w` x `cell_h` cells.
+
+    Decodes the PNG: call it from a worker, never on the UI thread."""
+    from PIL import Image, UnidentifiedImageError
+
+    from floydtui.preview import render
+
+    head = label if label is not None else f"{img.width}x{img.height} {img.prompt}"
+    caption = Text(fit(head, cell_w) + "\n", style="dim", no_wrap=True)
+    try:
+        with Image.open(img.path) as im:
+            im.load()
+            shown = render(im, cell_w, cell_h, colour=colour)
+        picture = shown if isinstance(shown, Text) else Text(shown)  # ASCII comes back as a str
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        picture = Text(f"cannot show {img.path.name}: {e}", style="red")
+    return caption + picture
+
+
+class TilesReady(Message):
+    """Rendered tiles for one (set, size) key."""
+
+    def __init__(self, key: tuple, tiles: list[Text]) -> None:
+        super().__init__()
+        self.key = key
+        self.tiles = tiles
+
+
+class ValidationView(WorkerFailures, Widget):
     """Shows one ValidationSet; follows the newest until the user pages back."""
 
     DEFAULT_CSS = """
     ValidationView { height: 1fr; }
-    ValidationView #val-header { height: 1; color: $text-muted; }
+    ValidationView #val-header { height: auto; color: $text-muted; }
     ValidationView #val-tiles { height: 1fr; }
     ValidationView .val-tile { width: auto; height: auto; margin-right: 1; }
     """
@@ -68,24 +104,23 @@ class ValidationView(Widget):
             return
         self._shown = key
         pos = self.sets.index(vs) + 1
-        follow = " (newest)" if self.index is None else " — ] for later"
-        self.query_one("#val-header", Static).update(
-            f"Validation at step {vs.step}  ·  {pos}/{len(self.sets)}{follow}  ·  [ earlier")
+        follow = " (newest)" if self.index is None else ""
+        self.query_one("#val-header", Static).update(f"Validation at step {vs.step} · {pos}/{len(self.sets)}{follow}")
+        self.render_tiles(key, vs, cell_w, tiles_h - 2, not self.app.no_color)
+
+    @work(thread=True, exclusive=True, group="validation images", exit_on_error=False)
+    def render_tiles(self, key: tuple, vs: ValidationSet, cell_w: int, cell_h: int, colour: bool) -> None:
+        """Decode and draw one set's images off the UI thread."""
+        self.post_message(TilesReady(key, [render_tile(img, cell_w, cell_h, colour) for img in vs.images]))
+
+    @on(TilesReady)
+    def _tiles_ready(self, event: TilesReady) -> None:
+        event.stop()
+        if event.key != self._shown:
+            return  # the user paged on, or the widget was resized, while these were drawn
         box = self.query_one("#val-tiles", Horizontal)
         box.remove_children()
-        box.mount_all([Static(self._tile(img, cell_w, tiles_h - 2), classes="val-tile") for img in vs.images])
+        box.mount_all([Static(tile, classes="val-tile") for tile in event.tiles])
 
-    def _tile(self, img, cell_w: int, cell_h: int) -> Text:
-        from PIL import Image, UnidentifiedImageError
-
-        from floydtui.preview import render
-
-        caption = Text(f"{img.width}x{img.height} {img.prompt}"[:cell_w] + "\n", style="dim", no_wrap=True)
-        try:
-            with Image.open(img.path) as im:
-                im.load()
-                shown = render(im, cell_w, cell_h, colour=not self.app.no_color)
-            picture = shown if isinstance(shown, Text) else Text(shown)  # ASCII comes back as a str
-        except (OSError, UnidentifiedImageError) as e:
-            picture = Text(f"cannot show {img.path.name}: {e}", style="red")
-        return caption + picture
+    def worker_failed(self, worker, error) -> None:
+        self._shown = None  # draw again on the next change rather than never

@@ -11,6 +11,7 @@ from textual.message import Message
 from floydtui.config.schema import FIELD_BY_KEY
 from floydtui.tui.state import DATASETS, WizardState, field_of
 from floydtui.tui.widgets.fields import FieldEditor
+from floydtui.tui.workers import WorkerFailures
 
 if TYPE_CHECKING:
     from floydtui.tui.screens.wizard import WizardScreen
@@ -19,12 +20,13 @@ if TYPE_CHECKING:
 class PresetChanged(Message):
     """A pane changed the preset; every built pane refreshes what depends on it."""
 
-    def __init__(self, source: "WizardPane | None" = None) -> None:
+    def __init__(self, source: "WizardPane | None" = None, key: str = "") -> None:
         super().__init__()
         self.source = source
+        self.key = key  # the key edited, when one field changed
 
 
-class WizardPane(Container):
+class WizardPane(WorkerFailures, Container):
     """A step of the wizard. The screen creates (and imports) a pane when it is first shown,
     so the first screen draws without building the other six."""
 
@@ -75,7 +77,7 @@ class WizardPane(Container):
             self.state.set_text(ed.scope, ed.key, str(event.value), index)
         else:
             self.state.set(ed.scope, ed.key, event.value, index)
-        self.post_message(PresetChanged(self))
+        self.post_message(PresetChanged(self, ed.key))
 
     @property
     def dataset_index(self) -> int | None:

@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Button, Label, ListItem, ListView, Static
+from textual.widgets import Button, Input, Label, ListItem, ListView, Static
 
 from floydtui.config.schema import DATASET_FIELD_BY_KEY
 from floydtui.errors import FloydError
@@ -42,7 +42,9 @@ class DatasetItem(ListItem):
 class DatasetsPane(WizardPane):
     """The list of image datasets on the left, the selected one's fields, scan and preview on the right."""
 
-    BINDINGS = [Binding("a", "add", "Add dataset"), Binding("delete", "remove", "Remove dataset")]
+    # a and Del are on the list's buttons ("Add (a)", "Remove (Del)"): the key bar keeps room for the wizard's keys
+    BINDINGS = [Binding("a", "add", "Add dataset", show=False), Binding("delete", "remove", "Remove dataset", show=False),
+                Binding("ctrl+g", "scan_all", "Scan all of it", show=False)]
 
     selected: int | None = None
     _listed: list[tuple[int, str]] | None = None  # (index, id) of the rows shown
@@ -67,6 +69,7 @@ class DatasetsPane(WizardPane):
                     id="ds-fields",
                 ),
                 Static(id="ds-scan"),
+                Button("Scan all of it (^g)", id="ds-scan-all", compact=True),
                 Vertical(id="ds-preview"),
                 id="ds-editor",
             ),
@@ -120,22 +123,42 @@ class DatasetsPane(WizardPane):
 
     # ---- scan and preview -----------------------------------------------
     def show_scan(self) -> None:
-        """The selected dataset's scan summary, from the screen's latest scan."""
+        """The selected dataset's scan: which folder, whether it is being scanned, then the summary."""
         out = self.query_one("#ds-scan", Static)
+        scan_all = self.query_one("#ds-scan-all", Button)
+        scan_all.display = False
         if self.selected is None:
             out.update("")
             return
         ds_id = self.state.datasets[self.selected].get("id")
-        scans = self.wizard.scans
-        if self.state.preset is None:
-            out.update(Text("Scan: waiting for the preset's errors to be fixed.", style="dim"))
-            return
-        scan = next((s for s in scans or [] if s.id == ds_id), None)
-        if scan is None:
-            out.update(Text("Scanning…", style="dim"))
-            return
+        wizard, preset = self.wizard, self.state.preset
+        scan = next((s for s in wizard.scans or [] if s.id == ds_id), None) \
+            if preset is not None and wizard.scans_for is preset else None
+        folder = scan.settings.folder if scan is not None else self.wizard.dataset_folder(self.selected)
         text = Text()
-        text.append("Scan\n", style="bold")
+        text.append("Scan  ", style="bold")
+        text.append(f"{folder}\n" if folder else "(no folder yet)\n")
+        if folder is None:
+            out.update(text.append("Type the folder of training images above.", style="dim"))
+            return
+        if preset is None:
+            out.update(text.append("Waiting for the preset's errors to be fixed.", style="dim"))
+            return
+        if wizard.scanning is preset:
+            out.update(text.append("scanning…", style="dim"))
+            return
+        if scan is None:
+            waiting = ("not a folder (yet)" if not folder.is_dir() else
+                       "scanned when you press Enter, leave the field or pause typing")
+            out.update(text.append(waiting, style="dim"))
+            return
+        if scan.bounded is not None:
+            text.append(scan.bound_message + "\n", style="yellow")
+            text.append("Correct the folder above, or press ctrl+g to scan all of it.", style="dim")
+            out.update(text)
+            scan_all.display = True
+            self.query_one("#ds-preview").remove_children()
+            return
         for line in scan.summary_lines()[2:]:
             text.append(line.strip() + "\n")
         for p in scan.problems:
@@ -187,6 +210,25 @@ class DatasetsPane(WizardPane):
         box.mount_all(widgets)
 
     # ---- actions --------------------------------------------------------
+    def action_scan_all(self) -> None:
+        """Scan the selected dataset's folder past the bound: the user says it is the dataset."""
+        if self.selected is None or self.state.preset is None:
+            return
+        scan = next((s for s in self.wizard.scans or [] if s.id == self.state.datasets[self.selected].get("id")),
+                    None)
+        if scan is not None and scan.bounded is not None:
+            self.wizard.scan_past_bound(scan.settings.folder)
+
+    @on(Button.Pressed, "#ds-scan-all")
+    def _scan_all_pressed(self) -> None:
+        self.action_scan_all()
+
+    @on(Input.Submitted, "#field-instance_data_dir Input")
+    @on(Input.Blurred, "#field-instance_data_dir Input")
+    def _folder_settled(self) -> None:
+        """Enter, or leaving the field: the folder is settled, scan it now."""
+        self.wizard.scan_now()
+
     def action_add(self) -> None:
         """A new dataset with the guide's values; the cursor goes to its folder."""
         self.selected = self.state.add_dataset()

@@ -20,6 +20,8 @@ TRAINING_GROUPS = (
     ("Precision and memory", ("mixed_precision", "optimizer", "attention_mechanism", "gradient_checkpointing",
                               "resolution")),
     ("Reproducibility and saving", ("seed", "checkpointing_steps", "checkpoints_total_limit", "output_dir")),
+    ("Reporting (docs/reporting.md; webhook_config in the preset file)",
+     ("report_to", "tracker_project_name", "tracker_run_name")),
 )
 
 VALIDATION_KEYS = ("validation_resolution", "validation_prompt", "validation_negative_prompt", "validation_steps",

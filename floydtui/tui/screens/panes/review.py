@@ -13,6 +13,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Button, Static
+from textual.worker import get_current_worker
 
 from floydtui.errors import Problem
 from floydtui.tui.screens.panes.base import WizardPane
@@ -72,15 +73,33 @@ class ReviewPane(WizardPane):
             self.query_one("#review-json", Static).update(Text("Fix the errors to see the export.", style="dim"))
         else:
             self.query_one("#review-problems", Static).update(Text("Checking datasets and memory…", style="dim"))
-            self.run_checks_worker(self.state.preset)
+            wizard = self.wizard
+            scans = wizard.scans if wizard.scans_for is self.state.preset else None
+            self.run_checks_worker(self.state.preset, scans, frozenset(wizard.unbounded))
 
-    @work(thread=True, exclusive=True, group="review", exit_on_error=False)
-    def run_checks_worker(self, preset) -> None:
-        """`floydtui check`'s own sections (it scans the datasets, so not on the UI thread)."""
+    @work(thread=True, exclusive=True, group="review checks", exit_on_error=False)
+    def run_checks_worker(self, preset, scans: list | None, unbounded: frozenset) -> None:
+        """`floydtui check`'s own sections, off the UI thread: the datasets step's scan when it is for
+        this preset, else a scan bounded as the datasets step's is (cancelled by the next edit)."""
         from floydtui.checks import run_checks
+        from floydtui.data.discover import ScanCancelled
+        from floydtui.data.scan import WIZARD_MAX_FILES, WIZARD_MAX_SECONDS, scan_preset
 
-        sections = run_checks(preset)
+        worker = get_current_worker()
+        if scans is None:
+            try:
+                scans = scan_preset(preset, max_files=WIZARD_MAX_FILES, max_seconds=WIZARD_MAX_SECONDS,
+                                    unbounded=unbounded, should_stop=lambda: worker.is_cancelled)
+            except ScanCancelled:
+                return
+        sections = run_checks(preset, scans)
         self.post_message(ChecksDone(sections, simpletuner_files(preset), []))
+
+    def worker_failed(self, worker, error) -> None:
+        """The check crashed: say so where "Checking…" was, so the step never waits forever."""
+        self.query_one("#review-problems", Static).update(
+            Text(f"The check failed ({type(error).__name__}: {error}); edit the preset to check again, "
+                 "or run `floydtui check PRESET` for the full message.", style="red"))
 
     @on(ChecksDone)
     def _checked(self, event: ChecksDone) -> None:
