@@ -15,7 +15,14 @@
    floydtui.train.sampling.encode_prompts. The guide's figure: 9-10 embeds/s on an
    A6000; the goal: above half the GPU's bf16 peak (the achieved TFLOP/s are reported).
 
-Run: .venv/bin/python bench/bench_gpu.py [--quick]
+3. The memory benchmark's settings on the GPU (issue 20): every (flavour, precision, rank, batch,
+   resolution, checkpointing) of bench_memory.PLAN, plus IF-I-XL (which the CPU machine cannot
+   hold), through the same functions (bench_memory.Group), recording torch.cuda.max_memory_allocated
+   (what the estimator's allocated figure is fitted to) and max_memory_reserved, in
+   bench/results/memory_gpu.json; `bench_memory.py --report` puts them in the table beside the
+   CPU's measurement and the estimate.
+
+Run: .venv/bin/python bench/bench_gpu.py [--quick] [--memory-only]
 """
 
 from __future__ import annotations
@@ -144,9 +151,36 @@ def embed_run(device, *, placement: str, prompts: int, batch: int, layers: int =
             "tflops": rate * 77 * 2 * matmul_params / 1e12}
 
 
+GPU_EXTRA_PLAN = [("i-xlarge-4.3b", "bf16", 32, [(1, 64, False), (4, 64, False), (4, 64, True)])]
+
+
+def memory_rows() -> None:
+    """bench_memory.PLAN's settings (and IF-I-XL's) on the GPU: max_memory_allocated per step."""
+    import gc
+    import json
+
+    import torch
+
+    from bench_memory import PLAN, Group
+    from floydtui.fsutil import atomic_write_text
+
+    out = REPO / "bench" / "results" / "memory_gpu.json"
+    rows = []
+    for flavour, precision, rank, settings in PLAN + GPU_EXTRA_PLAN:
+        group = Group(flavour, precision, rank, device="cuda")
+        for batch, resolution, ckpt in settings:
+            rows.append(group.measure_gpu(batch, resolution, ckpt))
+            atomic_write_text(out, json.dumps({"rows": rows}, indent=1) + "\n")
+            print(rows[-1], flush=True)
+        del group
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer steps and prompts")
+    parser.add_argument("--memory-only", action="store_true", help="only the memory benchmark's settings")
     args = parser.parse_args()
     import torch
 
@@ -156,6 +190,9 @@ def main() -> None:
         publish(RESULTS, ["## GPU (bench/bench_gpu.py)", "", machine() + ".", "",
                           "Skipped: no CUDA device on this machine. Run `bash bench/run.sh gpu` on a GPU box to fill "
                           "this in."])
+        return
+    memory_rows()
+    if args.memory_only:
         return
     device = torch.device("cuda", 0)
     name = torch.cuda.get_device_name(device)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every benchmark (or the ones named: data train embed gpu tui) and assembles bench/RESULTS.md
+# Runs every benchmark (or the ones named: data train embed gpu tui, and memory run_real, which are long
+# and run only when named) and assembles bench/RESULTS.md
 # from the sections they write to bench/results/<area>.md. `bash bench/run.sh --assemble` only rebuilds it.
 set -euo pipefail
 cd "$(dirname "$0")/.."

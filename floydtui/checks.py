@@ -64,4 +64,7 @@ def run_checks(preset: Preset, scans: list | None = None) -> list[CheckSection]:
     from floydtui.hardware.report import check_memory
     from floydtui.hub import disk_section
 
-    return [config_section(preset), check_datasets(preset, scans), check_memory(preset), disk_section(preset)]
+    datasets = check_datasets(preset, scans)
+    # the embed cache encodes at most one caption per usable image: its time needs the count
+    return [config_section(preset), datasets, check_memory(preset, captions=datasets.data.get("usable")),
+            disk_section(preset)]

@@ -26,7 +26,7 @@ _EPILOG = """commands:
   floydtui serve [--watch RUN_DIR]  the wizard (or the monitor) in a browser, on 127.0.0.1:8000
   floydtui import SRC... -o PRESET  SimpleTuner config.json/.toml/.env (+ multidatabackend.json)
   floydtui export PRESET -o DIR     a preset to SimpleTuner config.json + multidatabackend.json
-  floydtui doctor [--json]          devices and, per flavour, the memory estimate and verdict
+  floydtui doctor [--json]          devices and, per flavour, the memory, verdict and time a step
   floydtui generate ...             images from a base model + LoRA
 
 The built-in model builtin:shapes-if-i (a tiny IF pretrained on a world of coloured shapes)

@@ -47,8 +47,10 @@ def test_the_savings_the_guide_names_are_what_separates_22g_from_28g():
     diffusers, simpletuner = (p for p in all_points() if p.name in (
         "diffusers-dreambooth-lora-if-i-xl", "simpletuner-stage-i-lora"))
     d, s = estimate_settings(diffusers.settings), estimate_settings(simpletuner.settings)
-    assert d.peak_phase == s.peak_phase == "train"
+    # diffusers encodes the prompts with T5 and the UNet both loaded: that moment is its peak
+    assert d.peak_phase == "embed_cache" and s.peak_phase == "train"
     assert d.peak_mib - s.peak_mib > 4 * GIB  # the published gap is 6G
+    assert d.breakdown["embed_cache"]["unet_weights"] > 0 and "unet_weights" not in s.breakdown["embed_cache"]
     assert any("autocast" in n for n in d.notes) and any("pure bf16" in n for n in s.notes)
     assert any("UNet is loaded while captions are encoded" in n for n in d.notes)
 
@@ -59,7 +61,8 @@ def test_floydtui_defaults_need_far_less_and_say_why():
     assert est.phases["train"] < 0.3 * 22 * GIB
     joined = "\n".join(est.notes)
     assert "T5 not resident while training" in joined
-    assert "smaller than IF-I-XL" in joined and "pure bf16" in joined
+    assert "smaller than IF-I-XL" in joined and "trainables in fp32" in joined
+    assert "5.20M trainable" in joined  # exactly what peft adds at rank 32
 
 
 def test_phases_add_up_and_the_peak_is_the_largest():
@@ -74,9 +77,11 @@ def test_phases_add_up_and_the_peak_is_the_largest():
 # What a user expects from the cards people own.
 @pytest.mark.parametrize("flavour, method, expected", [
     ("i-medium-400m", "lora", {8: "fits", 12: "fits", 16: "fits", 24: "fits", 48: "fits", 80: "fits"}),
-    ("i-xlarge-4.3b", "lora", {8: "does_not_fit", 12: "does_not_fit", 16: "does_not_fit", 24: "tight",
+    # measured activations: the XL's LoRA step at batch 4 is about 14 GiB, T5 in bf16 under 11
+    ("i-xlarge-4.3b", "lora", {8: "does_not_fit", 12: "does_not_fit", 16: "fits", 24: "fits",
                                48: "fits", 80: "fits"}),
-    ("i-xlarge-4.3b", "full", {8: "does_not_fit", 24: "does_not_fit", 48: "tight", 80: "fits"}),
+    # a full tune trains fp32 weights (setup_trainable) with their gradients and bf16 AdamW states
+    ("i-xlarge-4.3b", "full", {8: "does_not_fit", 24: "does_not_fit", 48: "does_not_fit", 80: "fits"}),
 ])
 def test_verdicts_by_card(flavour, method, expected):
     preset = make(flavour, model_type=method)
@@ -153,7 +158,7 @@ def test_advice_keeps_its_word(s, gib):
 
 
 def test_advice_order_is_the_cheapest_first():
-    preset = make("i-xlarge-4.3b", optimizer="adamw", train_batch_size=8)
+    preset = make("i-xlarge-4.3b", model_type="full", optimizer="adamw", train_batch_size=8)
     tips = advice(preset, CARDS[16])
     added = [sorted(set(a.overrides) - set(prev.overrides)) for prev, a in zip([tips[0]] + tips, tips)]
     added[0] = sorted(tips[0].overrides)
@@ -172,5 +177,5 @@ def test_a_smaller_flavour_is_the_last_resort():
 
 
 def test_settings_model_is_usable_without_a_preset():
-    est = estimate_settings(Settings(unet_params=900_000_000, batch_size=2, gradient_checkpointing=True))
+    est = estimate_settings(Settings(flavour="i-large-900m", batch_size=2, gradient_checkpointing=True))
     assert 0 < est.phases["train"] < est.phases["embed_cache"]

@@ -110,8 +110,14 @@ def test_choose_a_flavour_with_the_mouse():
     run(app, test)
 
 
-@pytest.mark.parametrize("gpu, expected", [("RTX 4090:24576", "TIGHT"), ("RTX 3060:12288", "DOES NOT FIT")])
-def test_hardware_verdict_for_an_assumed_gpu(monkeypatch, gpu, expected):
+@pytest.mark.parametrize("card, share, expected", [("RTX 4090", 1.05, "TIGHT"), ("RTX 3060", 0.8, "DOES NOT FIT")])
+def test_hardware_verdict_for_an_assumed_gpu(monkeypatch, card, share, expected):
+    from floydtui.config.preset import preset_from_dict
+    from floydtui.hardware.estimate import estimate
+
+    xl = preset_from_dict({"model": {"model_flavour": "i-xlarge-4.3b"}, "datasets": [
+        {"id": "images", "instance_data_dir": "."}, {"id": "te", "dataset_type": "text_embeds", "default": True}]})
+    gpu = f"{card}:{int(estimate(xl).peak_mib * share)}"  # a card just big enough, or too small, for the XL's defaults
     monkeypatch.setenv("FLOYDTUI_ASSUME_GPU", gpu)
     app = create_app()
 

@@ -1,7 +1,8 @@
-"""`floydtui doctor [--json]`: the devices, then every flavour x method's memory on the best one.
+"""`floydtui doctor [--json]`: the devices, then every flavour x method's memory and time on the best one.
 
-Each row is floydtui's defaults for that flavour (LoRA rank 32, batch 4, pure bf16, the
-native resolution) with model_type lora or full. Exit 0: doctor reports, it does not judge.
+Each row is floydtui's defaults for that flavour (LoRA rank 32, batch 4, bf16, the native
+resolution, max_train_steps) with model_type lora or full: the memory of each phase, the
+verdict, and about how long a step and the run take. Exit 0: doctor reports, it does not judge.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from floydtui.config.flavours import BUILTIN_MODELS, FLAVOURS, builtin_label
 from floydtui.config.preset import Preset, preset_from_dict
 from floydtui.hardware.devices import Device, best_device, detect_devices, platform_problems, xformers_available
 from floydtui.hardware.estimate import PHASES, advice, estimate, gib, verdict
+from floydtui.hardware.report import preset_time
+from floydtui.hardware.speed import duration
 
 METHODS = ("lora", "full")
 
@@ -41,6 +44,7 @@ def report(devices: list[Device]) -> dict:
                 "phases": {p: est.phases[p] for p in PHASES},
                 "verdict": verdict(est, device),
                 "advice": [{"change": a.change, "peak_mib": a.peak_mib} for a in advice(preset, device)],
+                "time": preset_time(preset, device).to_dict(),
             })
     return {
         "devices": [{"name": d.name, "backend": d.backend, "total_mib": d.total_mib, "free_mib": d.free_mib}
@@ -96,21 +100,25 @@ def _print_human(data: dict, device: Device | None) -> None:
     for p in platform_problems(device):
         console.print(f"[red]{p.format()}[/red]")
     if device is not None and not device.is_gpu:
-        console.print("[yellow]no GPU found: verdicts are against system RAM (CPU training); "
-                      "FLOYDTUI_ASSUME_GPU=\"NAME:MiB\" checks against a card[/yellow]")
+        console.print("[yellow]no GPU found: training on this CPU would take the times below; verdicts are "
+                      "against system RAM. FLOYDTUI_ASSUME_GPU=\"NAME:MiB\" checks against a card[/yellow]")
 
     target = device.label() if device else "no device"
     table = Table(title=f"Memory in GiB on {target}; floydtui defaults: rank 32, batch 4, bf16",
                   title_justify="left")
     # short headers and unwrapped names keep the table readable at 80 columns
-    for col in ("flavour", "method", "embeds", "train", "valid.", "peak", "verdict"):
+    for col in ("flavour", "method", "embeds", "train", "valid.", "peak", "verdict", "step", "run"):
         table.add_column(col, justify="left" if col in ("flavour", "method", "verdict") else "right",
-                         no_wrap=col in ("flavour", "verdict"))
+                         no_wrap=col in ("flavour", "verdict", "step", "run"))
     for row in data["estimates"]:
         table.add_row(row["flavour"], row["method"], *(f"{row['phases'][p] / 1024:.1f}" for p in PHASES),
                       f"{row['peak_mib'] / 1024:.1f}",
-                      f"[{_STYLE[row['verdict']]}]{row['verdict'].replace('_', ' ')}[/]")
+                      f"[{_STYLE[row['verdict']]}]{row['verdict'].replace('_', ' ')}[/]",
+                      duration(row["time"]["step_s"]), duration(row["time"]["total_s"]))
     console.print(table)
+    if data["estimates"]:
+        t = data["estimates"][0]["time"]
+        console.print(f"Times: a step of batch 4 and {t['steps']:,} steps (max_train_steps); {t['basis']}.")
     builtins = Table(title="Built-in models (for the demo and tests; not DeepFloyd's)", title_justify="left")
     for col in ("id", "stage", "what", "state"):
         builtins.add_column(col)

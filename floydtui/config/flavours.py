@@ -31,7 +31,7 @@ BUILTIN_LABELS = {
 class Flavour:
     name: str
     stage: int  # 1 (64px base) or 2 (64->256 upscaler)
-    unet_params: int
+    unet_params: int  # the model zoo's label; exact counts: floydtui/hardware/archdata.py
     hub_id: str
     native_resolution: int  # output size; stage II takes 64px input
     summary: str

@@ -7,9 +7,11 @@ sizes, with the optimizer states still resident). Each phase's figure is what th
 caching allocator would hold at its peak, plus the CUDA context; the run's peak is the
 largest phase.
 
-Every constant is documented where it is defined, with its source. The activation constants
-are not derivable from parameter counts: they are what the published peaks imply (see
-calibration.py, which reads each source and which the tests hold the model to).
+Sizes come from the flavours' real configs (floydtui/config/if_configs/, hardware/archdata.py):
+exact UNet parameter counts and exactly the LoRA parameters peft adds for the targets. The
+activations are fitted to measured steps of the real-size UNets (bench/bench_memory.py, results
+in bench/results/memory.json, held by tests/test_hardware_measured.py); the published figures
+are a cross-check (calibration.py). Every constant says where it comes from.
 
 Never imports torch or textual: doctor and check must stay fast.
 """
@@ -29,6 +31,7 @@ from floydtui.config.flavours import (
 )
 from floydtui.config.preset import Preset
 from floydtui.config.schema import FIELD_BY_KEY
+from floydtui.hardware import archdata
 from floydtui.hardware.devices import Device, xformers_available  # noqa: F401 (the API offers it here too)
 
 MIB = 1024 * 1024
@@ -38,25 +41,23 @@ MIB = 1024 * 1024
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 # AdamW keeps two states per trainable parameter, exp_avg and exp_avg_sq (Loshchilov & Hutter;
 # torch.optim.AdamW). Their element size: "adamw" keeps them in fp32, "adamw_bf16" in bf16
-# (SimpleTuner's pure-bf16 AdamW), "adamw_8bit" in one byte (bitsandbytes AdamW8bit; used
-# only to read the diffusers full-tune figure, floydtui does not offer it).
+# (floydtui's AdamWBF16States, SimpleTuner's pure-bf16 states), "adamw_8bit" in one byte
+# (bitsandbytes AdamW8bit; used only to read the diffusers full-tune figure).
 ADAM_STATES = 2
 OPTIMIZER_STATE_BYTES = {"adamw": 4, "adamw_bf16": 2, "adamw_8bit": 1}
-# torch's foreach AdamW step allocates one temporary per parameter (the sqrt of exp_avg_sq)
-# at the state dtype; bitsandbytes' 8-bit step updates in place.
-OPTIMIZER_STEP_TEMPORARIES = {"adamw": 1, "adamw_bf16": 1, "adamw_8bit": 0}
+# floydtui's optimizers step one parameter at a time (AdamWBF16States; torch AdamW with
+# foreach=False): their temporaries are one parameter's, nothing at the scale of the model.
+# torch's default foreach AdamW (the diffusers scripts on CUDA) allocates one temporary per
+# parameter at the state dtype, all at once.
+FOREACH_STEP_TEMPORARIES = 1
 
 # ---- model sizes ----------------------------------------------------------------------
-# The calibration reference: IF-I-XL, 4.3B UNet parameters (flavours.py, DeepFloyd's model zoo).
+# The published figures are for IF-I-XL (4.3B), the largest stage I flavour.
 REFERENCE_FLAVOUR = FLAVOURS["i-xlarge-4.3b"]
-REFERENCE_RESOLUTION = 64  # stage I's native size; the published figures are all at 64px
-# The built-in tiny models (DESIGN.md section 8: "a few million parameters at most"): an
-# upper bound, so the demo's estimate is never low.
-TINY_UNET_PARAMS = 5_000_000
-TINY_TEXT_ENCODER_PARAMS = 5_000_000
-# T5 v1.1 XXL's encoder (google/t5-v1_1-xxl config.json): 24 blocks, d_model 4096, d_ff 10240
-# (gated GELU: wi_0, wi_1, wo), vocabulary 32128. 24 x (4*4096^2 + 3*4096*10240) + 32128*4096
-# = 4.76B, which is TEXT_ENCODER_PARAMS (flavours.py).
+# floydtui's LoRA targets (the schema's default): IF's six attention projections.
+DEFAULT_TARGETS = tuple(FIELD_BY_KEY["lora_target_modules"][1].default)
+# T5 v1.1 XXL's encoder (if_configs/*/text_encoder/config.json): 24 blocks, d_model 4096,
+# d_ff 10240 (gated GELU: wi_0, wi_1, wo), vocabulary 32128.
 T5_BLOCKS = 24
 T5_D_MODEL = 4096
 T5_D_FF = 10240
@@ -66,68 +67,48 @@ T5_STREAM_RESIDENT_BLOCKS = 2
 # Tensors alive at once inside a T5 block without grad: the two gated-FF halves and their
 # product (d_ff wide), and about four d_model-wide ones (residual, norm, attention in/out).
 T5_LIVE_WIDTHS = 3 * T5_D_FF + 4 * T5_D_MODEL
-
-# LoRA parameter count. Each adapted linear (to_q, to_k, to_v, to_out.0, add_k_proj,
-# add_v_proj: the schema's default targets) is about c x c for its block's width c, and LoRA
-# adds r*(c + c). Reading: those attention projections hold a quarter of IF's UNet
-# parameters, at a width of 2048 in IF-I-XL (its widest, low-resolution levels, where IF puts
-# attention), and width grows with sqrt(params) across flavours of the same depth. So LoRA
-# params = r * 2 * (share * P / c) with c = 2048 * sqrt(P / P_xl): 33.6M at rank 32 for XL.
-LORA_TARGET_SHARE = 0.25
-LORA_REFERENCE_WIDTH = 2048
+# The built-in tiny models' T5 (floydtui/train/tiny.py): a few hundred thousand parameters.
+TINY_TEXT_ENCODER_PARAMS = 5_000_000
 # BitFit trains the biases: one per output channel of each c x c layer, so about 1/c of the
-# parameters; 1/1000 is the share at IF's widths (512-2048).
+# parameters; 1/1000 is the share at IF's widths (192-2816). Not counted exactly (yet).
 BITFIT_SHARE = 0.001
 
-# ---- activations ------------------------------------------------------------------------
-# What backward keeps from one 64x64 sample through IF-I-XL in pure bf16, without gradient
-# checkpointing, including the caching allocator's rounding: 3.0 GiB. Calibrated: it is the
-# value with which this model reproduces SimpleTuner's 22G, the guide's ~24G and the
-# diffusers 28G at once (calibration.py). Not derivable from the parameter count alone.
-ACTIVATION_MIB_PER_SAMPLE = 3072
-# Across flavours: IF's stage I UNets differ mainly in width; activations grow with width,
-# parameters with width squared, so activations scale with sqrt(params). Across sizes:
-# every feature map scales with pixels, (resolution / 64)^2.
-ACTIVATION_PARAM_EXPONENT = 0.5
-# Under autocast with fp32 trainables (the diffusers way), group_norm and softmax run in fp32
-# (torch.autocast's fp32 op list), so each norm's input and output and the SiLU after it are
-# saved at 4 bytes: a ResNet half-block saves ~5 half-size units instead of 3. Calibrated at
-# 1.4 against the diffusers 28G (calibration.py); the guide's "pure-bf16" saving is this.
-AUTOCAST_ACTIVATION_FACTOR = 1.4
-# Stage II (64->256 upscalers) puts its narrowest levels at full resolution, the Imagen
-# super-resolution UNet pattern, so per pixel it keeps less than the width rule above gives.
-# Read against the diffusers stage II full-tune example (IF-II-L, batch 2 at 256px), which
-# ran on one GPU: at 1.0 the model puts it above 80 GiB, the largest single GPU of 2023.
-STAGE2_ACTIVATION_SCALE = 0.75
-# mixed_precision = "no": every saved tensor is fp32, twice bf16.
-FP32_ACTIVATION_FACTOR = 2.0
-# diffusers' UNet checkpoints every ResNet and attention block: backward keeps each block's
-# input (one of the 6-10 tensors a block saves) and recomputes one block at a time. 0.3 is
-# a cautious reading of that; the GPU benchmark's measured peaks will correct it.
-GRADIENT_CHECKPOINTING_FACTOR = 0.3
+# ---- activations (fitted to bench/results/memory.json) ---------------------------------
+# What backward keeps per sample follows the feature maps the UNet's blocks leave
+# (archdata.feature_elements: channels x pixels summed over the ResNet and attention blocks;
+# it grows with the width and with the pixels). Bytes per such element, fp32, by (stage,
+# gradient checkpointing), fitted by least squares (relative error) to every measured fp32 CPU
+# step (bench/bench_memory.py, bench/results/memory.json; calibration.fit_activation_constants):
+# stage I on IF-I-M (batch 1 and 2) and IF-I-L at 64px, stage II on IF-II-M at 256px. The same
+# cost per element came out of both stages and both widths (27-31 bytes without checkpointing),
+# which is what lets IF-I-XL (IF-I-M's layout at width 704, too large for the benchmark machine)
+# be derived from it; IF-II-L, measured in bf16 with checkpointing only, agrees within 5%.
+ACTIVATION_BYTES_PER_ELEMENT = {(1, False): 28.11, (1, True): 16.37, (2, False): 26.94, (2, True): 14.14}
+# mixed_precision bf16 (floydtui: bf16 frozen weights, fp32 LoRA, autocast): most saved tensors
+# are bf16, the norms' and the loss's fp32. Measured on IF-I-M under CPU autocast (the geometric
+# mean of bf16 rows over the same fp32 rows: 0.58 without checkpointing, 0.66 with);
+# CUDA's autocast lists are close, not equal.
+BF16_ACTIVATION_FACTOR = 0.621
 # peft's DoRA keeps each adapted layer's base output for the magnitude's backward: one more
-# output per adapted projection, about a fifth more activation memory.
+# output per adapted projection, about a fifth more activation memory. Not measured.
 DORA_ACTIVATION_FACTOR = 1.2
 # Without xformers (AMD, Apple), sdpa may run its math kernel, which keeps the attention
 # score matrices; IF attends only at its low-resolution levels, so a quarter more. The
-# guide: AMD and Apple users cannot set xformers, "requiring more VRAM".
+# guide: AMD and Apple users cannot set xformers, "requiring more VRAM". Not measured.
 MATH_ATTENTION_FACTOR = 1.25
-# Backward walks the UNet from its last (high-resolution up) blocks to its first: by the time
-# every gradient exists, the down path's activations (about half) are still held.
-DOWN_PATH_ACTIVATION_SHARE = 0.5
 # Sampling keeps no activations for backward: the skip connections held for the up path and
-# one block's working set, about 15% of what training saves per image.
+# one block's working set, about 15% of what training saves per image. Not measured.
 INFERENCE_ACTIVATION_SHARE = 0.15
 # Classifier-free guidance runs the conditional and unconditional image together.
 CFG_BATCH = 2
 # Tensors of a batch besides activations: fp32 pixels (clean, noise, noisy, target)
-# and the bf16 T5 embeds (77 x 4096), per sample.
+# and the T5 embeds (77 x 4096) at the weight dtype, per sample.
 BATCH_PIXEL_TENSORS = 4
-EMBED_BYTES_PER_SAMPLE = TEXT_MAX_LENGTH * T5_D_MODEL * 2
 
 # ---- framework ----------------------------------------------------------------------------
 # CUDA context, cuBLAS/cuDNN workspaces and kernels loaded on first use: 0.5-1 GiB on current
 # NVIDIA drivers with lazy loading (nvidia-smi before any tensor is allocated); 0.75 GiB.
+# Not in torch.cuda.max_memory_allocated, nor in the CPU measurement.
 CUDA_CONTEXT_MIB = 768
 # The caching allocator holds more than is allocated (block rounding, fragmentation): the
 # gap between torch.cuda.max_memory_reserved and max_memory_allocated, typically 5-10%.
@@ -145,33 +126,56 @@ PHASES = ("embed_cache", "train", "validation")
 class Settings:
     """Everything the memory model reads: a preset's training keys, or a published run's."""
 
-    unet_params: int
-    stage: int = 1
+    flavour: str = "i-medium-400m"  # a FLAVOURS name or a built-in model id
     method: str = "lora"  # "lora" | "full"
     lora_rank: int = 32
+    lora_targets: tuple[str, ...] = DEFAULT_TARGETS
     use_dora: bool = False
     use_bitfit: bool = False
     batch_size: int = 4
-    resolution: int = 64
+    resolution: int = 0  # 0: the flavour's native size
     gradient_checkpointing: bool = False
     weight_dtype: str = "bf16"  # the frozen weights and the forward pass: fp32 | bf16 | fp16
-    optimizer: str = "adamw_bf16"  # adamw (fp32 trainables under autocast) | adamw_bf16 (pure) | adamw_8bit
+    optimizer: str = "adamw_bf16"  # adamw (fp32 states) | adamw_bf16 (bf16 states) | adamw_8bit
+    # floydtui's setup_trainable keeps what trains in fp32; SimpleTuner's pure bf16 does not.
+    trainable_dtype: str = "fp32"
+    foreach_optimizer: bool = False  # torch's foreach AdamW (the diffusers scripts), not floydtui's
     text_encoder_placement: str = "gpu"  # gpu | stream | cpu (auto is resolved before)
-    text_encoder_params: int = TEXT_ENCODER_PARAMS
     embed_batch_size: int = 16
     unet_resident_while_embedding: bool = False  # diffusers' scripts encode with the UNet loaded
-    validation_sizes: tuple[tuple[int, int], ...] = ((64, 64),)
+    text_encoder_resident_while_training: bool = False  # T5 kept on the GPU after caching (not floydtui)
+    validation_sizes: tuple[tuple[int, int], ...] = ()  # () : one image at the training size
     math_attention: bool = False  # sdpa without flash kernels (AMD, Apple)
     label: str = ""
 
     @property
-    def trainable_dtype(self) -> str:
-        """Pure-bf16 AdamW trains at the weight dtype; the others keep fp32 trainables."""
-        return self.weight_dtype if self.optimizer == "adamw_bf16" else "fp32"
+    def arch(self) -> dict:
+        return archdata.arch(self.flavour)
 
     @property
-    def autocast(self) -> bool:
-        return self.trainable_dtype == "fp32" and self.weight_dtype != "fp32"
+    def stage(self) -> int:
+        return self.arch["stage"]
+
+    @property
+    def unet_params(self) -> int:
+        return self.arch["unet_params"]
+
+    @property
+    def size(self) -> int:
+        """The training resolution in pixels (the flavour's native one when unset)."""
+        return self.resolution or self.arch["resolution"]
+
+    @property
+    def builtin(self) -> bool:
+        return self.flavour in BUILTIN_MODELS
+
+    @property
+    def text_encoder_params(self) -> int:
+        return TINY_TEXT_ENCODER_PARAMS if self.builtin else TEXT_ENCODER_PARAMS
+
+    @property
+    def text_dim(self) -> int:
+        return self.arch.get("text_dim", T5_D_MODEL)
 
 
 @dataclass
@@ -200,17 +204,54 @@ class Advice:
 
 
 # ---- the model ------------------------------------------------------------------------------
-def lora_params(unet_params: int, rank: int) -> int:
-    """Trainable LoRA parameters for a UNet of this size at this rank (see LORA_TARGET_SHARE)."""
-    width = LORA_REFERENCE_WIDTH * math.sqrt(unet_params / REFERENCE_FLAVOUR.unet_params)
-    return int(rank * 2 * LORA_TARGET_SHARE * unet_params / width)
+def lora_params(flavour: str, rank: int, targets: tuple[str, ...] = DEFAULT_TARGETS) -> int:
+    """Exactly the parameters peft adds: rank x (in + out) of every Linear a target matches."""
+    per_rank = archdata.arch(flavour)["lora_per_rank"]
+    return rank * sum(per_rank.get(t, 0) for t in targets)
 
 
-def activation_mib_per_sample(unet_params: int, width: float, height: float, stage: int = 1) -> float:
-    """Pure-bf16 training activations of one sample of width x height (see ACTIVATION_MIB_PER_SAMPLE)."""
-    size = (unet_params / REFERENCE_FLAVOUR.unet_params) ** ACTIVATION_PARAM_EXPONENT
-    per_pixel = STAGE2_ACTIVATION_SCALE if stage == 2 else 1.0
-    return ACTIVATION_MIB_PER_SAMPLE * size * per_pixel * (width * height) / REFERENCE_RESOLUTION ** 2
+def activation_bytes(s: Settings, batch: int | None = None, size: float | None = None) -> float:
+    """Bytes backward keeps for a batch (fitted; see ACTIVATION_BYTES_PER_ELEMENT)."""
+    side = size or s.size
+    elements = s.arch["feature_elements"] * (side / s.arch["resolution"]) ** 2
+    factor = BF16_ACTIVATION_FACTOR if s.weight_dtype != "fp32" else 1.0
+    if s.method == "lora" and s.use_dora:
+        factor *= DORA_ACTIVATION_FACTOR
+    if s.math_attention:
+        factor *= MATH_ATTENTION_FACTOR
+    per_element = ACTIVATION_BYTES_PER_ELEMENT[(s.stage, s.gradient_checkpointing)]
+    return (batch if batch is not None else s.batch_size) * elements * per_element * factor
+
+
+def allocated_bytes(s: Settings) -> dict[str, float]:
+    """The training step's peak as torch's allocator counts it (what bench_memory measures and
+    torch.cuda.max_memory_allocated reports), by category."""
+    trainable_bytes = DTYPE_BYTES[s.trainable_dtype]
+    if s.method == "full":
+        trainable = s.unet_params
+        params = trainable * trainable_bytes
+    else:
+        trainable = lora_params(s.flavour, s.lora_rank, s.lora_targets)
+        if s.use_bitfit:
+            trainable += int(s.unet_params * BITFIT_SHARE)
+        params = s.unet_params * DTYPE_BYTES[s.weight_dtype] + trainable * trainable_bytes
+    state_bytes = OPTIMIZER_STATE_BYTES[s.optimizer]
+    step_temporaries = trainable * state_bytes * FOREACH_STEP_TEMPORARIES if s.foreach_optimizer else 0
+    return {
+        "params": params,
+        "gradients": trainable * trainable_bytes,
+        "optimizer": trainable * ADAM_STATES * state_bytes + step_temporaries,
+        "activations": activation_bytes(s),
+        "batch": s.batch_size * (BATCH_PIXEL_TENSORS * 3 * s.size ** 2 * 4
+                                 + TEXT_MAX_LENGTH * s.text_dim * DTYPE_BYTES[s.weight_dtype]),
+    }
+
+
+def trainable_count(s: Settings) -> int:
+    if s.method == "full":
+        return s.unet_params
+    return lora_params(s.flavour, s.lora_rank, s.lora_targets) + (
+        int(s.unet_params * BITFIT_SHARE) if s.use_bitfit else 0)
 
 
 def _held(allocated: dict[str, float]) -> dict[str, int]:
@@ -224,49 +265,18 @@ def _held(allocated: dict[str, float]) -> dict[str, int]:
 def estimate_settings(s: Settings) -> Estimate:
     """The estimate for explicit settings: doctor's flavour x method grid and the calibration table."""
     notes: list[str] = []
-    wbytes = DTYPE_BYTES[s.weight_dtype]
-    tbytes = DTYPE_BYTES[s.trainable_dtype]
-    sbytes = OPTIMIZER_STATE_BYTES[s.optimizer]
-    unet_mib = s.unet_params * wbytes / MIB
-
-    # What is trained, and what stays frozen.
-    if s.method == "full":
-        trainable = s.unet_params
-        frozen_mib = 0.0
-    else:
-        trainable = lora_params(s.unet_params, s.lora_rank)
-        if s.use_bitfit:
-            trainable += int(s.unet_params * BITFIT_SHARE)
-        frozen_mib = unet_mib
-    trainable_mib = trainable * tbytes / MIB
-    grads_mib = trainable * tbytes / MIB
-    states_mib = trainable * ADAM_STATES * sbytes / MIB
-    step_temp_mib = trainable * OPTIMIZER_STEP_TEMPORARIES[s.optimizer] * sbytes / MIB
-
-    # Activations of one batch.
-    factor = 1.0
-    if s.weight_dtype == "fp32":
-        factor *= FP32_ACTIVATION_FACTOR
-    elif s.autocast:
-        factor *= AUTOCAST_ACTIVATION_FACTOR
-    if s.gradient_checkpointing:
-        factor *= GRADIENT_CHECKPOINTING_FACTOR
-    if s.method == "lora" and s.use_dora:
-        factor *= DORA_ACTIVATION_FACTOR
-    if s.math_attention:
-        factor *= MATH_ATTENTION_FACTOR
-    per_sample = activation_mib_per_sample(s.unet_params, s.resolution, s.resolution, s.stage)
-    activations_mib = per_sample * s.batch_size * factor
-    batch_mib = s.batch_size * (BATCH_PIXEL_TENSORS * 3 * s.resolution ** 2 * 4 + EMBED_BYTES_PER_SAMPLE) / MIB
-    # Backward ends with every gradient and the down path's activations; the step adds its temporaries.
-    dynamic = max(activations_mib, grads_mib + DOWN_PATH_ACTIVATION_SHARE * activations_mib,
-                  grads_mib + step_temp_mib)
+    parts = {k: v / MIB for k, v in allocated_bytes(s).items()}
+    trainable = trainable_count(s)
+    unet_mib = s.unet_params * DTYPE_BYTES[s.weight_dtype] / MIB
     train = _held({
-        "unet_weights": frozen_mib if s.method == "lora" else trainable_mib,
-        "trainable_params": trainable_mib if s.method == "lora" else 0.0,
-        "optimizer_states": states_mib,
-        "activations_and_gradients": dynamic,
-        "batch": batch_mib,
+        "unet_weights": parts["params"] if s.method == "full" else unet_mib,
+        "trainable_params": 0.0 if s.method == "full" else parts["params"] - unet_mib,
+        "gradients": parts["gradients"],
+        "optimizer_states": parts["optimizer"],
+        "activations": parts["activations"],
+        "batch": parts["batch"],
+        "text_encoder": s.text_encoder_params * DTYPE_BYTES[s.weight_dtype] / MIB
+        if s.text_encoder_resident_while_training else 0.0,
     })
 
     # Text-embed caching.
@@ -285,20 +295,18 @@ def estimate_settings(s: Settings) -> Estimate:
     embed = _held(embed_parts)
 
     # Validation: the optimizer's state stays, gradients are freed, the UNet samples each size.
-    largest = max((w * h for w, h in s.validation_sizes), default=s.resolution ** 2)
-    side = math.sqrt(largest)
-    sample_factor = FP32_ACTIVATION_FACTOR if s.weight_dtype == "fp32" else 1.0
-    sampling_mib = (activation_mib_per_sample(s.unet_params, side, side, s.stage) * INFERENCE_ACTIVATION_SHARE
-                    * CFG_BATCH * sample_factor * (MATH_ATTENTION_FACTOR if s.math_attention else 1.0))
+    largest = max((w * h for w, h in s.validation_sizes), default=s.size ** 2)
+    sampling_mib = (activation_bytes(replace(s, use_dora=False), batch=CFG_BATCH, size=math.sqrt(largest))
+                    * INFERENCE_ACTIVATION_SHARE / MIB)
     validation = _held({
-        "unet_weights": frozen_mib if s.method == "lora" else trainable_mib,
-        "trainable_params": trainable_mib if s.method == "lora" else 0.0,
-        "optimizer_states": states_mib,
+        "unet_weights": train["unet_weights"],
+        "trainable_params": train.get("trainable_params", 0),
+        "optimizer_states": parts["optimizer"],
         "sampling": sampling_mib,
     })
 
     breakdown = {"embed_cache": embed, "train": train, "validation": validation}
-    phases = {name: sum(parts.values()) for name, parts in breakdown.items()}
+    phases = {name: sum(p.values()) for name, p in breakdown.items()}
     peak_phase = max(PHASES, key=lambda p: phases[p])
 
     # Why: the lines a user reads next to the number.
@@ -312,33 +320,37 @@ def estimate_settings(s: Settings) -> Estimate:
         notes.append("text encoder on the CPU while caching embeds: no GPU memory, slower caching")
     if s.unet_resident_while_embedding:
         notes.append("the UNet is loaded while captions are encoded (the diffusers scripts' order)")
+    elif s.text_encoder_resident_while_training:
+        notes.append("T5 stays on the GPU while training: its weights add to the training step's memory")
     else:
         notes.append("embeds precomputed: T5 not resident while training (its memory is free for the UNet)")
+    optimizer_mib = parts["gradients"] + parts["optimizer"] + (0 if s.method == "full" else parts["params"] - unet_mib)
     if s.method == "full":
         notes.append(f"full UNet tune: {trainable / 1e6:,.0f}M parameters trained in {s.trainable_dtype}, "
-                     f"gradients and AdamW states ({s.optimizer}): {gib(trainable_mib + grads_mib + states_mib)}")
+                     f"gradients and AdamW states ({s.optimizer}): {gib(parts['params'] + optimizer_mib)}")
     else:
-        notes.append(f"UNet frozen in {s.weight_dtype}: {gib(frozen_mib)}; "
+        notes.append(f"UNet frozen in {s.weight_dtype}: {gib(unet_mib)}; "
                      f"{'DoRA' if s.use_dora else 'LoRA'} rank {s.lora_rank}"
-                     f"{' + BitFit biases' if s.use_bitfit else ''}: {trainable / 1e6:.1f}M trainable "
-                     f"parameters with gradients and AdamW states: {gib(trainable_mib + grads_mib + states_mib)}")
+                     f"{' + BitFit biases' if s.use_bitfit else ''}: {trainable / 1e6:.2f}M trainable "
+                     f"parameters in {s.trainable_dtype} with gradients and AdamW states ({s.optimizer}): "
+                     f"{gib(optimizer_mib)}")
     if s.weight_dtype == "fp32":
-        notes.append("mixed_precision = \"no\": weights and activations in fp32, twice bf16")
-    elif s.autocast:
-        notes.append(f"fp32 trainables under autocast (optimizer = \"{s.optimizer}\"): norms and softmax saved "
-                     f"in fp32, activations x{AUTOCAST_ACTIVATION_FACTOR}")
+        notes.append("mixed_precision = \"no\": weights and activations in fp32")
+    elif s.trainable_dtype == "fp32":
+        notes.append(f"{s.weight_dtype} weights under autocast, trainables in fp32: activations "
+                     f"x{BF16_ACTIVATION_FACTOR} of fp32's (measured)")
     else:
-        notes.append(f"pure {s.weight_dtype}: trainables, gradients and optimizer states in {s.weight_dtype}, "
-                     "no autocast copies")
-    notes.append(f"activations: batch {s.batch_size} at {s.resolution}x{s.resolution}: {gib(activations_mib)}"
-                 + (" (gradient checkpointing on)" if s.gradient_checkpointing else
-                    f" (gradient checkpointing would make it {gib(activations_mib * GRADIENT_CHECKPOINTING_FACTOR)})"))
-    if s.stage == 2:
-        notes.append(f"stage II trains at its {s.resolution}px output size: no published peak yet, activations "
-                     f"scaled from stage I's by pixels, x{STAGE2_ACTIVATION_SCALE} for its narrow full-size levels")
+        notes.append(f"pure {s.weight_dtype}: trainables, gradients and optimizer states in {s.weight_dtype}")
+    without = activation_bytes(replace(s, gradient_checkpointing=not s.gradient_checkpointing)) / MIB
+    notes.append(f"activations: batch {s.batch_size} at {s.size}x{s.size}: {gib(parts['activations'])}"
+                 + (f" (gradient checkpointing on; off: {gib(without)})" if s.gradient_checkpointing else
+                    f" (gradient checkpointing would make it {gib(without)})"))
+    if s.flavour == REFERENCE_FLAVOUR.name:
+        notes.append("IF-I-XL's activations are derived from IF-I-M and IF-I-L (the same layout at other widths), "
+                     "measured; XL itself does not fit the benchmark machine")
     if s.math_attention:
-        notes.append(f"no xformers or flash attention on this GPU: attention x{MATH_ATTENTION_FACTOR}")
-    if s.unet_params < REFERENCE_FLAVOUR.unet_params:
+        notes.append(f"no xformers or flash attention on this GPU: activations x{MATH_ATTENTION_FACTOR} (not measured)")
+    if not s.builtin and s.unet_params < REFERENCE_FLAVOUR.unet_params:
         notes.append(f"a {_params_label(s.unet_params)} UNet: {REFERENCE_FLAVOUR.unet_params / s.unet_params:.0f}x "
                      "smaller than IF-I-XL, which the published 22-28G figures are for")
     notes.append(f"peak: {peak_phase} ({gib(phases[peak_phase])})")
@@ -359,13 +371,14 @@ def _params_label(n: int) -> str:
 def settings_from_preset(preset: Preset, device: Device | None = None) -> Settings:
     """A preset's settings on a device; `auto` text-encoder placement is resolved for it."""
     t = preset.training
-    builtin = preset.model["pretrained_model_name_or_path"] in BUILTIN_MODELS
+    model_id = preset.model["pretrained_model_name_or_path"]
+    builtin = model_id in BUILTIN_MODELS
     flavour: Flavour = preset.flavour
     s = Settings(
-        unet_params=TINY_UNET_PARAMS if builtin else flavour.unet_params,
-        stage=flavour.stage,
+        flavour=model_id if builtin else flavour.name,
         method=t["model_type"],
         lora_rank=t["lora_rank"],
+        lora_targets=tuple(t["lora_target_modules"]),
         use_dora=t["use_dora"],
         use_bitfit=t["use_bitfit"],
         batch_size=t["train_batch_size"],
@@ -373,7 +386,6 @@ def settings_from_preset(preset: Preset, device: Device | None = None) -> Settin
         gradient_checkpointing=t["gradient_checkpointing"],
         weight_dtype="fp32" if t["mixed_precision"] == "no" else t["mixed_precision"],
         optimizer=t["optimizer"],
-        text_encoder_params=TINY_TEXT_ENCODER_PARAMS if builtin else TEXT_ENCODER_PARAMS,
         embed_batch_size=t["embed_batch_size"],
         validation_sizes=tuple(preset.validation_sizes),
         math_attention=device is not None and device.backend in ("rocm", "mps"),
@@ -452,7 +464,9 @@ def advice(preset: Preset, device: Device | None) -> list[Advice]:
         if attempt("pure-bf16 optimizer states (optimizer = \"adamw_bf16\")", {"optimizer": "adamw_bf16"}):
             return out
     if not t["gradient_checkpointing"]:
-        if attempt("gradient checkpointing, about 20% slower", {"gradient_checkpointing": True}):
+        a = archdata.arch(settings_from_preset(preset).flavour)
+        slower = a["train_flops_per_sample_checkpointing"] / a["train_flops_per_sample"] - 1  # counted
+        if attempt(f"gradient checkpointing, about {slower:.0%} slower", {"gradient_checkpointing": True}):
             return out
     batch, accumulation = t["train_batch_size"], t["gradient_accumulation_steps"]
     for smaller in _halvings(batch):

@@ -1,8 +1,11 @@
-"""The memory section of `floydtui check`: the preset's estimate and verdict on this machine.
+"""The memory section of `floydtui check`: the preset's estimate and verdict on this machine,
+and how long a step, the run and the embed cache would take.
 
-A preset that does not fit is an error only where a GPU is detected or assumed: on a machine
-without one, the preset may be meant for another box, so check says so as a warning (and
-the built-in demo model, which trains on a CPU, passes).
+A preset that does not fit is an error only where a GPU is detected or assumed. On a machine
+without one, a real flavour gets no verdict against the CPU's RAM (training it on a CPU is
+not a plan): check says no GPU was found and how long a step would take here, as a warning,
+since the preset may be meant for another box. The built-in tiny models train on a CPU and
+get the verdict against RAM.
 """
 
 from __future__ import annotations
@@ -12,11 +15,39 @@ from floydtui.config.flavours import BUILTIN_MODELS
 from floydtui.config.preset import Preset
 from floydtui.errors import FloydError, Problem
 from floydtui.hardware.devices import Device, best_device, detect_devices, platform_problems
-from floydtui.hardware.estimate import Advice, advice, estimate, gib, verdict
+from floydtui.hardware.estimate import Advice, advice, estimate, gib, settings_from_preset, verdict
+from floydtui.hardware.speed import TimeEstimate, estimate_time
 
 
-def check_memory(preset: Preset) -> CheckSection:
-    """The verdict for this preset on the detected (or assumed) best device, with advice."""
+def preset_time(preset: Preset, device: Device | None, captions: int | None = None) -> TimeEstimate:
+    """The time estimate of a preset's training on a device (max_train_steps optimizer steps)."""
+    s = settings_from_preset(preset, device)
+    t = preset.training
+    steps = t["max_train_steps"]
+    if not steps and captions:  # num_train_epochs instead: the steps an epoch of the usable images takes
+        steps = t["num_train_epochs"] * -(-captions // (t["train_batch_size"] * t["gradient_accumulation_steps"]))
+    return estimate_time(s.flavour, batch=s.batch_size, resolution=s.size, checkpointing=s.gradient_checkpointing,
+                         accumulation=t["gradient_accumulation_steps"], steps=steps,
+                         weight_dtype=s.weight_dtype, device=device, captions=captions,
+                         text_encoder_placement=s.text_encoder_placement, method=s.method)
+
+
+def no_gpu_message(preset: Preset, timing: TimeEstimate) -> str:
+    """What a machine without a GPU means for a real flavour: the first thing the user reads."""
+    return (f"no GPU found: training {preset.flavour.name} here would take {timing.line()} "
+            f"({timing.basis})")
+
+
+def gets_verdict(preset: Preset, device: Device | None) -> bool:
+    """A verdict against a CPU's RAM only for the built-in tiny models, which train on a CPU."""
+    if device is not None and device.is_gpu:
+        return True
+    return preset.model["pretrained_model_name_or_path"] in BUILTIN_MODELS
+
+
+def check_memory(preset: Preset, captions: int | None = None) -> CheckSection:
+    """The verdict for this preset on the detected (or assumed) best device, with advice and times;
+    `captions`: how many the embed cache would encode (the datasets' usable images)."""
     where = f"{preset.source or 'preset'} [training]"
     try:
         devices = detect_devices()
@@ -24,25 +55,30 @@ def check_memory(preset: Preset) -> CheckSection:
         return CheckSection("memory", ["devices: FLOYDTUI_ASSUME_GPU could not be read"], list(e.problems))
     device = best_device(devices)
     est = estimate(preset, device)
-    result = verdict(est, device)
-    tips = advice(preset, device) if result != "fits" else []
-    builtin = preset.model["pretrained_model_name_or_path"] in BUILTIN_MODELS
+    judged = gets_verdict(preset, device)
+    result = verdict(est, device) if judged else "not_judged"
+    tips = advice(preset, device) if judged and result != "fits" else []
+    timing = preset_time(preset, device, captions)
+    on_gpu = device is not None and device.is_gpu
 
     lines = [f"device: {device.label() if device else 'none found'}"
-             + (f", {len(devices)} found" if len(devices) > 1 else ""),
-             f"estimate: peak {gib(est.peak_mib)} in {est.peak_phase} ("
-             + ", ".join(f"{p} {gib(v)}" for p, v in est.phases.items()) + f"): {result.replace('_', ' ')}"]
+             + (f", {len(devices)} found" if len(devices) > 1 else "")]
+    if not judged:
+        lines.append(no_gpu_message(preset, timing))
+    lines.append(f"estimate: peak {gib(est.peak_mib)} in {est.peak_phase} ("
+                 + ", ".join(f"{p} {gib(v)}" for p, v in est.phases.items()) + ")"
+                 + (f": {result.replace('_', ' ')}" if judged else " on a GPU"))
+    if judged:
+        lines.append(f"time: {timing.line()} ({timing.basis})")
     lines += [f"  {n}" for n in est.notes]
     lines += [f"  to fit: {a.change} -> {gib(a.peak_mib)} ({a.verdict.replace('_', ' ')})" for a in tips]
 
     problems = platform_problems(device, preset.training["attention_mechanism"], where)
-    on_gpu = device is not None and device.is_gpu
-    if not on_gpu and not builtin:
+    if not judged:
         problems.append(Problem(
-            "no GPU found: training would run on the CPU, far too slow for a real DeepFloyd flavour",
-            where=where, severity="warning",
+            no_gpu_message(preset, timing), where=where, severity="warning",
             hint="run check on the GPU machine, or set FLOYDTUI_ASSUME_GPU=\"NAME:MiB\" to check against a card"))
-    if result != "fits" and device is not None:
+    if judged and result != "fits" and device is not None:
         problems.append(_fit_problem(est.peak_mib, est.peak_phase, result, device, tips, where, on_gpu))
     if on_gpu and result != "does_not_fit" and device.free_mib < est.peak_mib:
         problems.append(Problem(
@@ -54,6 +90,7 @@ def check_memory(preset: Preset) -> CheckSection:
         "devices": [_device_dict(d) for d in devices],
         "estimate": est.to_dict(),
         "verdict": result,
+        "time": timing.to_dict(),
         "advice": [{"change": a.change, "overrides": a.overrides, "peak_mib": a.peak_mib, "verdict": a.verdict}
                    for a in tips],
     }

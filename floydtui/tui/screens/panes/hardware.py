@@ -1,5 +1,7 @@
 """Step 2: the devices, the guide's requirement, floydtui's estimate phase by phase, the verdict,
-and the changes that would make it fit, each applied with a key."""
+the time a step and the run would take, and the changes that would make it fit, each applied
+with a key. On a machine without a GPU a real flavour gets no verdict against the CPU's RAM:
+the step says first that no GPU was found and how long training would take here."""
 
 from __future__ import annotations
 
@@ -41,12 +43,16 @@ class HardwareReport(Message):
     xformers: tuple[bool, str] | None = None
     disk: Any = None
     problems: list[Problem] = field(default_factory=list)
+    timing: Any = None  # speed.TimeEstimate
+    no_gpu: str = ""  # the no-GPU message, for a real flavour on a machine without a GPU
 
 
-def hardware_report(preset) -> HardwareReport:
-    """Detect devices, estimate the preset's memory, and collect advice (runs in a worker thread)."""
+def hardware_report(preset, captions: int | None = None) -> HardwareReport:
+    """Detect devices, estimate the preset's memory and time, and collect advice (runs in a worker
+    thread); `captions`: the datasets' unique captions, for the embed cache's time."""
     from floydtui.hardware.devices import best_device, detect_devices, xformers_available
     from floydtui.hardware.estimate import advice, estimate, verdict
+    from floydtui.hardware.report import gets_verdict, no_gpu_message, preset_time
 
     report = HardwareReport()
     try:
@@ -59,7 +65,10 @@ def hardware_report(preset) -> HardwareReport:
     if preset is None:
         return report
     report.estimate = estimate(preset, report.device)
-    if report.device is not None:
+    report.timing = preset_time(preset, report.device, captions)
+    if not gets_verdict(preset, report.device):
+        report.no_gpu = no_gpu_message(preset, report.timing)
+    elif report.device is not None:
         report.verdict = verdict(report.estimate, report.device)
         report.advice = list(advice(preset, report.device))
     try:
@@ -93,8 +102,10 @@ class HardwarePane(WizardPane):
 
     def build(self) -> Iterable[Widget]:
         yield VerticalScroll(
+            Static(id="hw-no-gpu"),
             Static("Detecting devices…", id="hw-devices"),
             Static(id="hw-verdict"),
+            Static(id="hw-time"),
             Static("Changes that would make it fit (press the number, or Enter):", id="hw-advice-title",
                    classes="form-group"),
             ListView(id="hw-advice"),
@@ -111,13 +122,15 @@ class HardwarePane(WizardPane):
         return self.query_one("#hw-advice", ListView)
 
     def state_changed(self) -> None:
-        self.run_report(self.state.estimate_preset())
+        scans = self.wizard.scans
+        captions = None if scans is None else len({r.caption for s in scans for r in s.usable if r.caption})
+        self.run_report(self.state.estimate_preset(), captions)
 
     @work(thread=True, exclusive=True, group="hardware", exit_on_error=False)
-    def run_report(self, preset) -> None:
+    def run_report(self, preset, captions: int | None = None) -> None:
         """Detection and the estimate can take a moment (nvidia-smi): off the UI thread."""
         try:
-            report = hardware_report(preset)
+            report = hardware_report(preset, captions)
         except FloydError as e:
             report = HardwareReport(problems=list(e.problems))
         self.post_message(report)
@@ -128,7 +141,10 @@ class HardwarePane(WizardPane):
         self.wizard.record_hardware(report)
         self.query_one("#hw-devices", Static).update(self._devices_text(report))
         self.query_one("#hw-estimate", Static).update(self._estimate_table(report))
+        self.query_one("#hw-no-gpu", Static).update(Text(report.no_gpu, style="bold yellow"))
+        self.query_one("#hw-no-gpu").display = bool(report.no_gpu)
         self.query_one("#hw-verdict", Static).update(self._verdict_text(report))
+        self.query_one("#hw-time", Static).update(self._time_text(report))
         self.advice_list.clear()
         items = [AdviceItem(i, a) for i, a in enumerate(report.advice[:9], 1)]
         self.advice_list.extend(items)
@@ -159,7 +175,8 @@ class HardwarePane(WizardPane):
             return Text("Estimate: fix the training settings' errors to see one.", style="dim")
         p = self.state.estimate_preset()
         t = p.training
-        title = (f"Estimate for {p.flavour.name}, {t['model_type']} rank {t['lora_rank']}, batch "
+        title = (f"{'GPU memory it would need' if r.no_gpu else 'Estimate'} for {p.flavour.name}, "
+                 f"{t['model_type']} rank {t['lora_rank']}, batch "
                  f"{t['train_batch_size']}, {'fp32' if t['mixed_precision'] == 'no' else t['mixed_precision']}")
         table = Table(box=None, show_header=False, padding=(0, 2), expand=False)
         table.add_column("phase")
@@ -179,6 +196,15 @@ class HardwarePane(WizardPane):
         spare = r.device.total_mib - r.estimate.peak_mib
         text.append(f"  on {r.device.name} ({gib(r.device.total_mib)}): peak {gib(r.estimate.peak_mib)}, "
                     + (f"{gib(spare)} to spare" if spare >= 0 else f"{gib(-spare)} short"))
+        return text
+
+    def _time_text(self, r: HardwareReport) -> Text:
+        text = Text()
+        if r.timing is None or r.no_gpu:
+            return text  # the no-GPU message at the top already gives the time
+        text.append("Time  ", style="bold")
+        text.append(r.timing.line())
+        text.append(f"  ({r.timing.basis})", style="dim")
         return text
 
     def _xformers_text(self, r: HardwareReport) -> Text:
