@@ -154,7 +154,7 @@ def main() -> None:
         lora_only()
         return
 
-    from floydtui.config.flavours import FLAVOURS
+    from floydtui.config.flavours import BUILTIN_MODELS, FLAVOURS
     from floydtui.config.schema import TRAINING_FIELDS
     from floydtui.hardware.archdata import config_dir, unet_config
     from floydtui.train.tiny import ensure_builtin
@@ -163,12 +163,14 @@ def main() -> None:
     started = time.perf_counter()
     out: dict = {"generated_by": "bench/count_arch.py", "torch": torch.__version__,
                  "default_targets": list(default_targets), "flavours": {}, "builtin": {}}
-    for name, flavour in FLAVOURS.items():
+    if "--builtin-only" in sys.argv:  # keep the (slow) flavour counts, recount the built-in models
+        out |= {k: v for k, v in json.loads(OUT.read_text()).items() if k not in ("builtin", "count_s")}
+    for name, flavour in FLAVOURS.items() if "--builtin-only" not in sys.argv else ():
         out["flavours"][name] = count(unet_config(name), flavour.stage, flavour.native_resolution, 4096,
                                          check_pixels=name == "i-medium-400m")
         print(name, out["flavours"][name]["unet_params"], out["flavours"][name]["train_flops_per_sample"] / 1e9,
               "GFLOP", flush=True)
-    for model_id, stage in (("builtin:tiny-if-i", 1), ("builtin:tiny-if-ii", 2)):
+    for model_id, stage in BUILTIN_MODELS.items():
         folder = ensure_builtin(model_id)
         cfg = {k: v for k, v in json.loads((folder / "unet" / "config.json").read_text()).items()
                if not k.startswith("_")}

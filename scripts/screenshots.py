@@ -25,6 +25,23 @@ async def wait(pilot, seconds: float = 0.4) -> None:
         await pilot.pause(seconds / 3)
 
 
+BUSY = ("Detecting", "scanning", "Checking")
+
+
+async def settled(pilot, ceiling: float = 300.0) -> None:
+    """Wait until no pane says it is still working (a loaded machine detects and scans slowly)."""
+    import time
+
+    end = time.monotonic() + ceiling
+    while time.monotonic() < end:
+        await wait(pilot)
+        text = pilot.app.export_screenshot()
+        if not any(marker in text for marker in BUSY):
+            return
+        await pilot.pause(0.5)
+    raise SystemExit(f"a screen was still busy after {ceiling:.0f} s: {[m for m in BUSY if m in text]}")
+
+
 def svg_to_png(svg: Path, png: Path) -> None:
     import cairosvg
 
@@ -51,6 +68,7 @@ async def wizard(size: tuple[int, int], tmp: Path) -> None:
         for name in ("2-hardware", "3-training", "4-validation", "5-datasets", "6-text-embeds", "7-review"):
             await pilot.press("ctrl+n")
             await wait(pilot, 1.0)
+            await settled(pilot)
             if name == "5-datasets":
                 await pilot.pause(1.0)
                 await wait(pilot)
