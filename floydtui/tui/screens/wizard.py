@@ -342,8 +342,10 @@ class WizardScreen(WorkerFailures, Screen):
         default = default.parent / f"{default.name}-simpletuner"
 
         def export(folder: Path) -> Path:
-            written = export_simpletuner(preset, folder)
+            written, warnings = export_simpletuner(preset, folder)
             self.notify("Exported " + ", ".join(p.name for p in written) + f" to {folder}", timeout=4)
+            for w in warnings:  # what SimpleTuner 4.10.1 cannot say, as `floydtui export` prints it
+                self.notify(f"{w.message}" + (f" ({w.hint})" if w.hint else ""), severity="warning", timeout=8)
             return folder
 
         from floydtui.tui.screens.dialogs import PathDialog

@@ -31,15 +31,15 @@ class ChecksDone(Message):
         self.problems = problems
 
 
-def simpletuner_files(preset) -> dict[str, str]:
-    """The files `floydtui export` would write, by name, as text."""
+def simpletuner_files(preset) -> tuple[dict[str, str], list[Problem]]:
+    """The files `floydtui export` would write, by name, as text, and its warnings."""
     from floydtui.config.simpletuner import export_simpletuner
 
     with tempfile.TemporaryDirectory(prefix="floydtui-review-") as tmp:
-        written = export_simpletuner(preset, tmp)
+        written, warnings = export_simpletuner(preset, tmp)
         files = {p.name: p.read_text(encoding="utf-8") for p in written}
         real = str(Path(tmp).resolve())
-    return {name: text.replace(real, EXPORT_FOLDER) for name, text in files.items()}
+    return {name: text.replace(real, EXPORT_FOLDER) for name, text in files.items()}, warnings
 
 
 class ReviewPane(WizardPane):
@@ -93,7 +93,8 @@ class ReviewPane(WizardPane):
             except ScanCancelled:
                 return
         sections = run_checks(preset, scans)
-        self.post_message(ChecksDone(sections, simpletuner_files(preset), []))
+        files, export_warnings = simpletuner_files(preset)
+        self.post_message(ChecksDone(sections, files, export_warnings))
 
     def worker_failed(self, worker, error) -> None:
         """The check crashed: say so where "Checking…" was, so the step never waits forever."""
@@ -105,7 +106,7 @@ class ReviewPane(WizardPane):
     def _checked(self, event: ChecksDone) -> None:
         from rich.syntax import Syntax
 
-        self.show_problems(event.sections, [])
+        self.show_problems(event.sections, event.problems)
         text = Text()
         for name, body in event.simpletuner.items():
             text.append(f"── {name}\n", style="bold")
