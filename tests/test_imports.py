@@ -55,6 +55,10 @@ def test_a_headless_command_loads_neither_textual_nor_torch(module):
     assert seen.pop("import") == [], f"importing floydtui.commands.{module} loads them"
     for argv, (code, heavy) in seen.items():
         assert code in (0, None), f"`floydtui {argv}` exited {code}"
+        if module in ("check", "scan") and "--help" not in argv:
+            # counting a dataset's caption tokens runs diffusers' own IF caption preprocessing (and
+            # so torch): allowed for the whole command, never Textual
+            heavy = [m for m in heavy if m not in ("torch", "diffusers", "transformers")]
         assert heavy == [], f"`floydtui {argv}` loads them"
 
 
