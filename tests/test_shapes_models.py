@@ -351,8 +351,7 @@ def test_the_stage2_demo_lora_upscales_no_worse_than_its_base(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="needs issue 13's caption preprocessing (not on main yet) and a longer-pretrained "
-                          "base (docs/builtin-models.md)", strict=False)
+@UNDERTRAINED
 @DEMO_CEILING
 def test_capitalised_punctuated_captions_teach_the_same_concept(tmp_path):
     """Captions as people write them ("A sks star on a blue background.") still teach "sks" for a lower-case prompt."""
