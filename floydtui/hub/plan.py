@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from floydtui.config.flavours import BUILTIN_PREFIX, builtin_label
-from floydtui.errors import FloydError, Problem
+from floydtui.errors import CheckSection, FloydError, Problem
 from floydtui.hub.access import hub_token, licence_url
 from floydtui.hub.cache import hub_cache_dir, is_offline
 from floydtui.hub import disk
@@ -181,10 +181,8 @@ def _check_room(preset, plan: DownloadPlan) -> None:
             where=f"disk {d.mount}", key="min_free_disk_mib", hint=hint + ", or lower min_free_disk_mib"))
 
 
-def disk_section(preset):
+def disk_section(preset) -> CheckSection:
     """The `floydtui check` section (and the wizard's hardware screen): downloads and disk room."""
-    from floydtui.checks import CheckSection
-
     plan = plan_download(preset)
     return CheckSection("download and disk", plan.lines(), list(plan.problems), plan.to_dict())
 
