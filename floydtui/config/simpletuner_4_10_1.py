@@ -269,6 +269,7 @@ def from_simpletuner(given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     st = dict(DEFAULTS)
     st.update({k: v for k, v in given.items() if v is not None})
     out: dict[str, Any] = {}
+    kept: dict[str, Any] = {}  # SimpleTuner values floydtui reads as an approximation: they go back out
     for key in SAME:
         if st[key] is not None:
             out[key] = st[key]
@@ -345,7 +346,6 @@ def from_simpletuner(given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     gamma = _num(st["snr_gamma"])
     out["snr_gamma"] = gamma if gamma is not None else 0.0
 
-    kept: dict[str, Any] = {}  # SimpleTuner values floydtui reads as an approximation: they go back out
     attention = st["attention_mechanism"]
     if _bool(given.get("enable_xformers_memory_efficient_attention")) is True and "attention_mechanism" not in given:
         attention = "xformers"  # the USE_XFORMERS switch of older config.env files
