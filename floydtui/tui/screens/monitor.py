@@ -293,7 +293,7 @@ class MonitorScreen(WorkerFailures, Screen):
         if not self.live:
             self.notify("The run is not running: there is nothing to validate now.", timeout=4)
             return
-        from floydtui.train.control import request_validation
+        from floydtui.runs import request_validation
 
         try:
             request_validation(self.run_dir)
