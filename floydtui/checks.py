@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from floydtui.config.flavours import stage_name
 from floydtui.config.preset import Preset
 from floydtui.config.reporting import reporting_problems, requested_trackers, webhook_file, webhook_source
 from floydtui.data.report import check_datasets
@@ -21,7 +22,7 @@ def config_section(preset: Preset) -> CheckSection:
     f = preset.flavour
     sizes = preset.validation_sizes
     lines = [
-        f"flavour {f.name}: stage {'I' if f.stage == 1 else 'II'}, {f.params_label} UNet, base {preset.base_model}",
+        f"flavour {f.name}: {stage_name(f.stage)}, {f.params_label} UNet, base {preset.base_model}",
         f"{preset.training['model_type']} rank {preset.training['lora_rank']}, batch "
         f"{preset.training['train_batch_size']}, lr {preset.training['learning_rate']:g} -> "
         f"{preset.training['lr_end']:g} ({preset.training['lr_scheduler']}), resolution {preset.resolution}",

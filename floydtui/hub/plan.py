@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from floydtui.config.flavours import BUILTIN_PREFIX, builtin_label
+from floydtui.config.flavours import builtin_label, classify_model
 from floydtui.errors import CheckSection, FloydError, Problem
 from floydtui.hub.access import hub_token, licence_url
 from floydtui.hub.cache import hub_cache_dir, is_offline
@@ -114,7 +114,7 @@ class DownloadPlan:
 def plan_download(preset) -> DownloadPlan:
     """The download plan of a preset's base model, with the disk room of every folder the run writes."""
     base = preset.base_model
-    kind = "builtin" if base.startswith(BUILTIN_PREFIX) else "local" if Path(base).is_absolute() else "hub"
+    kind = classify_model(base, preset.base_dir).kind
     plan = DownloadPlan(base, kind, is_offline(), hub_cache_dir(), preset.training["min_free_disk_mib"])
     if kind == "builtin":
         plan.notes.append(f"{base}: the built-in {builtin_label(base) or 'model'}, "
