@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from floydtui.config.flavours import classify_model
 from floydtui.config.resolution import normalise_validation_resolution
 from floydtui.errors import Problem
 
@@ -432,7 +433,7 @@ def to_simpletuner(values: dict[str, Any], hub_model: bool) -> tuple[dict[str, A
     for ours, theirs in RENAMED.items():
         st[theirs] = values[ours]
     st["pretrained_model_name_or_path"] = values["pretrained_model_name_or_path"]
-    if values["pretrained_model_name_or_path"].startswith("builtin:"):
+    if classify_model(values["pretrained_model_name_or_path"]).kind == "builtin":
         warnings.append(_warn("pretrained_model_name_or_path is a floydtui built-in model, which SimpleTuner cannot "
                               "load", "pretrained_model_name_or_path",
                               "set it to the flavour's hub id or a local folder before running SimpleTuner"))
