@@ -1,4 +1,5 @@
-"""The DeepFloyd IF model zoo: the five flavours floydtui trains.
+"""The DeepFloyd IF model zoo: the five flavours floydtui trains, the built-in models, what a
+model id names (`classify_model`), the stages' names and the text encoder's facts.
 
 Parameter counts and hub ids are from DeepFloyd's model zoo (DESIGN.md section 4);
 the notes are the guide's (spec/deepfloyd-guide.txt).
@@ -105,7 +106,7 @@ def stage_numeral(stage: int) -> str:
 
 
 def stage_name(stage: int) -> str:
-    """ "stage I" or "stage II", as messages say it (capitalise at the start of a sentence)."""
+    """The words messages use for a stage: "stage I" or "stage II"."""
     return f"stage {stage_numeral(stage)}"
 
 
@@ -120,7 +121,7 @@ class ModelId:
 
     @property
     def stage_name(self) -> str:
-        """ "stage I" / "stage II", or "" where the id does not say."""
+        """The stage the id names in words ("stage I"), or "" where the id does not say."""
         return stage_name(self.stage) if self.stage else ""
 
 
