@@ -34,7 +34,7 @@ from floydtui.config.flavours import (
 from floydtui.config.preset import Preset
 from floydtui.config.schema import FIELD_BY_KEY
 from floydtui.hardware import archdata
-from floydtui.hardware.devices import Device, xformers_available  # noqa: F401 (the API offers it here too)
+from floydtui.hardware.devices import Device
 
 MIB = 1024 * 1024
 
