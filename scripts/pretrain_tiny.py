@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from floydtui.train import shapes, tiny  # noqa: E402
-from floydtui.train.sampling import encode_prompts  # noqa: E402
+from floydtui.config.flavours import TEXT_MAX_LENGTH  # noqa: E402
+from floydtui.train.sampling import encode_prompts, preprocess  # noqa: E402
 from floydtui.train.inputs import low_res, upscale_like_pipeline  # noqa: E402
 
 SEED = 20260101
@@ -64,6 +65,13 @@ def parse() -> argparse.Namespace:
     p.add_argument("--cap-from", type=int, default=200, help="the step from which the loss weight's cap is 200")
     p.add_argument("--focus-from", type=int, default=None,
                    help="from this step on, half of each batch's timesteps are drawn from the noisiest fifth (800-999)")
+    p.add_argument("--train-text", action="store_true",
+                   help="train the tiny T5 with the UNet (a random T5 barely tells 'a red circle on a blue background' "
+                        "from 'a blue circle on a red background'; a trained one does, as T5-XXL does)")
+    p.add_argument("--text-from", type=Path, default=None,
+                   help="a pipeline folder whose tokenizer and T5 to use, frozen (stage II: stage I's, as IF shares one)")
+    p.add_argument("--resume-from", type=Path, default=None,
+                   help="start from the EMA UNet of this state.pt (a new phase: fresh optimizer and EMA)")
     p.add_argument("--stop-at", type=int, default=None, help="end (and save) at this step of the --steps schedule")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--save-every", type=int, default=100)
@@ -153,19 +161,38 @@ def main() -> int:
     from floydtui.train.models import quiet_libraries
 
     quiet_libraries()
-    tokenizer = tiny.build_tokenizer()
-    text_encoder = tiny.build_text_encoder(tokenizer)
+    if args.text_from:
+        from transformers import T5EncoderModel, T5TokenizerFast
+
+        tokenizer = T5TokenizerFast.from_pretrained(args.text_from / "tokenizer")
+        text_encoder = T5EncoderModel.from_pretrained(args.text_from / "text_encoder", dtype=torch.float32).eval()
+    else:
+        tokenizer = tiny.build_tokenizer()
+        text_encoder = tiny.build_text_encoder(tokenizer)
     captions = all_captions()
     with torch.no_grad():
         embeds, _ = encode_prompts(tokenizer, text_encoder, captions + [""], "cpu", clean_caption=True)
     table = dict(zip(captions + [""], embeds.float()))
+    # the same tokens the pipeline's encode_prompt makes, for encoding with gradients when T5 trains
+    tokens = tokenizer(preprocess(captions + [""], True), padding="max_length", max_length=TEXT_MAX_LENGTH,
+                       truncation=True, add_special_tokens=True, return_tensors="pt")
+    index = {c: i for i, c in enumerate(captions + [""])}
     unet = tiny.shapes_unet(stage)
+    if args.resume_from:
+        unet.load_state_dict(torch.load(args.resume_from, weights_only=False)["ema"])
     log(f"{name}: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M UNet parameters, {steps} steps, "
         f"batch {args.batch}, {args.threads} threads")
     scheduler = tiny.if_scheduler(stage)
     noising = tiny.image_noising_scheduler()
-    opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    groups = [{"params": list(unet.parameters())}]
+    if args.train_text:
+        text_encoder.train().requires_grad_(True)
+        groups.append({"params": list(text_encoder.parameters()), "scale": 0.5})
+    for g in groups:
+        g.setdefault("scale", 1.0)
+    opt = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     ema = EMA(unet)
+    text_ema = EMA(text_encoder) if args.train_text else None
     step = 0
     ckpt = work / "state.pt"
     if ckpt.is_file():
@@ -173,6 +200,9 @@ def main() -> int:
         unet.load_state_dict(state["unet"])
         opt.load_state_dict(state["opt"])
         ema.shadow = state["ema"]
+        if text_ema is not None:
+            text_encoder.load_state_dict(state["text"])
+            text_ema.shadow = state["text_ema"]
         step = state["step"]
         log(f"resumed at step {step}")
     unet.train()
@@ -182,7 +212,11 @@ def main() -> int:
         rng, gen = random.Random(SEED * 7919 + step), torch.Generator().manual_seed(SEED + step)
         x, caps = world_batch(rng, args.batch)
         caps = ["" if rng.random() < 0.1 else c for c in caps]
-        ctx = torch.stack([table[c] for c in caps])
+        if args.train_text:
+            rows = torch.tensor([index[c] for c in caps])
+            ctx = text_encoder(tokens.input_ids[rows], attention_mask=tokens.attention_mask[rows])[0]
+        else:
+            ctx = torch.stack([table[c] for c in caps])
         if stage == 1:
             x0, cond, levels = low_res(x), None, None
         else:
@@ -196,7 +230,7 @@ def main() -> int:
         noisy = scheduler.add_noise(x0, noise, t)
         sample = noisy if cond is None else torch.cat([noisy, cond], 1)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, steps, args.lr)
+            g["lr"] = g["scale"] * lr_at(step, steps, args.lr)
         pred = unet(sample, t, encoder_hidden_states=ctx, class_labels=levels).sample
         # Epsilon loss, weighted up where the signal is weak (1/SNR, at most 20: the loss of the implied x0):
         # plain epsilon loss teaches the high-noise steps, which set colours and layout, too slowly.
@@ -206,10 +240,12 @@ def main() -> int:
         loss = (weight * eps_loss).mean() + 0.1 * F.mse_loss(pred[:, 3:], torch.full_like(pred[:, 3:], -1.0))
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
         opt.step()
         step += 1
         ema.update(unet, step)
+        if text_ema is not None:
+            text_ema.update(text_encoder, step)
         losses.append(loss.item())
         if step % 20 == 0:
             rate = (time.time() - t0) / len(losses)
@@ -217,11 +253,16 @@ def main() -> int:
             losses, t0 = [], time.time()
         if step % args.save_every == 0 or step in (steps, args.stop_at):
             tmp = ckpt.with_suffix(".tmp")
-            torch.save({"unet": unet.state_dict(), "opt": opt.state_dict(), "ema": ema.shadow, "step": step}, tmp)
+            state = {"unet": unet.state_dict(), "opt": opt.state_dict(), "ema": ema.shadow, "step": step}
+            if text_ema is not None:
+                state.update(text=text_encoder.state_dict(), text_ema=text_ema.shadow)
+            torch.save(state, tmp)
             os.replace(tmp, ckpt)
         if step % args.eval_every == 0 and step < steps:
-            evaluate(stage, ema_unet(stage, ema), tokenizer, text_encoder, work / f"step-{step}", quick=True)
+            evaluate(stage, ema_unet(stage, ema), tokenizer, ema_text(text_encoder, text_ema), work / f"step-{step}",
+                     quick=True)
     final = ema_unet(stage, ema)
+    text_encoder = ema_text(text_encoder, text_ema)
     save(stage, final, tokenizer, text_encoder, out)
     evaluate(stage, final, tokenizer, text_encoder, work / "final", quick=False)
     return 0
@@ -231,6 +272,17 @@ def ema_unet(stage: int, ema: EMA):
     unet = tiny.shapes_unet(stage)
     unet.load_state_dict(ema.shadow)
     return unet.eval()
+
+
+def ema_text(text_encoder, text_ema):
+    """The T5 to sample with: its EMA weights where it trains, else itself."""
+    import copy
+
+    if text_ema is None:
+        return text_encoder
+    out = copy.deepcopy(text_encoder)
+    out.load_state_dict(text_ema.shadow)
+    return out.eval().requires_grad_(False)
 
 
 def save(stage: int, unet, tokenizer, text_encoder, out: Path) -> None:
