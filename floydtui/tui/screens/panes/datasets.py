@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterable
 
 from rich.text import Text
@@ -45,6 +46,19 @@ class DatasetsPane(WizardPane):
     # a and Del are on the list's buttons ("Add (a)", "Remove (Del)"): the key bar keeps room for the wizard's keys
     BINDINGS = [Binding("a", "add", "Add dataset", show=False), Binding("delete", "remove", "Remove dataset", show=False),
                 Binding("ctrl+g", "scan_all", "Scan all of it", show=False)]
+
+    class FolderSettled(Message):
+        """A dataset's folder was entered or left: the screen scans the datasets now."""
+
+    class ScanAll(Message):
+        """The user says this folder is the dataset: the screen scans all of it, past the bound."""
+
+        def __init__(self, folder: Path) -> None:
+            super().__init__()
+            self.folder = folder
+
+    KEYS = ("datasets",)  # the list itself: entries added and removed here
+    DATASET_KEYS = DATASET_KEYS
 
     selected: int | None = None
     _listed: list[tuple[int, str]] | None = None  # (index, id) of the rows shown
@@ -134,7 +148,7 @@ class DatasetsPane(WizardPane):
         wizard, preset = self.wizard, self.state.preset
         scan = next((s for s in wizard.scans or [] if s.id == ds_id), None) \
             if preset is not None and wizard.scans_for is preset else None
-        folder = scan.settings.folder if scan is not None else self.wizard.dataset_folder(self.selected)
+        folder = scan.settings.folder if scan is not None else self.state.dataset_folder(self.selected)
         text = Text()
         text.append("Scan  ", style="bold")
         text.append(f"{folder}\n" if folder else "(no folder yet)\n")
@@ -217,7 +231,7 @@ class DatasetsPane(WizardPane):
         scan = next((s for s in self.wizard.scans or [] if s.id == self.state.datasets[self.selected].get("id")),
                     None)
         if scan is not None and scan.bounded is not None:
-            self.wizard.scan_past_bound(scan.settings.folder)
+            self.post_message(self.ScanAll(scan.settings.folder))
 
     @on(Button.Pressed, "#ds-scan-all")
     def _scan_all_pressed(self) -> None:
@@ -227,7 +241,7 @@ class DatasetsPane(WizardPane):
     @on(Input.Blurred, "#field-instance_data_dir Input")
     def _folder_settled(self) -> None:
         """Enter, or leaving the field: the folder is settled, scan it now."""
-        self.wizard.scan_now()
+        self.post_message(self.FolderSettled())
 
     def action_add(self) -> None:
         """A new dataset with the guide's values; the cursor goes to its folder."""

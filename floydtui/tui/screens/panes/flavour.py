@@ -71,6 +71,8 @@ class FlavourCard(Widget, can_focus=True):
 class FlavourPane(WizardPane):
     """The five flavours, the chosen one marked."""
 
+    KEYS = ("model_flavour",)
+
     def build(self) -> Iterable[Widget]:
         with_cards = Horizontal(*(FlavourCard(f) for f in FLAVOURS.values()), id="flavour-cards")
         yield VerticalScroll(with_cards, Static(id="flavour-notes"), id="flavour-body")

@@ -31,6 +31,8 @@ VALIDATION_KEYS = ("validation_resolution", "validation_prompt", "validation_neg
 class TrainingPane(WizardPane):
     """LoRA rank and alpha, DoRA, BitFit, learning rates, length, precision, attention, saving."""
 
+    KEYS = tuple(k for _, keys in TRAINING_GROUPS for k in keys)
+
     def build(self) -> Iterable[Widget]:
         rows: list[Widget] = []
         for title, keys in TRAINING_GROUPS:
@@ -54,6 +56,8 @@ class TrainingPane(WizardPane):
 
 class ValidationPane(WizardPane):
     """Validation sizes with a live parse, prompts, interval; stage II's num_eval_images."""
+
+    KEYS = (*VALIDATION_KEYS, "validation_prompts")
 
     def build(self) -> Iterable[Widget]:
         rows: list[Widget] = []

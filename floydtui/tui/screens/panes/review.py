@@ -45,12 +45,19 @@ def simpletuner_files(preset) -> tuple[dict[str, str], list[Problem]]:
 class ReviewPane(WizardPane):
     """Problems first (they decide whether it can launch), then the two file views."""
 
+    class Requested(Message):
+        """A button asks the screen to save, export or launch (`action`: which)."""
+
+        def __init__(self, action: str) -> None:
+            super().__init__()
+            self.action = action
+
     def build(self) -> Iterable[Widget]:
         yield VerticalScroll(
             Horizontal(
-                Button("Save  ^s", id="review-save", variant="primary", compact=True),
-                Button("Export  ^e", id="review-export", compact=True),
-                Button("Launch  ^r", id="review-launch", variant="success", compact=True),
+                Button("Save  ^s", id="review-save", name="save", variant="primary", compact=True),
+                Button("Export  ^e", id="review-export", name="export", compact=True),
+                Button("Launch  ^r", id="review-launch", name="launch", variant="success", compact=True),
                 id="review-buttons",
             ),
             Static("Checking…", id="review-problems"),
@@ -138,14 +145,7 @@ class ReviewPane(WizardPane):
         self.query_one("#review-launch", Button).disabled = bool(errors)
         self.query_one("#review-save", Button).disabled = self.state.preset is None
 
-    @on(Button.Pressed, "#review-save")
-    def _save(self) -> None:
-        self.wizard.action_save()
-
-    @on(Button.Pressed, "#review-export")
-    def _export(self) -> None:
-        self.wizard.action_export()
-
-    @on(Button.Pressed, "#review-launch")
-    def _launch(self) -> None:
-        self.wizard.action_launch()
+    @on(Button.Pressed, "#review-buttons Button")
+    def _pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.post_message(self.Requested(str(event.button.name)))
