@@ -102,6 +102,14 @@ class WizardScreen(WorkerFailures, Screen):
         return self.query_one(StepBar)
 
     @property
+    def title_bar(self) -> Static:
+        return self.query_one("#title-bar", Static)
+
+    @property
+    def switcher(self) -> ContentSwitcher:
+        return self.query_one(ContentSwitcher)
+
+    @property
     def current_step(self) -> str:
         return self.steps.current
 
@@ -115,8 +123,12 @@ class WizardScreen(WorkerFailures, Screen):
         if found:
             return found.first(WizardPane)
         pane = pane_class(step)(id=f"pane-{step}")
-        self.query_one(f"#slot-{step}").mount(pane)
+        self.slot(step).mount(pane)
         return pane
+
+    def slot(self, step: str) -> Container:
+        """Where a step's pane is mounted."""
+        return self.query_one(f"#slot-{step}", Container)
 
     def built_panes(self) -> list[WizardPane]:
         return list(self.query(WizardPane))
@@ -138,7 +150,7 @@ class WizardScreen(WorkerFailures, Screen):
     def go(self, step: str) -> None:
         """Show a step: build its pane on first use, and put the cursor in it."""
         self.steps.current = step
-        self.query_one(ContentSwitcher).current = f"slot-{step}"
+        self.switcher.current = f"slot-{step}"
         pane = self.pane(step)
         if step in ("datasets", "embeds") and self.scans is None and self.scanning is None:
             self.scan_now()
@@ -174,7 +186,7 @@ class WizardScreen(WorkerFailures, Screen):
         title.append(" floydtui ", style="bold reverse")
         title.append(head + source)
         title.append(modified, style="yellow")
-        self.query_one("#title-bar", Static).update(title)
+        self.title_bar.update(title)
         counts: dict[str, int] = {}
         for p in self.state.errors:
             counts[pane_of(p)] = counts.get(pane_of(p), 0) + 1

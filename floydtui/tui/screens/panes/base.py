@@ -62,6 +62,10 @@ class WizardPane(WorkerFailures, Container):
     def editors(self) -> list[FieldEditor]:
         return list(self.query(FieldEditor))
 
+    def field_editor(self, key: str) -> FieldEditor:
+        """The form row of a key."""
+        return self.query_one(f"#field-{key}", FieldEditor)
+
     def table_editor(self, key: str, label: str | None = None) -> FieldEditor:
         """A form row for a top-level key (its table from the schema)."""
         table = FIELD_BY_KEY[key][0]

@@ -95,6 +95,34 @@ class DatasetsPane(WizardPane):
         return self.query_one("#ds-list", ListView)
 
     @property
+    def fields_box(self) -> Vertical:
+        return self.query_one("#ds-fields", Vertical)
+
+    @property
+    def empty_note(self) -> Static:
+        return self.query_one("#ds-empty", Static)
+
+    @property
+    def remove_button(self) -> Button:
+        return self.query_one("#ds-remove", Button)
+
+    @property
+    def scan_view(self) -> Static:
+        return self.query_one("#ds-scan", Static)
+
+    @property
+    def scan_all_button(self) -> Button:
+        return self.query_one("#ds-scan-all", Button)
+
+    @property
+    def preview_box(self) -> Vertical:
+        return self.query_one("#ds-preview", Vertical)
+
+    @property
+    def editor_box(self) -> VerticalScroll:
+        return self.query_one("#ds-editor", VerticalScroll)
+
+    @property
     def dataset_index(self) -> int | None:
         return self.selected
 
@@ -110,14 +138,14 @@ class DatasetsPane(WizardPane):
             if self.selected is not None:
                 self.dataset_list.index = indexes.index(self.selected)
         has = self.selected is not None
-        self.query_one("#ds-fields").display = has
-        self.query_one("#ds-empty").display = not has
-        self.query_one("#ds-remove").disabled = not has
+        self.fields_box.display = has
+        self.empty_note.display = not has
+        self.remove_button.disabled = not has
         if has and self._filled != (self.selected, id(self.state.datasets[self.selected])):
             self.fill_fields()
         if has:
             self.refresh_editors(self.selected)
-            self.query_one("#field-num_eval_images").display = self.state.stage == 2
+            self.field_editor("num_eval_images").display = self.state.stage == 2
         self.show_scan()
 
     def fill_fields(self) -> None:
@@ -138,8 +166,8 @@ class DatasetsPane(WizardPane):
     # ---- scan and preview -----------------------------------------------
     def show_scan(self) -> None:
         """The selected dataset's scan: which folder, whether it is being scanned, then the summary."""
-        out = self.query_one("#ds-scan", Static)
-        scan_all = self.query_one("#ds-scan-all", Button)
+        out = self.scan_view
+        scan_all = self.scan_all_button
         scan_all.display = False
         if self.selected is None:
             out.update("")
@@ -171,7 +199,7 @@ class DatasetsPane(WizardPane):
             text.append("Correct the folder above, or press ctrl+g to scan all of it.", style="dim")
             out.update(text)
             scan_all.display = True
-            self.query_one("#ds-preview").remove_children()
+            self.preview_box.remove_children()
             return
         for line in scan.summary_lines()[2:]:
             text.append(line.strip() + "\n")
@@ -184,11 +212,11 @@ class DatasetsPane(WizardPane):
         if usable:
             self.render_preview(self.state.preset, ds_id, usable, self.preview_width())
         else:
-            self.query_one("#ds-preview").remove_children()
+            self.preview_box.remove_children()
 
     def preview_width(self) -> int:
         """Cells for each image of a pair."""
-        return max(8, min(32, (self.query_one("#ds-editor").size.width - 6) // 2))
+        return max(8, min(32, (self.editor_box.size.width - 6) // 2))
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def render_preview(self, preset, dataset_id: str, paths: list, width: int) -> None:
@@ -211,7 +239,7 @@ class DatasetsPane(WizardPane):
 
     @on(PreviewReady)
     def _show_preview(self, event: PreviewReady) -> None:
-        box = self.query_one("#ds-preview")
+        box = self.preview_box
         box.remove_children()
         if not event.pairs:
             return
@@ -247,7 +275,7 @@ class DatasetsPane(WizardPane):
         """A new dataset with the guide's values; the cursor goes to its folder."""
         self.selected = self.state.add_dataset()
         self.post_message(PresetChanged(self))
-        self.call_after_refresh(lambda: self.query_one("#field-instance_data_dir").editor.focus())
+        self.call_after_refresh(lambda: self.field_editor("instance_data_dir").editor.focus())
 
     def action_remove(self) -> None:
         if self.selected is None:

@@ -49,9 +49,13 @@ class EmbedsPane(WizardPane):
     def dataset_index(self) -> int | None:
         return self.state.text_embeds_index()
 
+    @property
+    def estimate_view(self) -> Static:
+        return self.query_one("#embeds-estimate", Static)
+
     def state_changed(self) -> None:
         self.refresh_editors(self.dataset_index)
-        out = self.query_one("#embeds-estimate", Static)
+        out = self.estimate_view
         scans = self.wizard.scans
         if scans is None:
             out.update(Text("Counting captions…", style="dim"))
