@@ -1,36 +1,28 @@
 """`floydtui check`: every problem with a preset, section by section.
 
-Each section is computed by the layer that owns it (config, data, hardware) and returns a
-`CheckSection`; the CLI prints them and the wizard's review screen shows the same objects.
+Each section is computed by the layer that owns it (config, data, hardware, hub) and returns a
+`CheckSection` (floydtui.errors, the bottom layer); the CLI prints them and the wizard's review
+screen shows the same objects. This module sits above those layers: none of them imports it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
+from floydtui.config.flavours import stage_name
 from floydtui.config.preset import Preset
 from floydtui.config.reporting import reporting_problems, requested_trackers, webhook_file, webhook_source
-from floydtui.errors import Problem
-
-
-@dataclass
-class CheckSection:
-    title: str
-    lines: list[str] = field(default_factory=list)  # a human summary
-    problems: list[Problem] = field(default_factory=list)
-    data: dict[str, Any] = field(default_factory=dict)  # for --json
-
-    @property
-    def ok(self) -> bool:
-        return not any(p.is_error for p in self.problems)
+from floydtui.data.report import check_datasets
+from floydtui.errors import CheckSection
+from floydtui.hardware.report import check_memory
+from floydtui.hub.plan import disk_section
 
 
 def config_section(preset: Preset) -> CheckSection:
     f = preset.flavour
     sizes = preset.validation_sizes
     lines = [
-        f"flavour {f.name}: stage {'I' if f.stage == 1 else 'II'}, {f.params_label} UNet, base {preset.base_model}",
+        f"flavour {f.name}: {stage_name(f.stage)}, {f.params_label} UNet, base {preset.base_model}",
         f"{preset.training['model_type']} rank {preset.training['lora_rank']}, batch "
         f"{preset.training['train_batch_size']}, lr {preset.training['learning_rate']:g} -> "
         f"{preset.training['lr_end']:g} ({preset.training['lr_scheduler']}), resolution {preset.resolution}",
@@ -60,10 +52,6 @@ def reporting_line(preset: Preset) -> str:
 
 def run_checks(preset: Preset, scans: list | None = None) -> list[CheckSection]:
     """Config, then datasets, then memory, then disk: each layer's own section (`scans`: already made)."""
-    from floydtui.data.report import check_datasets
-    from floydtui.hardware.report import check_memory
-    from floydtui.hub import disk_section
-
     datasets = check_datasets(preset, scans)
     # the embed cache encodes at most one caption per usable image: its time needs the count
     memory = check_memory(preset, captions=datasets.data.get("usable"))

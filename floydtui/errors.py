@@ -1,12 +1,14 @@
-"""Problems a user can cause, as values: what, where, how to fix.
+"""Problems a user can cause, as values: what, where, how to fix; and the sections of a check.
 
 The command line prints them and exits 2 (or 1 for `check`); the TUI shows the same
-objects inline next to the field they name. Nothing here imports heavy libraries.
+objects inline next to the field they name. The bottom layer: it imports nothing of floydtui,
+so every layer can return these values. Nothing here imports heavy libraries.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -67,3 +69,18 @@ class FloydError(Exception):
 
     def __str__(self) -> str:
         return self.format()
+
+
+@dataclass
+class CheckSection:
+    """One section of `floydtui check` (preset, datasets, memory, download and disk), computed by the
+    layer that owns it: a human summary, its problems and the same facts as data (for --json and the TUI)."""
+
+    title: str
+    lines: list[str] = field(default_factory=list)  # a human summary
+    problems: list[Problem] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)  # for --json
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.is_error for p in self.problems)

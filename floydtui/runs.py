@@ -3,7 +3,8 @@
 `floydtui runs [DIR]` prints them and the wizard's run list shows them; both read only the
 run directories' `events.jsonl` (DESIGN.md section 7): its first lines for `run_start`,
 its last 64 KiB for the latest step and `run_end`, so a run of 100,000 steps lists as fast
-as a short one. No Textual here.
+as a short one. And the requests a watcher writes into a run directory (the trainer takes them:
+floydtui/train/control.py). No Textual here.
 """
 
 from __future__ import annotations
@@ -11,11 +12,16 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from floydtui.fsutil import atomic_write_text
+
 EVENTS = "events.jsonl"
+REQUESTS = "requests"  # the folder of requests in a run directory (DESIGN.md section 2)
+VALIDATE_NOW = "validate-now.json"
 MAX_DEPTH = 3  # output/<run>/ is one level; a folder of projects of runs is three
 _HEAD_BYTES = 16 * 1024
 _TAIL_BYTES = 64 * 1024
@@ -149,3 +155,9 @@ def _shown(path: Path, root: Path) -> str:
         return str(path.relative_to(root)) or "."
     except ValueError:
         return str(path)
+
+
+def request_validation(run_dir: str | os.PathLike) -> Path:
+    """Ask the run in `run_dir` to validate after its current step (the file is the request)."""
+    return atomic_write_text(Path(run_dir) / REQUESTS / VALIDATE_NOW,
+                             json.dumps({"t": round(time.time(), 3), "pid": os.getpid()}) + "\n")

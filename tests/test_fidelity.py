@@ -50,7 +50,8 @@ def test_cache_entries_are_the_pipelines_encode_prompt(tmp_path, tiny_i, clean_c
     from diffusers.utils import is_bs4_available, is_ftfy_available
 
     from floydtui.train.embed_cache import TextEmbedCache, build_cache, encoder_identity
-    from floydtui.train.sampling import MAX_LENGTH, token_counts
+    from floydtui.config.flavours import TEXT_MAX_LENGTH
+    from floydtui.train.sampling import token_counts
 
     if clean_caption and not (is_bs4_available() and is_ftfy_available()):
         pytest.skip("beautifulsoup4 or ftfy missing: `pip install -e .` installs both (pyproject dependencies)")
@@ -65,9 +66,9 @@ def test_cache_entries_are_the_pipelines_encode_prompt(tmp_path, tiny_i, clean_c
         assert torch.equal(cache.get(caption), expected[0]), caption
     # The pipeline's preprocessing matters: the text as written encodes to something else.
     raw = pipe.text_encoder(**{k: v for k, v in pipe.tokenizer(
-        CAPTIONS[0], padding="max_length", max_length=MAX_LENGTH, truncation=True, return_tensors="pt").items()})[0]
+        CAPTIONS[0], padding="max_length", max_length=TEXT_MAX_LENGTH, truncation=True, return_tensors="pt").items()})[0]
     assert (raw[0] - cache.get(CAPTIONS[0])).abs().max() > 0.1
-    assert token_counts(pipe.tokenizer, [LONG], clean_caption)[0] > MAX_LENGTH
+    assert token_counts(pipe.tokenizer, [LONG], clean_caption)[0] > TEXT_MAX_LENGTH
 
 
 @pytest.mark.slow

@@ -63,9 +63,8 @@ def tiny_files(tmp_path_factory) -> dict[str, bytes]:
 
 @pytest.mark.slow
 def test_fetch_model_offline_returns_a_snapshot_diffusers_loads(tiny_files, hub_cache):
-    from diffusers import IFPipeline
-
-    from floydtui.hub import fetch_model, pipeline_kwargs
+    from floydtui.hub import fetch_model
+    from floydtui.train.models import load_pipeline, weight_variant
 
     # an earlier full download left the safety checker in the cache: it must not be loaded
     files = dict(tiny_files)
@@ -73,10 +72,10 @@ def test_fetch_model_offline_returns_a_snapshot_diffusers_loads(tiny_files, hub_
     lay_out(hub_cache, REPO_ID, files)
     path = fetch_model(REPO_ID, stage=1)
     assert path == hub_cache / "models--DeepFloyd--IF-I-M-v1.0" / "snapshots" / COMMIT
-    kwargs = pipeline_kwargs(path)
-    assert kwargs == {"safety_checker": None, "watermarker": None, "requires_safety_checker": False,
-                      "variant": "fp16"}
-    pipe = IFPipeline.from_pretrained(path, **kwargs)
+    assert weight_variant(path, None) == "fp16"
+    # floydtui's own loader: the broken safety checker is never read
+    pipe = load_pipeline(path, 1, text_encoder=True)
+    assert pipe.safety_checker is None and pipe.watermarker is None
     assert pipe.unet.config.in_channels == 3 and pipe.text_encoder is not None
     assert type(pipe.tokenizer).__name__.startswith("T5Tokenizer")
 

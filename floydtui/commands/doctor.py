@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from floydtui.config.flavours import BUILTIN_MODELS, FLAVOURS, builtin_label
+from floydtui.config.flavours import BUILTIN_MODELS, FLAVOURS, builtin_label, stage_numeral
 from floydtui.config.preset import Preset, preset_from_dict
 from floydtui.hardware.devices import Device, best_device, detect_devices, platform_problems, xformers_available
 from floydtui.hardware.estimate import PHASES, advice, estimate, gib, verdict
@@ -123,7 +123,7 @@ def _print_human(data: dict, device: Device | None) -> None:
     for col in ("id", "stage", "what", "state"):
         builtins.add_column(col)
     for b in data["builtin_models"]:
-        builtins.add_row(b["id"], "I" if b["stage"] == 1 else "II", b["label"], b["state"])
+        builtins.add_row(b["id"], stage_numeral(b["stage"]), b["label"], b["state"])
     console.print(builtins)
     for row in data["estimates"]:
         if row["advice"]:

@@ -105,7 +105,8 @@ def main(args: argparse.Namespace) -> int:
     """Generate, save and preview; 0 done, 1 out of memory, 2 bad flags (raised as FloydError)."""
     from rich.console import Console
 
-    from floydtui.train.generate import STAGE_NAMES, generate
+    from floydtui.config.flavours import stage_name
+    from floydtui.train.generate import generate
     from floydtui.preview import colour_enabled, render
 
     from floydtui.train.models import quiet_libraries
@@ -116,7 +117,7 @@ def main(args: argparse.Namespace) -> int:
     colour = colour_enabled() and out.is_terminal  # half-blocks mean nothing in a pipe or a log file
 
     def show(item) -> None:
-        out.print(f"{item.path}  {item.width}x{item.height}  seed {item.seed}  stage {STAGE_NAMES[item.stage]}",
+        out.print(f"{item.path}  {item.width}x{item.height}  seed {item.seed}  {stage_name(item.stage)}",
                   markup=False, soft_wrap=True)
         if not args.no_preview:
             out.print(render(item.image, max_cols=min(64, out.width), max_rows=32, colour=colour), markup=False)

@@ -1,4 +1,5 @@
-"""The DeepFloyd IF model zoo: the five flavours floydtui trains.
+"""The DeepFloyd IF model zoo: the five flavours floydtui trains, the built-in models, what a
+model id names (`classify_model`), the stages' names and the text encoder's facts.
 
 Parameter counts and hub ids are from DeepFloyd's model zoo (DESIGN.md section 4);
 the notes are the guide's (spec/deepfloyd-guide.txt).
@@ -7,10 +8,13 @@ the notes are the guide's (spec/deepfloyd-guide.txt).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 # T5 v1.1 XXL's encoder, shared by every stage (DESIGN.md section 4).
 TEXT_ENCODER_PARAMS = 4_760_000_000
-TEXT_MAX_LENGTH = 77
+TEXT_MAX_LENGTH = 77  # tokens a prompt is padded to: prompt_embeds are [77, width]
+T5_XXL_DIM = 4096  # T5 v1.1 XXL's d_model (if_configs/*/text_encoder/config.json)
+TINY_TEXT_DIM = 64  # the width of the tiny T5 every built-in model shares (train/tiny.py builds it)
 
 # The pipelines' own guidance defaults: IFPipeline 7.0, IFSuperResolutionPipeline 4.0 (IF's model card).
 # validation_guidance = "auto" and `floydtui generate` both take them from here.
@@ -41,10 +45,6 @@ class Flavour:
     def params_label(self) -> str:
         n = self.unet_params
         return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
-
-    @property
-    def default_resolution(self) -> int:
-        return self.native_resolution
 
 
 _LICENCE = "DeepFloyd IF licence: research use; restrictive on commercial use. Accept it on the model page."
@@ -97,11 +97,56 @@ def builtin_family(model_id: str, stage: int) -> str:
     return f"{BUILTIN_PREFIX}{family}-if-{'i' * stage}"
 
 
-def stage_of_model_id(model_id: str) -> int | None:
-    """The stage a model id names where that is knowable without loading it."""
-    if model_id in BUILTIN_MODELS:
-        return BUILTIN_MODELS[model_id]
-    for f in FLAVOURS.values():
-        if f.hub_id.lower() == model_id.lower():
-            return f.stage
-    return None
+STAGE_NUMERALS = {1: "I", 2: "II"}
+
+
+def stage_numeral(stage: int) -> str:
+    """The guide's name of a stage's number: "I" (64px base) or "II" (64->256 upscaler)."""
+    return STAGE_NUMERALS[stage]
+
+
+def stage_name(stage: int) -> str:
+    """The words messages use for a stage: "stage I" or "stage II"."""
+    return f"stage {stage_numeral(stage)}"
+
+
+@dataclass(frozen=True)
+class ModelId:
+    """What a base model id names, as far as is knowable without loading it."""
+
+    model_id: str
+    kind: str  # "builtin" | "local" (a folder, existing or written as a path) | "hub"
+    stage: int | None  # where the id names it: a built-in model, one of DeepFloyd's repos
+    path: Path | None = None  # a local id's folder, or where a hub id was looked for as one (not resolved)
+
+    @property
+    def stage_name(self) -> str:
+        """The stage the id names in words ("stage I"), or "" where the id does not say."""
+        return stage_name(self.stage) if self.stage else ""
+
+
+def classify_model(model_id: str, base_dir: Path | None = None) -> ModelId:
+    """Whether `model_id` is a built-in model, a local folder or a hub id, and its stage where known.
+
+    A folder is an id that exists as a path (relative ones against `base_dir`, else the working
+    directory) or is written as one (starting with ".", "/" or "~"); anything else is a hub id.
+    """
+    if model_id.startswith(BUILTIN_PREFIX):
+        return ModelId(model_id, "builtin", BUILTIN_MODELS.get(model_id))
+    path = Path(model_id).expanduser()
+    if base_dir is not None and not path.is_absolute():
+        path = base_dir / path
+    if path.exists() or model_id.startswith((".", "/", "~")):
+        return ModelId(model_id, "local", None, path)
+    stage = next((f.stage for f in FLAVOURS.values() if f.hub_id.lower() == model_id.lower()), None)
+    return ModelId(model_id, "hub", stage, path)
+
+
+def text_dim(model_id: str) -> int:
+    """The width of the text encoder a model's prompts go through: the tiny T5 for built-ins, else T5-XXL."""
+    return TINY_TEXT_DIM if classify_model(model_id).kind == "builtin" else T5_XXL_DIM
+
+
+def embed_bytes(dim: int, dtype_bytes: int) -> int:
+    """Bytes of one prompt's embeds: prompt_embeds [TEXT_MAX_LENGTH, dim] at `dtype_bytes` an element."""
+    return TEXT_MAX_LENGTH * dim * dtype_bytes

@@ -24,7 +24,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from floydtui.config.flavours import BUILTIN_MODELS, BUILTIN_PREFIX, FLAVOURS, GUIDANCE, Flavour, stage_of_model_id
+from floydtui.config.flavours import BUILTIN_MODELS, FLAVOURS, GUIDANCE, Flavour, classify_model, stage_name
 from floydtui.config.reporting import read_webhook_config, webhook_file, webhook_source
 from floydtui.config.resolution import (
     normalise_validation_resolution,
@@ -81,12 +81,7 @@ class Preset:
     def base_model(self) -> str:
         """The hub id, a builtin: id, or an absolute local folder."""
         value = self.model["pretrained_model_name_or_path"]
-        if value.startswith(BUILTIN_PREFIX):
-            return value
-        local = self.path(value)
-        if local.exists() or value.startswith((".", "/", "~")):
-            return str(local)
-        return value
+        return str(self.path(value)) if classify_model(value, self.base_dir).kind == "local" else value
 
     @property
     def is_lora(self) -> bool:
@@ -387,7 +382,7 @@ def _resolve_auto(model: dict, training: dict, validation: dict, flavour: Flavou
     if model["pretrained_model_name_or_path"] == AUTO:
         model["pretrained_model_name_or_path"] = flavour.hub_id
     if training["resolution"] == AUTO:
-        training["resolution"] = flavour.default_resolution
+        training["resolution"] = flavour.native_resolution
     if training["lora_alpha"] == AUTO:
         training["lora_alpha"] = training["lora_rank"]
     if validation["validation_resolution"] == AUTO:
@@ -401,17 +396,11 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 def _check_model_location(value: str, source: Path | None, where: str, problems: list[Problem]) -> None:
     """A model id that is neither a built-in id, an existing folder nor a well-formed hub id fails here."""
-    if value.startswith(BUILTIN_PREFIX):
-        return
-    base = source.parent.resolve() if source else Path.cwd()
-    local = Path(value).expanduser()
-    local = local if local.is_absolute() else base / local
-    if local.exists():
-        return
+    model = classify_model(value, source.parent.resolve() if source else Path.cwd())
     # a missing folder written as a path is the download section's to report (floydtui check, the wizard)
-    if not value.startswith((".", "/", "~")) and not _HUB_ID.match(value):
+    if model.kind == "hub" and not _HUB_ID.match(value):
         problems.append(Problem(
-            f"pretrained_model_name_or_path {value!r} is neither a folder (looked for {local}) nor a hub id",
+            f"pretrained_model_name_or_path {value!r} is neither a folder (looked for {model.path}) nor a hub id",
             where=f"{where} [model]", key="pretrained_model_name_or_path",
             hint="a hub id looks like DeepFloyd/IF-I-M-v1.0; a folder must exist"))
 
@@ -420,15 +409,14 @@ def _check_stage(model: dict, training: dict, validation: dict, flavour: Flavour
                  problems: list[Problem]) -> None:
     name = flavour.name
     model_id = model["pretrained_model_name_or_path"]
-    if model_id.startswith(BUILTIN_PREFIX) and model_id not in BUILTIN_MODELS:
+    found = classify_model(model_id)
+    if found.kind == "builtin" and model_id not in BUILTIN_MODELS:
         problems.append(Problem(
             f"unknown built-in model {model_id!r}", where=f"{where} [model]", key="pretrained_model_name_or_path",
             hint=_did_you_mean(model_id, BUILTIN_MODELS) or "the built-in models are " + ", ".join(BUILTIN_MODELS)))
-    model_stage = stage_of_model_id(model_id)
-    if model_stage is not None and model_stage != flavour.stage:
+    if found.stage is not None and found.stage != flavour.stage:
         problems.append(Problem(
-            f"model_flavour {name} is stage {'I' if flavour.stage == 1 else 'II'} but "
-            f"{model['pretrained_model_name_or_path']} is a stage {'I' if model_stage == 1 else 'II'} model",
+            f"model_flavour {name} is {stage_name(flavour.stage)} but {model_id} is a {found.stage_name} model",
             where=f"{where} [model]", key="pretrained_model_name_or_path",
             hint="pick a flavour of the model's stage, or the model of the flavour's stage"))
     res = training["resolution"]

@@ -26,6 +26,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from floydtui.config import simpletuner_4_10_1 as st
+from floydtui.config.flavours import stage_name
 from floydtui.config.preset import Preset, dump_toml, preset_from_dict
 from floydtui.config.reporting import webhook_source
 from floydtui.config.schema import DATASET_FIELD_BY_KEY, FIELD_BY_KEY, Field
@@ -268,7 +269,7 @@ def import_simpletuner(sources: list[str | Path]) -> tuple[dict[str, Any], list[
             flat["model_flavour"] = _DEFAULT_FLAVOUR[stage]
         notes.append(Problem(
             f"legacy MODEL_TYPE {legacy!r} became model_type = {model_type!r} with model_flavour = "
-            f"{flat['model_flavour']!r} (stage {'I' * stage})", severity="warning", key="model_type",
+            f"{flat['model_flavour']!r} ({stage_name(stage)})", severity="warning", key="model_type",
             hint="check model_flavour: the legacy type names a stage, not a size"))
 
     own = {k: v for k, v in flat.items() if k in FIELD_BY_KEY and not FIELD_BY_KEY[k][1].simpletuner}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from floydtui.config.flavours import classify_model
 from floydtui.config.resolution import normalise_validation_resolution
 from floydtui.errors import Problem
 
@@ -269,6 +270,7 @@ def from_simpletuner(given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     st = dict(DEFAULTS)
     st.update({k: v for k, v in given.items() if v is not None})
     out: dict[str, Any] = {}
+    kept: dict[str, Any] = {}  # SimpleTuner values floydtui reads as an approximation: they go back out
     for key in SAME:
         if st[key] is not None:
             out[key] = st[key]
@@ -345,7 +347,6 @@ def from_simpletuner(given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     gamma = _num(st["snr_gamma"])
     out["snr_gamma"] = gamma if gamma is not None else 0.0
 
-    kept: dict[str, Any] = {}  # SimpleTuner values floydtui reads as an approximation: they go back out
     attention = st["attention_mechanism"]
     if _bool(given.get("enable_xformers_memory_efficient_attention")) is True and "attention_mechanism" not in given:
         attention = "xformers"  # the USE_XFORMERS switch of older config.env files
@@ -432,7 +433,7 @@ def to_simpletuner(values: dict[str, Any], hub_model: bool) -> tuple[dict[str, A
     for ours, theirs in RENAMED.items():
         st[theirs] = values[ours]
     st["pretrained_model_name_or_path"] = values["pretrained_model_name_or_path"]
-    if values["pretrained_model_name_or_path"].startswith("builtin:"):
+    if classify_model(values["pretrained_model_name_or_path"]).kind == "builtin":
         warnings.append(_warn("pretrained_model_name_or_path is a floydtui built-in model, which SimpleTuner cannot "
                               "load", "pretrained_model_name_or_path",
                               "set it to the flavour's hub id or a local folder before running SimpleTuner"))

@@ -20,7 +20,6 @@ from typing import Callable
 # TIFF gives its first page and GIF its first frame; other extensions are "not images".
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".bmp", ".dib", ".tif", ".tiff",
                     ".gif", ".tga", ".ppm", ".pgm", ".pbm", ".pnm")
-CAPTION_EXTENSION = ".txt"
 
 
 class ScanCancelled(Exception):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from floydtui.checks import CheckSection
 from floydtui.config.preset import Preset
 from floydtui.data.dataset import eval_image_problem
 from floydtui.data.scan import scan_preset
+from floydtui.errors import CheckSection
 
 
 def check_datasets(preset: Preset, scans: list | None = None) -> CheckSection:

@@ -15,6 +15,8 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from floydtui.config.flavours import T5_XXL_DIM
+
 CONFIGS = Path(__file__).resolve().parent.parent / "config" / "if_configs"
 ARCH_COUNTS = Path(__file__).resolve().parent / "arch_counts.json"
 
@@ -100,4 +102,4 @@ def _features(name: str) -> int:
 
 
 def _with_features(name: str, entry: dict) -> dict:
-    return {"text_dim": 4096, **entry, "feature_elements": _features(name)}
+    return {"text_dim": T5_XXL_DIM, **entry, "feature_elements": _features(name)}

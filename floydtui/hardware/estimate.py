@@ -24,15 +24,17 @@ from dataclasses import dataclass, field, replace
 from floydtui.config.flavours import (
     BUILTIN_MODELS,
     FLAVOURS,
+    T5_XXL_DIM,
     TEXT_ENCODER_PARAMS,
     TEXT_MAX_LENGTH,
     Flavour,
     builtin_label,
+    embed_bytes,
 )
 from floydtui.config.preset import Preset
 from floydtui.config.schema import FIELD_BY_KEY
 from floydtui.hardware import archdata
-from floydtui.hardware.devices import Device, xformers_available  # noqa: F401 (the API offers it here too)
+from floydtui.hardware.devices import Device
 
 MIB = 1024 * 1024
 
@@ -56,17 +58,16 @@ FOREACH_STEP_TEMPORARIES = 1
 REFERENCE_FLAVOUR = FLAVOURS["i-xlarge-4.3b"]
 # floydtui's LoRA targets (the schema's default): IF's six attention projections.
 DEFAULT_TARGETS = tuple(FIELD_BY_KEY["lora_target_modules"][1].default)
-# T5 v1.1 XXL's encoder (if_configs/*/text_encoder/config.json): 24 blocks, d_model 4096,
-# d_ff 10240 (gated GELU: wi_0, wi_1, wo), vocabulary 32128.
+# T5 v1.1 XXL's encoder (if_configs/*/text_encoder/config.json): 24 blocks, d_model T5_XXL_DIM
+# (config.flavours), d_ff 10240 (gated GELU: wi_0, wi_1, wo), vocabulary 32128.
 T5_BLOCKS = 24
-T5_D_MODEL = 4096
 T5_D_FF = 10240
-T5_EMBED_PARAMS = 32128 * 4096
+T5_EMBED_PARAMS = 32128 * T5_XXL_DIM
 # Streaming keeps the block running and the next one in flight on the GPU (double buffering).
 T5_STREAM_RESIDENT_BLOCKS = 2
 # Tensors alive at once inside a T5 block without grad: the two gated-FF halves and their
 # product (d_ff wide), and about four d_model-wide ones (residual, norm, attention in/out).
-T5_LIVE_WIDTHS = 3 * T5_D_FF + 4 * T5_D_MODEL
+T5_LIVE_WIDTHS = 3 * T5_D_FF + 4 * T5_XXL_DIM
 # The built-in tiny models' T5 (floydtui/train/tiny.py): a few hundred thousand parameters.
 TINY_TEXT_ENCODER_PARAMS = 5_000_000
 # BitFit trains the biases: one per output channel of each c x c layer, so about 1/c of the
@@ -175,7 +176,7 @@ class Settings:
 
     @property
     def text_dim(self) -> int:
-        return self.arch.get("text_dim", T5_D_MODEL)
+        return self.arch.get("text_dim", T5_XXL_DIM)
 
 
 @dataclass
@@ -243,7 +244,7 @@ def allocated_bytes(s: Settings) -> dict[str, float]:
         "optimizer": trainable * ADAM_STATES * state_bytes + step_temporaries,
         "activations": activation_bytes(s),
         "batch": s.batch_size * (BATCH_PIXEL_TENSORS * 3 * s.size ** 2 * 4
-                                 + TEXT_MAX_LENGTH * s.text_dim * DTYPE_BYTES[s.weight_dtype]),
+                                 + embed_bytes(s.text_dim, DTYPE_BYTES[s.weight_dtype])),
     }
 
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from floydtui.checks import CheckSection
 from floydtui.config.flavours import BUILTIN_MODELS
 from floydtui.config.preset import Preset
-from floydtui.errors import FloydError, Problem
+from floydtui.errors import CheckSection, FloydError, Problem
 from floydtui.hardware.devices import Device, best_device, detect_devices, platform_problems
 from floydtui.hardware.estimate import Advice, Estimate, advice, estimate, gib, settings_from_preset, verdict
 from floydtui.hardware.speed import TimeEstimate, estimate_time

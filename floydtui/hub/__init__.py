@@ -1,7 +1,6 @@
 """Real models from the Hugging Face hub: plans, downloads, access errors, disk space.
 
     fetch_model(repo_id, stage=1)        -> a snapshot folder for IFPipeline.from_pretrained
-    pipeline_kwargs(folder, variant)     -> the from_pretrained kwargs that folder needs
     text_encoder_source / fetch_text_encoder -> T5 for stage II (its repos hold none)
     plan_download(preset), disk_section(preset), preflight_disk(preset)
     DiskGuard(paths, min_free_mib).check(what)   during a run
@@ -17,7 +16,6 @@ from floydtui.hub.disk import DiskGuard, format_size
 from floydtui.hub.download import (
     fetch_model,
     fetch_text_encoder,
-    pipeline_kwargs,
     text_encoder_source,
     weights_variant,
 )
@@ -26,6 +24,6 @@ from floydtui.hub.repo import PlannedFile, RepoPlan, plan_repo
 
 __all__ = [
     "DiskGuard", "DiskRoom", "DownloadPlan", "PlannedFile", "RepoPlan", "disk_section", "fetch_model",
-    "fetch_text_encoder", "format_size", "hub_cache_dir", "is_offline", "pipeline_kwargs", "plan_download",
+    "fetch_text_encoder", "format_size", "hub_cache_dir", "is_offline", "plan_download",
     "plan_repo", "preflight_disk", "redact", "text_encoder_source", "weights_variant",
 ]

@@ -8,7 +8,6 @@ on a terminal and `progress` events (phase "download", in bytes) for the monitor
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -21,7 +20,7 @@ from floydtui.hub.access import access_error
 from floydtui.hub.cache import cached_commit, snapshot_dir, write_ref
 from floydtui.hub import disk
 from floydtui.hub.disk import format_size, mount_point
-from floydtui.hub.files import MODEL_INDEX, SAFETY_COMPONENTS, wanted_variant, weight_kind
+from floydtui.hub.files import wanted_variant, weight_kind
 from floydtui.hub.repo import RepoPlan, plan_repo
 
 EMIT_EVERY_S = 0.5  # progress events per second the monitor needs, no more
@@ -35,7 +34,7 @@ def fetch_model(repo_id: str, *, stage: int, revision: str = "main", variant: st
     `variant`: "auto" or None (fp16 where the repo has it), "fp16", or "none" (full precision).
     Stage I fetches T5 too unless `text_encoder=False`; stage II repos hold none (see
     `text_encoder_source`). The safety checker and watermarker only with `safety_checker=True`.
-    Load the folder with `pipeline_kwargs(folder, variant)`. Raises FloydError for access,
+    Load the folder with `floydtui.train.models.load_pipeline`. Raises FloydError for access,
     network, offline and disk-space problems, before downloading anything.
     """
     plan = plan_repo(repo_id, stage=stage, revision=revision, variant=variant, role="model",
@@ -211,23 +210,3 @@ def weights_variant(folder: str | Path, variant: str | None = None) -> str | Non
     want = wanted_variant(variant)
     kinds = {weight_kind(p.name) for p in Path(folder).glob("*")} - {None}
     return want if want and any(k.variant == want for k in kinds) else None
-
-
-def pipeline_kwargs(folder: str | Path, variant: str | None = None, safety_checker: bool = False) -> dict:
-    """Keyword arguments for `IFPipeline.from_pretrained(folder, **kwargs)` on a fetched snapshot.
-
-    The safety checker and watermarker are passed as None (unless `safety_checker`), even where
-    an earlier download left them in the cache, and so is any component model_index.json names
-    that the folder lacks (a stage II repo's text encoder); the variant is the fetched weights'.
-    """
-    folder = Path(folder)
-    index = json.loads((folder / MODEL_INDEX).read_text(encoding="utf-8"))
-    kwargs: dict = {name: None for name, spec in index.items()
-                    if not name.startswith("_") and isinstance(spec, list) and spec and spec[0]
-                    and (not (folder / name).is_dir() or (name in SAFETY_COMPONENTS and not safety_checker))}
-    if "safety_checker" in kwargs:
-        kwargs["requires_safety_checker"] = False
-    found = weights_variant(folder / "unet", variant)
-    if found:
-        kwargs["variant"] = found
-    return kwargs

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from floydtui.config.flavours import BUILTIN_PREFIX, builtin_label
-from floydtui.errors import FloydError, Problem
+from floydtui.config.flavours import builtin_label, classify_model
+from floydtui.errors import CheckSection, FloydError, Problem
 from floydtui.hub.access import hub_token, licence_url
 from floydtui.hub.cache import hub_cache_dir, is_offline
 from floydtui.hub import disk
@@ -114,7 +114,7 @@ class DownloadPlan:
 def plan_download(preset) -> DownloadPlan:
     """The download plan of a preset's base model, with the disk room of every folder the run writes."""
     base = preset.base_model
-    kind = "builtin" if base.startswith(BUILTIN_PREFIX) else "local" if Path(base).is_absolute() else "hub"
+    kind = classify_model(base, preset.base_dir).kind
     plan = DownloadPlan(base, kind, is_offline(), hub_cache_dir(), preset.training["min_free_disk_mib"])
     if kind == "builtin":
         plan.notes.append(f"{base}: the built-in {builtin_label(base) or 'model'}, "
@@ -181,10 +181,8 @@ def _check_room(preset, plan: DownloadPlan) -> None:
             where=f"disk {d.mount}", key="min_free_disk_mib", hint=hint + ", or lower min_free_disk_mib"))
 
 
-def disk_section(preset):
+def disk_section(preset) -> CheckSection:
     """The `floydtui check` section (and the wizard's hardware screen): downloads and disk room."""
-    from floydtui.checks import CheckSection
-
     plan = plan_download(preset)
     return CheckSection("download and disk", plan.lines(), list(plan.problems), plan.to_dict())
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from floydtui.config.flavours import TEXT_MAX_LENGTH
 from floydtui.errors import Problem
-from floydtui.train.sampling import MAX_LENGTH, preprocess
+from floydtui.train.sampling import preprocess
 
 NAMED = 3  # the warning names this many of the long captions' files
 TOKENS_PER_WORD = 1.3  # T5's sentencepiece on English captions, for the estimate without a tokenizer
@@ -33,7 +34,7 @@ class CaptionTokens:
     @property
     def over(self) -> list[tuple[str, int]]:
         """(file, tokens) of the captions over 77 tokens, longest first."""
-        return sorted(((f, n) for f, n in self.counts.items() if n > MAX_LENGTH), key=lambda x: (-x[1], x[0]))
+        return sorted(((f, n) for f, n in self.counts.items() if n > TEXT_MAX_LENGTH), key=lambda x: (-x[1], x[0]))
 
     def to_dict(self) -> dict[str, Any]:
         """For `check --json`: the longest count, how many are over 77, and where the counts come from."""
@@ -45,7 +46,7 @@ class CaptionTokens:
             return "captions: none"
         longest = max(self.counts.values())
         word = "~" if self.estimated else ""
-        return (f"captions: {word}{longest} T5 tokens at most, {len(self.over)} over {MAX_LENGTH} "
+        return (f"captions: {word}{longest} T5 tokens at most, {len(self.over)} over {TEXT_MAX_LENGTH} "
                 f"({self.source})")
 
 
@@ -104,10 +105,10 @@ def long_caption_problem(tokens: CaptionTokens, dataset_id: str) -> Problem | No
         return None
     about = "about " if tokens.estimated else ""
     named = ", ".join(f"{f} ({about}{n})" for f, n in over[:NAMED]) + (", ..." if len(over) > NAMED else "")
-    return Problem(f"{len(over)} of {len(tokens.counts)} captions are longer than {MAX_LENGTH} T5 tokens "
+    return Problem(f"{len(over)} of {len(tokens.counts)} captions are longer than {TEXT_MAX_LENGTH} T5 tokens "
                    f"({tokens.source}): IF truncates them there, and the UNet never sees the rest: {named}",
                    where=f"[[datasets]] {dataset_id}", key="caption_strategy", severity="warning",
-                   hint=f"shorten them to under {MAX_LENGTH} tokens (about 55 words), putting what matters first; "
+                   hint=f"shorten them to under {TEXT_MAX_LENGTH} tokens (about 55 words), putting what matters first; "
                         "diffusers' pipelines and SimpleTuner cut at 77 too")
 
 

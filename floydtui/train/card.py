@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from floydtui.config.flavours import stage_name
+
 _SETTINGS = ("model_type", "lora_rank", "lora_alpha", "lora_dropout", "lora_target_modules", "use_dora", "use_bitfit",
              "learning_rate", "lr_end", "lr_scheduler", "lr_warmup_steps", "train_batch_size",
              "gradient_accumulation_steps", "mixed_precision", "optimizer", "snr_gamma",
@@ -20,7 +22,7 @@ def model_card(preset: Any, *, base_model: str, note: str, steps: int, world_siz
     clean = "True" if t["clean_caption"] else "False"
     prompt = preset.validation_prompt_list[0].replace('"', "'") if stage == 1 else "a prompt"
     lines = [
-        f"# DeepFloyd IF stage {'I' if stage == 1 else 'II'} LoRA",
+        f"# DeepFloyd IF {stage_name(stage)} LoRA",
         "",
         f"- base model: `{base_model}`" + (f"\n- note: {note}" if note else ""),
         f"- flavour: {preset.flavour.name}",

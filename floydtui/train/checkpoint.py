@@ -48,8 +48,6 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
 
 def remove_partial(output_dir: Path) -> list[Path]:
     """Delete checkpoint temp folders left by a run killed mid-write (never read: they lack the final name)."""
-    import shutil
-
     root = output_dir / "checkpoints"
     if not root.is_dir():
         return []

@@ -1,27 +1,16 @@
 """Requests from whoever watches a run, through the run directory (DESIGN.md section 2).
 
 The monitor never talks to the trainer directly: it writes a request file into the run
-directory (atomically), and the trainer takes it once a step (one unlink, which fails at once when there is none). Today the one
+directory (atomically, `floydtui.runs.request_validation`), and the trainer takes it once a step (one unlink, which fails at once when there is none). Today the one
 request is "validate now": the run validates after its current step and carries on.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from pathlib import Path
 
-REQUESTS = "requests"  # the folder in the run directory
-VALIDATE_NOW = "validate-now.json"
-
-
-def request_validation(run_dir: str | os.PathLike) -> Path:
-    """Ask the run in `run_dir` to validate after its current step (the file is the request)."""
-    from floydtui.fsutil import atomic_write_text
-
-    return atomic_write_text(Path(run_dir) / REQUESTS / VALIDATE_NOW,
-                             json.dumps({"t": round(time.time(), 3), "pid": os.getpid()}) + "\n")
+from floydtui.runs import REQUESTS, VALIDATE_NOW
 
 
 def validation_requested(run_dir: Path, accelerator, main: bool) -> bool:

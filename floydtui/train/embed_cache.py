@@ -24,10 +24,11 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from floydtui.config.flavours import TEXT_MAX_LENGTH
 from floydtui.errors import FloydError
 from floydtui.fsutil import atomic_path
 from floydtui.train.models import load_text_encoder
-from floydtui.train.sampling import MAX_LENGTH, encode_prompts, preprocessing_name
+from floydtui.train.sampling import encode_prompts, preprocessing_name
 
 FORMAT = "floydtui-text-embed-v2"  # v2: the preprocessing is part of the key and the header
 
@@ -57,7 +58,7 @@ def encoder_identity(model_dir: Path) -> str:
 class TextEmbedCache:
     """Cached prompt embeddings in one folder, for one encoder, dtype and preprocessing (`clean_caption`)."""
 
-    def __init__(self, folder: Path, encoder_id: str, dtype, max_length: int = MAX_LENGTH, *,
+    def __init__(self, folder: Path, encoder_id: str, dtype, max_length: int = TEXT_MAX_LENGTH, *,
                  clean_caption: bool = True) -> None:
         self.folder = Path(folder)
         self.encoder_id = encoder_id

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from floydtui import __version__
-from floydtui.config.flavours import FLAVOURS, stage_of_model_id
+from floydtui.config.flavours import FLAVOURS, classify_model, stage_name
 from floydtui.errors import FloydError
 from floydtui.fsutil import atomic_path, atomic_write_text
 from floydtui.train import sampling
 from floydtui.train.checkpoint import STATE_FILE
 from floydtui.train.lora import LORA_FILE
-from floydtui.train.models import IN_CHANNELS, STAGE_NAMES
+from floydtui.train.models import IN_CHANNELS
 
 SIZE_MULTIPLE = 8  # IF stage I halves the image three times
 
@@ -235,7 +235,7 @@ def recorded_clean_caption(lora: Path | None) -> bool:
 
 def check_model_stage(model_id: str, stage: int, flag: str) -> None:
     """Refuse a model of the other stage early, in generate's words (a stage II model under --base)."""
-    found = stage_of_model_id(model_id)
+    found = classify_model(model_id).stage
     local = Path(model_id).expanduser() / "unet" / "config.json"
     if found is None and local.is_file():
         found = IN_CHANNELS.get(json.loads(local.read_text()).get("in_channels"))
@@ -246,8 +246,8 @@ def check_model_stage(model_id: str, stage: int, flag: str) -> None:
     else:
         hint = f"--stage2 takes a stage II model (DeepFloyd/IF-II-M-v1.0, builtin:shapes-if-ii); {model_id} goes " \
                "under --base"
-    raise FloydError.one(f"{model_id} is a stage {STAGE_NAMES[found]} model, but {flag} needs a stage "
-                         f"{STAGE_NAMES[stage]} model", where=flag, hint=hint)
+    raise FloydError.one(f"{model_id} is a {stage_name(found)} model, but {flag} needs a {stage_name(stage)} model",
+                         where=flag, hint=hint)
 
 
 def resolve_model(model_id: str, stage: int, flag: str, revision: str = "main", variant: str | None = "auto"):
@@ -310,8 +310,8 @@ def check_lora(lora: Path, unet, *, stage: int, model_id: str, flag: str) -> lis
     origin_stage, origin_base = lora_origin(lora)
     if origin_stage is not None and origin_stage != stage:
         other = "--stage2-lora (with --stage2 MODEL)" if origin_stage == 2 else "--lora (with a stage I --base)"
-        raise FloydError.one(f"{lora} is a stage {STAGE_NAMES[origin_stage]} LoRA (its run trained stage "
-                             f"{STAGE_NAMES[origin_stage]}), but {flag} is for the stage {STAGE_NAMES[stage]} "
+        raise FloydError.one(f"{lora} is a {stage_name(origin_stage)} LoRA (its run trained "
+                             f"{stage_name(origin_stage)}), but {flag} is for the {stage_name(stage)} "
                              f"model {model_id}", where=flag, hint=f"pass it as {other}")
     try:
         with safe_open(str(lora), framework="pt") as f:

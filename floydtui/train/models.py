@@ -11,10 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from floydtui.config.flavours import BUILTIN_MODELS, BUILTIN_PREFIX
+from floydtui.config.flavours import BUILTIN_MODELS, BUILTIN_PREFIX, builtin_label, classify_model, stage_name
 from floydtui.errors import FloydError
 
-STAGE_NAMES = {1: "I", 2: "II"}
 IN_CHANNELS = {3: 1, 6: 2}  # the UNet's input channels tell the stage: II adds the upscaled image
 
 
@@ -27,14 +26,15 @@ def resolve_model_dir(model_id: str, *, stage: int, revision: str = "main", vari
     as it is; anything else is a hub id, fetched (or found in the hub cache) by floydtui.hub.
     Raises FloydError saying which problem it is and what to do.
     """
-    if model_id.startswith(BUILTIN_PREFIX):
+    kind = classify_model(model_id).kind
+    if kind == "builtin":
         if model_id not in BUILTIN_MODELS:
             raise FloydError.one(f"unknown built-in model {model_id!r}", key="pretrained_model_name_or_path",
                                  hint="the built-in models are " + ", ".join(BUILTIN_MODELS))
         from floydtui.train.tiny import ensure_builtin
 
         folder = ensure_builtin(model_id)
-    elif Path(model_id).expanduser().exists() or model_id.startswith((".", "/", "~")):
+    elif kind == "local":
         folder = Path(model_id).expanduser().resolve()
     else:
         from floydtui.hub import fetch_model
@@ -62,25 +62,23 @@ def check_model_dir(folder: Path, stage: int, model_id: str = "") -> None:
     in_channels = json.loads((folder / "unet" / "config.json").read_text()).get("in_channels")
     found = IN_CHANNELS.get(in_channels)
     if found != stage:
-        what = f"a stage {STAGE_NAMES[found]} model" if found else f"not an IF UNet (in_channels={in_channels})"
+        what = f"a {stage_name(found)} model" if found else f"not an IF UNet (in_channels={in_channels})"
         raise FloydError.one(
-            f"{name} is {what}, but the flavour trains stage {STAGE_NAMES[stage]}", where=where, key=key,
-            hint=f"use a stage {STAGE_NAMES[stage]} model (stage I: DeepFloyd/IF-I-*, builtin:shapes-if-i, "
+            f"{name} is {what}, but the flavour trains {stage_name(stage)}", where=where, key=key,
+            hint=f"use a {stage_name(stage)} model (stage I: DeepFloyd/IF-I-*, builtin:shapes-if-i, "
             "builtin:tiny-if-i; stage II: DeepFloyd/IF-II-*, builtin:shapes-if-ii, builtin:tiny-if-ii) or a flavour "
             "of the model's stage")
 
 
 def model_label(model_id: str, folder: Path) -> str:
     """How a run names its base model: the hub id, the local folder, or the builtin's folder."""
-    if model_id.startswith(BUILTIN_PREFIX) or Path(model_id).expanduser().exists():
+    if classify_model(model_id).kind != "hub":
         return str(folder)
     return model_id
 
 
 def builtin_note(model_id: str) -> str:
     """A line saying what a builtin model is ("" for real models)."""
-    from floydtui.config.flavours import builtin_label
-
     if model_id not in BUILTIN_MODELS:
         return ""
     if model_id.startswith(f"{BUILTIN_PREFIX}shapes-"):
@@ -107,7 +105,7 @@ def resolve_text_encoder_dir(model_id: str, model_dir: Path, *, stage: int, revi
     """
     if (model_dir / "text_encoder" / "config.json").is_file() and (model_dir / "tokenizer").is_dir():
         return model_dir
-    if model_id.startswith(BUILTIN_PREFIX) or Path(model_id).expanduser().exists():
+    if classify_model(model_id).kind != "hub":
         raise FloydError.one(f"{model_dir} has no text_encoder/ and tokenizer/ to encode prompts with",
                              key="pretrained_model_name_or_path",
                              hint="copy text_encoder/ and tokenizer/ from a stage I model folder into it")

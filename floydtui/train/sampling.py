@@ -28,8 +28,6 @@ from typing import Any
 from floydtui.config.flavours import GUIDANCE, TEXT_MAX_LENGTH
 from floydtui.errors import FloydError
 
-MAX_LENGTH = TEXT_MAX_LENGTH  # IF's prompt length in T5 tokens (IFPipeline.encode_prompt truncates there)
-STAGE1_GUIDANCE = GUIDANCE[1]  # IFPipeline's own default guidance
 STAGE2_GUIDANCE = GUIDANCE[2]  # IFSuperResolutionPipeline's own default guidance, as in the IF model card
 STAGE2_NOISE_LEVEL = 250  # IFSuperResolutionPipeline's default noise_level, what users upscale with
 UPSCALE = 4  # IF stage II: 64 -> 256
@@ -83,7 +81,7 @@ def encode_prompts(tokenizer, encoder, prompts: list[str], device, clean_caption
     """T5 embeds of prompts as IFPipeline.encode_prompt makes them: ([B, 77, D], token counts kept)."""
     import torch
 
-    inputs = tokenizer(preprocess(prompts, clean_caption), padding="max_length", max_length=MAX_LENGTH,
+    inputs = tokenizer(preprocess(prompts, clean_caption), padding="max_length", max_length=TEXT_MAX_LENGTH,
                        truncation=True, add_special_tokens=True, return_tensors="pt")
     mask = inputs.attention_mask.to(device)
     with torch.no_grad():

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from floydtui.config.flavours import BUILTIN_MODELS, TEXT_MAX_LENGTH, TINY_TEXT_DIM
 from floydtui.paths import cache_root
 
 TINY_VERSION = "v2"  # bumped whenever the built layout changes, so stale cached builds are not reused
@@ -25,7 +26,6 @@ TINY_NAMES = {"builtin:tiny-if-i": "tiny-if-i", "builtin:tiny-if-ii": "tiny-if-i
 SHAPES_NAMES = {"builtin:shapes-if-i": "shapes-if-i", "builtin:shapes-if-ii": "shapes-if-ii"}
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # the pretrained builtin models the package ships
 TINY_SEED = 20230428  # IF's release date: any fixed number works, this one is memorable
-TEXT_DIM = 64  # the tiny T5's width (T5-XXL's is 4096)
 
 # A fixed corpus for the tokenizer: shapes, colours and the words of the prompts people
 # type, so the demo's captions tokenize into real pieces rather than unknowns.
@@ -65,11 +65,11 @@ def ensure_builtin(model_id: str) -> Path:
         raise FloydError.one(f"{model_id}'s weights are missing from the installed package ({dest})",
                              key="pretrained_model_name_or_path",
                              hint="reinstall floydtui (pip install -e .), or rebuild them with "
-                                  f"scripts/pretrain_tiny.py --stage {BUILTIN_STAGES[model_id]}")
+                                  f"scripts/pretrain_tiny.py --stage {BUILTIN_MODELS[model_id]}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
     try:
-        build_tiny(BUILTIN_STAGES[model_id], tmp, label=model_id)
+        build_tiny(BUILTIN_MODELS[model_id], tmp, label=model_id)
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
         try:
             os.replace(tmp, dest)
@@ -79,9 +79,6 @@ def ensure_builtin(model_id: str) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
-
-
-BUILTIN_STAGES = {"builtin:tiny-if-i": 1, "builtin:tiny-if-ii": 2, "builtin:shapes-if-i": 1, "builtin:shapes-if-ii": 2}
 
 
 def build_tokenizer():
@@ -106,17 +103,17 @@ def build_tokenizer():
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
                                                        special_tokens=[("</s>", 1)])
     return T5TokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                           extra_ids=0, model_max_length=77)
+                           extra_ids=0, model_max_length=TEXT_MAX_LENGTH)
 
 
 def build_text_encoder(tokenizer):
-    """The tiny T5 encoder every builtin model shares: seeded, random, TEXT_DIM wide."""
+    """The tiny T5 encoder every builtin model shares: seeded, random, TINY_TEXT_DIM wide."""
     import torch
     from transformers import T5Config, T5EncoderModel
 
     torch.manual_seed(TINY_SEED)
     return T5EncoderModel(T5Config(
-        vocab_size=len(tokenizer), d_model=TEXT_DIM, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
+        vocab_size=len(tokenizer), d_model=TINY_TEXT_DIM, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
         relative_attention_num_buckets=32, relative_attention_max_distance=128, feed_forward_proj="gated-gelu",
         dropout_rate=0.0, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, tie_word_embeddings=False,
     )).eval()
@@ -177,7 +174,7 @@ def build_tiny(stage: int, dest: Path, label: str = "") -> None:
         up_block_types=["SimpleCrossAttnUpBlock2D"] + ["ResnetUpsampleBlock2D"] * plain,
         block_out_channels=(16, 32, 64) if stage == 1 else (8, 16, 32, 64), layers_per_block=1,
         attention_head_dim=16, norm_num_groups=8,
-        cross_attention_dim=64, encoder_hid_dim=TEXT_DIM, addition_embed_type="text",
+        cross_attention_dim=64, encoder_hid_dim=TINY_TEXT_DIM, addition_embed_type="text",
         addition_embed_type_num_heads=4, cross_attention_norm="group_norm",
         resnet_time_scale_shift="scale_shift", act_fn="gelu", only_cross_attention=False,
         class_embed_type="timestep" if stage == 2 else None,
@@ -196,7 +193,7 @@ def build_tiny(stage: int, dest: Path, label: str = "") -> None:
 # The pretrained shapes models carry every switch of the real IF configs (../shared/ref/if-configs)
 # except T5-XXL's 4096 width: at 4096 the text pooling alone (3 x 4096^2 weights in its attention)
 # would be 50M parameters, a hundred times the whole UNet. The text input goes through text_proj
-# as IF's does, from the shared tiny T5's TEXT_DIM.
+# as IF's does, from the shared tiny T5's TINY_TEXT_DIM.
 IF_POOLING_HEADS = 64  # addition_embed_type_num_heads of every IF UNet
 IF_II_SCALE = 1.4142271248762552  # IF-II's mid_block_scale_factor and resnet_out_scale_factor
 
@@ -215,7 +212,7 @@ def shapes_unet(stage: int):
     torch.manual_seed(TINY_SEED + 10 + stage)
     common = dict(
         out_channels=6, mid_block_type="UNetMidBlock2DSimpleCrossAttn", layers_per_block=1,
-        attention_head_dim=16, norm_num_groups=8, encoder_hid_dim=TEXT_DIM, encoder_hid_dim_type="text_proj",
+        attention_head_dim=16, norm_num_groups=8, encoder_hid_dim=TINY_TEXT_DIM, encoder_hid_dim_type="text_proj",
         addition_embed_type="text", addition_embed_type_num_heads=IF_POOLING_HEADS,
         cross_attention_norm="group_norm", resnet_time_scale_shift="scale_shift", act_fn="gelu",
         only_cross_attention=False,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from floydtui.config.flavours import builtin_label
+from floydtui.config.flavours import builtin_label, classify_model
 from floydtui.tui.lossdata import LossSeries
 
 LOG_LINES = 500  # the log pane keeps the latest lines; the full record is events.jsonl
@@ -87,13 +87,18 @@ class RunState:
     def model_name(self) -> str:
         """The model that trains, in words: the built-in tiny model, a local folder, or a hub id."""
         model_id = self.model_id or self.base_model
-        if model_id.startswith("builtin:"):  # the pretrained ones say so: they are not random miniatures
+        if not model_id:  # no run_start yet
+            return ""
+        kind = classify_model(model_id).kind
+        if kind == "builtin":  # the pretrained ones say so: they are not random miniatures
             learned = ", pretrained on the shapes world" if "shapes world" in builtin_label(model_id) else ""
             return f"built-in tiny model ({model_id}{learned})"
-        if model_id.startswith(("/", "~", ".")) or (self.base_model and self.base_model == model_id
-                                                    and Path(model_id).is_absolute()):
-            return f"folder {model_id}"
-        return model_id
+        return f"folder {model_id}" if kind == "local" else model_id
+
+    @property
+    def builtin(self) -> bool:
+        """The run trains a built-in model (the monitor shows its name in bold)."""
+        return classify_model(self.model_id).kind == "builtin" if self.model_id else False
 
     @property
     def running(self) -> bool:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from floydtui.config.flavours import BUILTIN_MODELS, BUILTIN_PREFIX, FLAVOURS, TEXT_MAX_LENGTH, builtin_family
+from floydtui.config.flavours import (BUILTIN_MODELS, BUILTIN_PREFIX, FLAVOURS, TEXT_MAX_LENGTH, builtin_family,
+                                      classify_model, embed_bytes, text_dim)
 from floydtui.config.preset import DEFAULT_TEXT_EMBEDS_CACHE, Preset, dump_toml, preset_from_dict, read_toml
 from floydtui.config.schema import AUTO, DATASET_FIELD_BY_KEY, FIELD_BY_KEY, Field
 from floydtui.errors import FloydError, Problem
@@ -213,7 +214,7 @@ class WizardState:
         base = model.get("pretrained_model_name_or_path")
         if base == old.hub_id:
             model["pretrained_model_name_or_path"] = new.hub_id
-        elif isinstance(base, str) and base.startswith(BUILTIN_PREFIX) and BUILTIN_MODELS.get(base) != new.stage:
+        elif isinstance(base, str) and classify_model(base).kind == "builtin" and BUILTIN_MODELS.get(base) != new.stage:
             model["pretrained_model_name_or_path"] = builtin_family(base, new.stage)
         if old.stage != new.stage:
             training = self.data.setdefault("training", {})
@@ -320,12 +321,11 @@ class WizardState:
             prompts += len(preset.validation_prompt_list)
             if preset.validation["validation_negative_prompt"]:
                 prompts += 1
-        builtin = str(self.resolved("model", "pretrained_model_name_or_path")).startswith(BUILTIN_PREFIX)
-        from floydtui.train.tiny import TEXT_DIM as tiny_dim  # the built-in model's encoder width
-
-        dim, name = (tiny_dim, "the built-in tiny encoder") if builtin else (T5_XXL_DIM, "T5-XXL")
+        model_id = str(self.resolved("model", "pretrained_model_name_or_path"))
+        builtin = classify_model(model_id).kind == "builtin"
+        dim, name = text_dim(model_id), "the built-in tiny encoder" if builtin else "T5-XXL"
         width = 4 if self.resolved("training", "mixed_precision") == "no" else 2
-        bytes_each = TEXT_MAX_LENGTH * dim * width  # an entry is prompt_embeds [77, D] in the training dtype
+        bytes_each = embed_bytes(dim, width)  # an entry is prompt_embeds in the training dtype
         rate = GUIDE_EMBEDS_PER_S if on_gpu or builtin else CPU_EMBEDS_PER_S
         if builtin:
             rate = BUILTIN_EMBEDS_PER_S
@@ -337,7 +337,6 @@ class WizardState:
         return EmbedEstimate(prompts, bytes_each, prompts * bytes_each, prompts / rate, basis)
 
 
-T5_XXL_DIM = 4096  # T5 v1.1 XXL's d_model
 GUIDE_EMBEDS_PER_S = 9.5  # the guide: "about 9-10 per second currently on an A6000"
 CPU_EMBEDS_PER_S = 0.5  # a 4.8B-parameter encoder on a CPU: a couple of seconds a prompt
 BUILTIN_EMBEDS_PER_S = 200.0

@@ -224,7 +224,7 @@ class MonitorScreen(WorkerFailures, Screen):
         stats.append(f" {status[0]} ", style=status[1] + " reverse")
         if s.flavour:
             stats.append(f"  {s.flavour}")
-            stats.append(f" · {s.model_name}", style="bold" if s.model_id.startswith("builtin:") else "")
+            stats.append(f" · {s.model_name}", style="bold" if s.builtin else "")
             stats.append(f" on {s.device}" + (f" x{s.world_size}" if s.world_size > 1 else ""))
         stats.append(f"  phase {s.phase or '—'}\n")
         total = f"/{s.total_steps:,}" if s.total_steps else ""
@@ -313,7 +313,7 @@ class MonitorScreen(WorkerFailures, Screen):
         if not self.live:
             self.notify("The run is not running: there is nothing to validate now.", timeout=4)
             return
-        from floydtui.train.control import request_validation
+        from floydtui.runs import request_validation
 
         try:
             request_validation(self.run_dir)

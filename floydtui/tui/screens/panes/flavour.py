@@ -12,12 +12,8 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Static
 
-from floydtui.config.flavours import FLAVOURS, TEXT_ENCODER_PARAMS, Flavour, builtin_label
+from floydtui.config.flavours import FLAVOURS, TEXT_ENCODER_PARAMS, Flavour, builtin_label, stage_name, stage_numeral
 from floydtui.tui.screens.panes.base import PresetChanged, WizardPane
-
-
-def stage_label(stage: int) -> str:
-    return "I" if stage == 1 else "II"
 
 
 class FlavourCard(Widget, can_focus=True):
@@ -49,7 +45,7 @@ class FlavourCard(Widget, can_focus=True):
         text = Text()
         # A narrow card drops the size suffix (it is on the next line) rather than wrap the name.
         text.append((f.name if room >= len(f.name) else f.name.rsplit("-", 1)[0]) + "\n", style="bold")
-        stage = f"Stage {stage_label(f.stage)}"
+        stage = f"Stage {stage_numeral(f.stage)}"
         wide_line = f"{stage} · {f.params_label}"
         text.append((wide_line if room >= len(wide_line) else f"{stage}\n{f.params_label}") + "\n")
         size = f"{f.native_resolution}px" if f.stage == 1 else f"64→{f.native_resolution}px"
@@ -116,7 +112,7 @@ class FlavourPane(WizardPane):
     def _chosen(self, event: FlavourCard.Chosen) -> None:
         self.state.set_flavour(event.flavour.name)
         self.post_message(PresetChanged(self))
-        self.notify(f"Flavour: {event.flavour.name} (stage {stage_label(event.flavour.stage)})", timeout=2)
+        self.notify(f"Flavour: {event.flavour.name} ({stage_name(event.flavour.stage)})", timeout=2)
 
     @on(FlavourCard.Highlighted)
     def _highlighted(self, event: FlavourCard.Highlighted) -> None:
