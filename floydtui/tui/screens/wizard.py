@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
@@ -24,6 +24,11 @@ from floydtui.tui.text import fit_path
 from floydtui.tui.workers import WorkerFailures
 from floydtui.tui.widgets.keybar import KeyBar
 from floydtui.tui.widgets.stepbar import StepBar
+
+if TYPE_CHECKING:  # the step modules load when first shown; their messages reach on_* below by name
+    from floydtui.tui.screens.panes.datasets import DatasetsPane
+    from floydtui.tui.screens.panes.hardware import HardwareReport
+    from floydtui.tui.screens.panes.review import ReviewPane
 
 # (step, title, "module:class"): a step's module is imported when the step is first shown.
 STEPS: tuple[tuple[str, str, str], ...] = (
@@ -94,7 +99,7 @@ class WizardScreen(WorkerFailures, Screen):
         self.scans_for: Any = None  # the preset that scan was made for
         self.scanning: Any = None  # the preset being scanned now (None: no scan running)
         self.unbounded: set[Path] = set()  # folders the user asked to scan past the bound
-        self.hardware: Any = None  # the latest HardwareReport
+        self.hardware: HardwareReport | None = None  # the hardware step's latest report
         self._scan_timer = None
 
     @property
@@ -284,25 +289,25 @@ class WizardScreen(WorkerFailures, Screen):
                 return
 
     # ---- what the panes send up -------------------------------------------
-    def on_hardware_report(self, report) -> None:
-        """The hardware pane's latest report (hardware.HardwareReport); the training and embeds panes read it."""
+    def on_hardware_report(self, report: HardwareReport) -> None:
+        """The hardware pane's latest report; the training and embeds panes read it."""
         self.hardware = report
         for pane in self.built_panes():
             if pane.id in ("pane-training", "pane-embeds"):
                 pane.state_changed()
 
-    def on_datasets_pane_folder_settled(self, event: Message) -> None:
-        """A dataset's folder was entered or left (DatasetsPane.FolderSettled): scan it now."""
+    def on_datasets_pane_folder_settled(self, event: DatasetsPane.FolderSettled) -> None:
+        """A dataset's folder was entered or left: scan it now."""
         event.stop()
         self.scan_now()
 
-    def on_datasets_pane_scan_all(self, event: Message) -> None:
-        """The user says a bounded folder is the dataset (DatasetsPane.ScanAll)."""
+    def on_datasets_pane_scan_all(self, event: DatasetsPane.ScanAll) -> None:
+        """The user says a bounded folder is the dataset."""
         event.stop()
         self.scan_past_bound(event.folder)
 
-    def on_review_pane_requested(self, event: Message) -> None:
-        """Save, export or launch from the review step's buttons (ReviewPane.Requested)."""
+    def on_review_pane_requested(self, event: ReviewPane.Requested) -> None:
+        """Save, export or launch from the review step's buttons."""
         event.stop()
         {"save": self.action_save, "export": self.action_export, "launch": self.action_launch}[event.action]()
 
