@@ -101,3 +101,15 @@ def test_the_review_buttons_ask_the_screen(tmp_path, monkeypatch):
         assert not isinstance(app.screen, PathDialog)
 
     run(app, test, size=(120, 40))
+
+
+def test_the_screen_handles_each_message_a_pane_sends_up():
+    """The screen handles the panes' messages by name (their modules load late): a renamed message
+    would otherwise go unheard."""
+    from floydtui.tui.screens.panes.datasets import DatasetsPane
+    from floydtui.tui.screens.panes.hardware import HardwareReport
+    from floydtui.tui.screens.panes.review import ReviewPane
+    from floydtui.tui.screens.wizard import WizardScreen
+
+    for message in (DatasetsPane.FolderSettled, DatasetsPane.ScanAll, ReviewPane.Requested, HardwareReport):
+        assert callable(getattr(WizardScreen, message.handler_name, None)), message.handler_name
