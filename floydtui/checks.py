@@ -54,5 +54,5 @@ def run_checks(preset: Preset, scans: list | None = None) -> list[CheckSection]:
     """Config, then datasets, then memory, then disk: each layer's own section (`scans`: already made)."""
     datasets = check_datasets(preset, scans)
     # the embed cache encodes at most one caption per usable image: its time needs the count
-    return [config_section(preset), datasets, check_memory(preset, captions=datasets.data.get("usable")),
-            disk_section(preset)]
+    memory = check_memory(preset, captions=datasets.data.get("usable"))
+    return [config_section(preset), datasets, memory.section(), disk_section(preset)]

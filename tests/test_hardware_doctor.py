@@ -68,7 +68,7 @@ def test_doctor_human_output(monkeypatch, capsys):
 
 def test_check_on_the_demo_preset_passes_on_a_cpu(repo, monkeypatch):
     monkeypatch.setattr(report, "detect_devices", lambda: [Device("a laptop CPU", "cpu", 8192, 6000)])
-    section = report.check_memory(load_preset(repo / "presets" / "demo.toml"))
+    section = report.check_memory(load_preset(repo / "presets" / "demo.toml")).section()
     assert section.ok, [p.format() for p in section.problems]
     assert section.data["verdict"] == "fits" and section.data["device"]["backend"] == "cpu"
 
@@ -84,7 +84,7 @@ def test_check_memory_section_of_the_real_command_has_no_error_for_the_demo(repo
 
 def test_does_not_fit_is_an_error_on_a_gpu_with_the_fix(monkeypatch):
     monkeypatch.setenv("FLOYDTUI_ASSUME_GPU", "RTX 4060:8188")
-    section = report.check_memory(_xl())
+    section = report.check_memory(_xl()).section()
     assert not section.ok
     (err,) = [p for p in section.problems if p.is_error]
     assert "does not fit" in err.message and "RTX 4060" in err.message
@@ -94,7 +94,7 @@ def test_does_not_fit_is_an_error_on_a_gpu_with_the_fix(monkeypatch):
 
 def test_without_a_gpu_a_real_flavour_gets_a_warning_and_no_ram_verdict(monkeypatch):
     monkeypatch.setattr(report, "detect_devices", lambda: [Device("a laptop CPU", "cpu", 8192, 6000)])
-    section = report.check_memory(_xl())
+    section = report.check_memory(_xl()).section()
     assert section.ok
     messages = [p.message for p in section.problems]
     assert any(m.startswith("no GPU found: training i-xlarge-4.3b here would take about") for m in messages)
@@ -106,19 +106,19 @@ def test_tight_is_a_warning(monkeypatch):
 
     peak = estimate(_xl()).peak_mib
     monkeypatch.setenv("FLOYDTUI_ASSUME_GPU", f"RTX 4090:{int(peak * 1.05)}")  # 5% to spare
-    section = report.check_memory(_xl())
+    section = report.check_memory(_xl()).section()
     assert section.ok and section.data["verdict"] == "tight"
     assert any(p.message.startswith("tight") and not p.is_error for p in section.problems)
 
 
 def test_xformers_on_an_assumed_amd_card_fails_check(monkeypatch):
     monkeypatch.setenv("FLOYDTUI_ASSUME_GPU", "AMD Instinct MI300X:196608")
-    section = report.check_memory(_xl(attention_mechanism="xformers"))
+    section = report.check_memory(_xl(attention_mechanism="xformers")).section()
     assert not section.ok
     assert any(p.key == "attention_mechanism" and p.is_error for p in section.problems)
 
 
 def test_a_bad_assumed_value_is_a_problem_in_the_section(monkeypatch):
     monkeypatch.setenv("FLOYDTUI_ASSUME_GPU", "RTX 4090=24G")
-    section = report.check_memory(_xl())
+    section = report.check_memory(_xl()).section()
     assert not section.ok and "NAME:MiB" in section.problems[0].message

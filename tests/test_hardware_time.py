@@ -72,7 +72,7 @@ def test_duration_words():
 
 def test_check_without_a_gpu_says_so_with_the_time_and_gives_no_ram_verdict(monkeypatch):
     monkeypatch.setattr(report, "detect_devices", lambda: [CPU])
-    section = report.check_memory(make("i-xlarge-4.3b"), captions=200)
+    section = report.check_memory(make("i-xlarge-4.3b"), captions=200).section()
     assert section.ok and section.data["verdict"] == "not_judged"
     [problem] = [p for p in section.problems if "no GPU found" in p.message]
     assert "training i-xlarge-4.3b here would take about" in problem.message and "for 1,000 steps" in problem.message
@@ -82,14 +82,14 @@ def test_check_without_a_gpu_says_so_with_the_time_and_gives_no_ram_verdict(monk
 
 def test_check_with_a_gpu_gives_the_time_line(monkeypatch):
     monkeypatch.setenv("FLOYDTUI_ASSUME_GPU", "RTX 4090:24564")
-    section = report.check_memory(make(max_train_steps=2000))
+    section = report.check_memory(make(max_train_steps=2000)).section()
     [line] = [x for x in section.lines if x.startswith("time: about")]
     assert "for 2,000 steps" in line and "RTX 4090" in line
 
 
 def test_the_builtin_model_on_a_cpu_keeps_its_ram_verdict(monkeypatch):
     monkeypatch.setattr(report, "detect_devices", lambda: [CPU])
-    section = report.check_memory(make(model="builtin:tiny-if-i"))
+    section = report.check_memory(make(model="builtin:tiny-if-i")).section()
     assert section.data["verdict"] == "fits"
     assert not any("no GPU found" in p.message for p in section.problems)
     assert section.data["time"]["step_s"] < 1  # a few million parameters

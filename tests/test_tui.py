@@ -128,7 +128,7 @@ def test_hardware_verdict_for_an_assumed_gpu(monkeypatch, card, share, expected)
         assert expected in text and gpu.split(":")[0] in text
         assert "embed cache" in static_text(app, "#hw-estimate")
         assert "24G" in static_text(app, "#hw-guide")
-        advice = app.screen.hardware.advice
+        advice = app.screen.hardware.memory.advice
         assert advice, "a change that makes it fit is offered"
         await pilot.press("1")  # the first change, applied with its key
         await settle(pilot)

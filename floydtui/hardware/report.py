@@ -1,5 +1,7 @@
 """The memory section of `floydtui check`: the preset's estimate and verdict on this machine,
-and how long a step, the run and the embed cache would take.
+and how long a step, the run and the embed cache would take. `check_memory` returns it as
+data (`MemoryReport`): check prints its `section()`, the wizard's hardware step draws the same
+report.
 
 A preset that does not fit is an error only where a GPU is detected or assumed. On a machine
 without one, a real flavour gets no verdict against the CPU's RAM (training it on a CPU is
@@ -10,11 +12,13 @@ get the verdict against RAM.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from floydtui.config.flavours import BUILTIN_MODELS
 from floydtui.config.preset import Preset
 from floydtui.errors import CheckSection, FloydError, Problem
 from floydtui.hardware.devices import Device, best_device, detect_devices, platform_problems
-from floydtui.hardware.estimate import Advice, advice, estimate, gib, settings_from_preset, verdict
+from floydtui.hardware.estimate import Advice, Estimate, advice, estimate, gib, settings_from_preset, verdict
 from floydtui.hardware.speed import TimeEstimate, estimate_time
 
 
@@ -44,38 +48,81 @@ def gets_verdict(preset: Preset, device: Device | None) -> bool:
     return preset.model["pretrained_model_name_or_path"] in BUILTIN_MODELS
 
 
-def check_memory(preset: Preset, captions: int | None = None) -> CheckSection:
-    """The verdict for this preset on the detected (or assumed) best device, with advice and times;
-    `captions`: how many the embed cache would encode (the datasets' usable images)."""
-    where = f"{preset.source or 'preset'} [training]"
+@dataclass
+class MemoryReport:
+    """What the memory check found, as data: `floydtui check` prints it (`section()`) and the
+    wizard's hardware step draws it, so the two say the same thing."""
+
+    devices: list[Device] = field(default_factory=list)
+    device: Device | None = None  # the best one: the estimate is judged against it
+    estimate: Estimate | None = None  # None without a preset (the wizard's has errors) or without devices
+    verdict: str = ""  # fits, tight, does_not_fit; not_judged: a real flavour on a machine without a GPU
+    advice: list[Advice] = field(default_factory=list)  # the changes that would make it fit, in order
+    timing: TimeEstimate | None = None
+    no_gpu: str = ""  # when not judged: the first thing the user reads
+    problems: list[Problem] = field(default_factory=list)
+    detected: bool = True  # False: FLOYDTUI_ASSUME_GPU could not be read, and the problems say why
+
+    @property
+    def judged(self) -> bool:
+        return self.verdict in ("fits", "tight", "does_not_fit")
+
+    def section(self) -> CheckSection:
+        """`floydtui check`'s face of the report: its lines, its problems and its --json data."""
+        if not self.detected:
+            return CheckSection("memory", ["devices: FLOYDTUI_ASSUME_GPU could not be read"], list(self.problems))
+        device, est = self.device, self.estimate
+        lines = [f"device: {device.label() if device else 'none found'}"
+                 + (f", {len(self.devices)} found" if len(self.devices) > 1 else "")]
+        if est is None:
+            return CheckSection("memory", lines, list(self.problems))
+        if self.no_gpu:
+            lines.append(self.no_gpu)
+        lines.append(f"estimate: peak {gib(est.peak_mib)} in {est.peak_phase} ("
+                     + ", ".join(f"{p} {gib(v)}" for p, v in est.phases.items()) + ")"
+                     + (f": {self.verdict.replace('_', ' ')}" if self.judged else " on a GPU"))
+        if self.judged and self.timing is not None:
+            lines.append(f"time: {self.timing.line()} ({self.timing.basis})")
+        lines += [f"  {n}" for n in est.notes]
+        lines += [f"  to fit: {a.change} -> {gib(a.peak_mib)} ({a.verdict.replace('_', ' ')})" for a in self.advice]
+        data = {
+            "device": _device_dict(device) if device else None,
+            "devices": [_device_dict(d) for d in self.devices],
+            "estimate": est.to_dict(),
+            "verdict": self.verdict,
+            "time": self.timing.to_dict() if self.timing is not None else None,
+            "advice": [{"change": a.change, "overrides": a.overrides, "peak_mib": a.peak_mib, "verdict": a.verdict}
+                       for a in self.advice],
+        }
+        return CheckSection("memory", lines, list(self.problems), data)
+
+
+def check_memory(preset: Preset | None, captions: int | None = None) -> MemoryReport:
+    """The verdict for this preset on the detected (or assumed) best device, with advice, times and
+    problems; `captions`: how many the embed cache would encode (the datasets' usable images).
+    Without a preset (the wizard's has errors), the devices alone."""
     try:
         devices = detect_devices()
     except FloydError as e:  # a bad FLOYDTUI_ASSUME_GPU: report it here, keep the other sections
-        return CheckSection("memory", ["devices: FLOYDTUI_ASSUME_GPU could not be read"], list(e.problems))
+        return MemoryReport(problems=list(e.problems), detected=False)
     device = best_device(devices)
-    est = estimate(preset, device)
+    report = MemoryReport(devices, device)
+    if preset is None:
+        return report
+    where = f"{preset.source or 'preset'} [training]"
+    est = report.estimate = estimate(preset, device)
     judged = gets_verdict(preset, device)
-    result = verdict(est, device) if judged else "not_judged"
-    tips = advice(preset, device) if judged and result != "fits" else []
-    timing = preset_time(preset, device, captions)
+    result = report.verdict = verdict(est, device) if judged else "not_judged"
+    tips = report.advice = advice(preset, device) if judged and result != "fits" else []
+    timing = report.timing = preset_time(preset, device, captions)
     on_gpu = device is not None and device.is_gpu
-
-    lines = [f"device: {device.label() if device else 'none found'}"
-             + (f", {len(devices)} found" if len(devices) > 1 else "")]
     if not judged:
-        lines.append(no_gpu_message(preset, timing))
-    lines.append(f"estimate: peak {gib(est.peak_mib)} in {est.peak_phase} ("
-                 + ", ".join(f"{p} {gib(v)}" for p, v in est.phases.items()) + ")"
-                 + (f": {result.replace('_', ' ')}" if judged else " on a GPU"))
-    if judged:
-        lines.append(f"time: {timing.line()} ({timing.basis})")
-    lines += [f"  {n}" for n in est.notes]
-    lines += [f"  to fit: {a.change} -> {gib(a.peak_mib)} ({a.verdict.replace('_', ' ')})" for a in tips]
+        report.no_gpu = no_gpu_message(preset, timing)
 
-    problems = platform_problems(device, preset.training["attention_mechanism"], where)
+    problems = report.problems = platform_problems(device, preset.training["attention_mechanism"], where)
     if not judged:
         problems.append(Problem(
-            no_gpu_message(preset, timing), where=where, severity="warning",
+            report.no_gpu, where=where, severity="warning",
             hint="run check on the GPU machine, or set FLOYDTUI_ASSUME_GPU=\"NAME:MiB\" to check against a card"))
     if judged and result != "fits" and device is not None:
         problems.append(_fit_problem(est.peak_mib, est.peak_phase, result, device, tips, where, on_gpu))
@@ -84,16 +131,7 @@ def check_memory(preset: Preset, captions: int | None = None) -> CheckSection:
             f"{device.name} has {gib(device.free_mib)} free now: other processes hold "
             f"{gib(device.total_mib - device.free_mib)}", where=where, severity="warning",
             hint="stop them before the run (nvidia-smi lists them)"))
-    data = {
-        "device": _device_dict(device) if device else None,
-        "devices": [_device_dict(d) for d in devices],
-        "estimate": est.to_dict(),
-        "verdict": result,
-        "time": timing.to_dict(),
-        "advice": [{"change": a.change, "overrides": a.overrides, "peak_mib": a.peak_mib, "verdict": a.verdict}
-                   for a in tips],
-    }
-    return CheckSection("memory", lines, problems, data)
+    return report
 
 
 def _fit_problem(peak: int, phase: str, result: str, device: Device, tips: list[Advice], where: str,

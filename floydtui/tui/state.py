@@ -150,6 +150,11 @@ class WizardState:
     def datasets(self) -> list[dict[str, Any]]:
         return self.data.setdefault(DATASETS, [])
 
+    def dataset_folder(self, index: int) -> Path | None:
+        """A dataset's folder as typed, resolved against the preset's folder; None when empty."""
+        text = str(self.datasets[index].get("instance_data_dir") or "").strip()
+        return self.base_dir / Path(text).expanduser() if text else None
+
     def image_dataset_indexes(self) -> list[int]:
         return [i for i, d in enumerate(self.datasets) if d.get("dataset_type", "image") == "image"]
 

@@ -65,6 +65,14 @@ class CompareScreen(WorkerFailures, Screen):
         self._page: tuple | None = None
         self._placed = False
 
+    @property
+    def title_line(self) -> Static:
+        return self.query_one("#compare-title", Static)
+
+    @property
+    def grid(self) -> Grid:
+        return self.query_one("#compare-grid", Grid)
+
     def compose(self) -> ComposeResult:
         yield Static(id="compare-title")
         yield Grid(id="compare-grid")
@@ -101,11 +109,11 @@ class CompareScreen(WorkerFailures, Screen):
         if steps:
             title.append(f"  steps {steps[0]}–{steps[-1]} of {len(self.steps)} validations")
             title.append(f"  ·  prompts {self.first_row + 1}–{self.first_row + len(rows)} of {len(self.rows)}")
-        self.query_one("#compare-title", Static).update(title)
+        self.title_line.update(title)
         if page == self._page:
             return
         self._page = page
-        grid = self.query_one("#compare-grid", Grid)
+        grid = self.grid
         grid.styles.grid_size_columns = len(steps) + 1
         grid.styles.grid_columns = f"{LABEL_W} " + " ".join(["1fr"] * len(steps))
         grid.styles.grid_rows = f"1 {' '.join([str(CELL_H + 1)] * len(rows))}"
@@ -127,7 +135,7 @@ class CompareScreen(WorkerFailures, Screen):
         if event.page != self._page:
             return  # paged on while these were drawn
         steps, rows = event.page[0], event.page[1]
-        grid = self.query_one("#compare-grid", Grid)
+        grid = self.grid
         grid.remove_children()
         widgets = [Static("prompt · size", classes="compare-head")]
         widgets += [Static(f"step {step}", classes="compare-head") for step in steps]

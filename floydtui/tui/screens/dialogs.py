@@ -30,6 +30,14 @@ class PathDialog(ModalScreen[Path | None]):
         self.accept = accept
         self.ok_label = ok_label
 
+    @property
+    def path_input(self) -> Input:
+        return self.query_one("#path-input", Input)
+
+    @property
+    def problem_line(self) -> Static:
+        return self.query_one("#path-problem", Static)
+
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static(self.title_text, classes="dialog-title")
@@ -42,8 +50,8 @@ class PathDialog(ModalScreen[Path | None]):
     @on(Input.Submitted)
     @on(Button.Pressed, "#ok")
     def _ok(self) -> None:
-        text = self.query_one("#path-input", Input).value.strip()
-        problem = self.query_one("#path-problem", Static)
+        text = self.path_input.value.strip()
+        problem = self.problem_line
         if not text:
             problem.update("a path is needed")
             return
@@ -105,6 +113,10 @@ class TooSmallScreen(Screen):
         super().__init__()
         self.need = need
 
+    @property
+    def message(self) -> Static:
+        return self.query_one("#too-small-message", Static)
+
     def compose(self) -> ComposeResult:
         yield Static(id="too-small-message")
 
@@ -113,6 +125,6 @@ class TooSmallScreen(Screen):
 
     def show_size(self, width: int, height: int) -> None:
         w, h = self.need
-        self.query_one("#too-small-message", Static).update(
+        self.message.update(
             f"floydtui needs a terminal of at least {w}x{h}; this one is {width}x{height}.\n"
             "Make the window larger (or the font smaller); nothing is lost meanwhile.")

@@ -94,6 +94,26 @@ class MonitorScreen(WorkerFailures, Screen):
         return self.query_one("#run-log", RichLog)
 
     @property
+    def title_line(self) -> Static:
+        return self.query_one("#run-title", Static)
+
+    @property
+    def stats_view(self) -> Static:
+        return self.query_one("#run-stats", Static)
+
+    @property
+    def embed_row(self) -> Horizontal:
+        return self.query_one("#embed-row", Horizontal)
+
+    @property
+    def embed_bar(self) -> ProgressBar:
+        return self.query_one("#embed-bar", ProgressBar)
+
+    @property
+    def embed_rate(self) -> Static:
+        return self.query_one("#embed-rate", Static)
+
+    @property
     def live(self) -> bool:
         """A run that is going on: our child alive, or events that started and have not ended."""
         if self.process is not None:
@@ -115,7 +135,7 @@ class MonitorScreen(WorkerFailures, Screen):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self.query_one("#embed-row").display = False
+        self.embed_row.display = False
         self.update_stats()
         if self.process is not None:
             self.start_run()
@@ -198,7 +218,7 @@ class MonitorScreen(WorkerFailures, Screen):
         head = f"  {s.run_id or 'waiting for the run to start'}  ·  "
         room = self.app.size.width - len(" floydtui monitor ") - len(head) - 1
         title.append(head + fit_path(str(self.run_dir), room))
-        self.query_one("#run-title", Static).update(title)
+        self.title_line.update(title)
         stats = Text()
         status = self._status_text()
         stats.append(f" {status[0]} ", style=status[1] + " reverse")
@@ -215,7 +235,7 @@ class MonitorScreen(WorkerFailures, Screen):
         stats.append(f"ETA {format_duration(s.eta_s)}")
         if s.last_checkpoint:
             stats.append(f"   checkpoint {Path(s.last_checkpoint).name}", style="dim")
-        self.query_one("#run-stats", Static).update(stats)
+        self.stats_view.update(stats)
 
     def _status_text(self) -> tuple[str, str]:
         s = self.state
@@ -233,14 +253,14 @@ class MonitorScreen(WorkerFailures, Screen):
 
     def update_progress(self) -> None:
         prog = self.state.progress.get("embed_cache")
-        row = self.query_one("#embed-row")
+        row = self.embed_row
         if prog is None:
             return
         row.display = True
-        bar = self.query_one("#embed-bar", ProgressBar)
+        bar = self.embed_bar
         bar.update(total=max(prog.total, 1), progress=prog.done)
         eta = "done" if prog.done >= prog.total else f"ETA {format_duration(prog.eta_s)}"
-        self.query_one("#embed-rate", Static).update(
+        self.embed_rate.update(
             f" {prog.done:,}/{prog.total:,} prompts · {prog.rate:.1f}/s · {eta}")
 
     _logged = 0

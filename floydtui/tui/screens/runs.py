@@ -48,6 +48,14 @@ class RunsScreen(WorkerFailures, Screen):
     def table(self) -> DataTable:
         return self.query_one("#runs-table", DataTable)
 
+    @property
+    def title_line(self) -> Static:
+        return self.query_one("#runs-title", Static)
+
+    @property
+    def note(self) -> Static:
+        return self.query_one("#runs-note", Static)
+
     def compose(self) -> ComposeResult:
         yield Static(id="runs-title")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
@@ -63,10 +71,10 @@ class RunsScreen(WorkerFailures, Screen):
         title.append(" Runs ", style="bold reverse")
         room = (self.app.size.width - 16) // len(self.roots)
         title.append("  under " + ", ".join(fit_path(str(r), room) for r in self.roots))
-        self.query_one("#runs-title", Static).update(title)
+        self.title_line.update(title)
 
     def action_refresh(self) -> None:
-        self.query_one("#runs-note", Static).update("Looking for run directories…")
+        self.note.update("Looking for run directories…")
         self.find(self.roots)
 
     @work(thread=True, exclusive=True, group="run list", exit_on_error=False)
@@ -86,7 +94,7 @@ class RunsScreen(WorkerFailures, Screen):
             started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started)) if run.started else "—"
             self.table.add_row(Text(run.status, style=STATUS_STYLE.get(run.status, "")), step,
                                f"{run.loss:.4f}" if run.loss is not None else "—", started, self._shown(run.path))
-        note = self.query_one("#runs-note", Static)
+        note = self.note
         if self.runs:
             note.update("Enter opens the run in the monitor; Escape goes back.")
             self.table.focus()
@@ -111,4 +119,4 @@ class RunsScreen(WorkerFailures, Screen):
         self.app.push_screen(self.app.monitor_screen(self.runs[row].path))
 
     def worker_failed(self, worker, error) -> None:
-        self.query_one("#runs-note", Static).update(Text("Could not list the runs: see the message.", style="red"))
+        self.note.update(Text("Could not list the runs: see the message.", style="red"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
@@ -25,6 +25,11 @@ from floydtui.tui.workers import WorkerFailures
 from floydtui.tui.widgets.keybar import KeyBar
 from floydtui.tui.widgets.stepbar import StepBar
 
+if TYPE_CHECKING:  # the step modules load when first shown; their messages reach on_* below by name
+    from floydtui.tui.screens.panes.datasets import DatasetsPane
+    from floydtui.tui.screens.panes.hardware import HardwareReport
+    from floydtui.tui.screens.panes.review import ReviewPane
+
 # (step, title, "module:class"): a step's module is imported when the step is first shown.
 STEPS: tuple[tuple[str, str, str], ...] = (
     ("flavour", "Flavour", "flavour:FlavourPane"),
@@ -38,27 +43,21 @@ STEPS: tuple[tuple[str, str, str], ...] = (
 SCAN_DELAY_S = 0.4  # edits settle before the datasets are scanned again
 FOLDER_SETTLE_S = 0.8  # a folder path being typed: each prefix that exists is a folder too
 
-_TRAINING_KEYS = ("model_type", "lora_rank", "lora_alpha", "use_dora", "use_bitfit", "learning_rate", "lr_end",
-                  "lr_scheduler", "lr_warmup_steps", "train_batch_size", "gradient_accumulation_steps",
-                  "max_train_steps", "num_train_epochs", "mixed_precision", "optimizer", "attention_mechanism",
-                  "gradient_checkpointing", "resolution", "seed", "checkpointing_steps", "checkpoints_total_limit",
-                  "output_dir")
-_PANE_OF_KEY = {k: "training" for k in _TRAINING_KEYS} | {
-    k: "validation" for k in ("validation_resolution", "validation_prompt", "validation_negative_prompt",
-                              "validation_steps", "validation_num_inference_steps", "validation_guidance",
-                              "validation_seed", "num_eval_images", "validation_prompts")} | {
-    "model_flavour": "flavour", "pretrained_model_name_or_path": "training",
-    "text_encoder_placement": "embeds", "embed_batch_size": "embeds", "clean_caption": "embeds",
-    "cache_dir": "embeds"}
+def pane_class(step: str) -> type[WizardPane]:
+    """A step's pane class, its module imported on first use."""
+    module, cls = dict((s, m) for s, _, m in STEPS)[step].split(":")
+    return getattr(importlib.import_module(f"floydtui.tui.screens.panes.{module}"), cls)
 
 
 def pane_of(problem: Problem) -> str:
-    """Which step shows a problem at its field."""
-    if problem.key in _PANE_OF_KEY:
-        return _PANE_OF_KEY[problem.key]
-    if "[[datasets]]" in problem.where or problem.key in ("datasets", "instance_data_dir", "id"):
-        return "datasets"
-    return "review"
+    """Which step shows a problem at its field: the one whose pane declares the key, in the problem's
+    scope where two panes do (a dataset's resolution, [training]'s); else a dataset's other problems
+    on the datasets step, the rest on review."""
+    in_dataset = "[[datasets]]" in problem.where
+    panes = [(step, pane_class(step)) for step, _, _ in STEPS]
+    in_scope = [step for step, pane in panes if problem.key in (pane.DATASET_KEYS if in_dataset else pane.KEYS)]
+    anywhere = [step for step, pane in panes if problem.key in pane.KEYS + pane.DATASET_KEYS]
+    return next(iter(in_scope + anywhere), "datasets" if in_dataset else "review")
 
 
 class ScanStarted(Message):
@@ -100,12 +99,20 @@ class WizardScreen(WorkerFailures, Screen):
         self.scans_for: Any = None  # the preset that scan was made for
         self.scanning: Any = None  # the preset being scanned now (None: no scan running)
         self.unbounded: set[Path] = set()  # folders the user asked to scan past the bound
-        self.hardware: Any = None  # the latest HardwareReport
+        self.hardware: HardwareReport | None = None  # the hardware step's latest report
         self._scan_timer = None
 
     @property
     def steps(self) -> StepBar:
         return self.query_one(StepBar)
+
+    @property
+    def title_bar(self) -> Static:
+        return self.query_one("#title-bar", Static)
+
+    @property
+    def switcher(self) -> ContentSwitcher:
+        return self.query_one(ContentSwitcher)
 
     @property
     def current_step(self) -> str:
@@ -120,11 +127,13 @@ class WizardScreen(WorkerFailures, Screen):
         found = self.query(f"#pane-{step}")
         if found:
             return found.first(WizardPane)
-        module, cls = dict((s, m) for s, _, m in STEPS)[step].split(":")
-        pane_cls = getattr(importlib.import_module(f"floydtui.tui.screens.panes.{module}"), cls)
-        pane = pane_cls(id=f"pane-{step}")
-        self.query_one(f"#slot-{step}").mount(pane)
+        pane = pane_class(step)(id=f"pane-{step}")
+        self.slot(step).mount(pane)
         return pane
+
+    def slot(self, step: str) -> Container:
+        """Where a step's pane is mounted."""
+        return self.query_one(f"#slot-{step}", Container)
 
     def built_panes(self) -> list[WizardPane]:
         return list(self.query(WizardPane))
@@ -146,7 +155,7 @@ class WizardScreen(WorkerFailures, Screen):
     def go(self, step: str) -> None:
         """Show a step: build its pane on first use, and put the cursor in it."""
         self.steps.current = step
-        self.query_one(ContentSwitcher).current = f"slot-{step}"
+        self.switcher.current = f"slot-{step}"
         pane = self.pane(step)
         if step in ("datasets", "embeds") and self.scans is None and self.scanning is None:
             self.scan_now()
@@ -182,7 +191,7 @@ class WizardScreen(WorkerFailures, Screen):
         title.append(" floydtui ", style="bold reverse")
         title.append(head + source)
         title.append(modified, style="yellow")
-        self.query_one("#title-bar", Static).update(title)
+        self.title_bar.update(title)
         counts: dict[str, int] = {}
         for p in self.state.errors:
             counts[pane_of(p)] = counts.get(pane_of(p), 0) + 1
@@ -194,7 +203,7 @@ class WizardScreen(WorkerFailures, Screen):
         only if the path names a folder: not at each prefix on the way that is not one."""
         if self._scan_timer is not None:
             self._scan_timer.stop()
-        folder = self.dataset_folder(folder_index) if folder_index is not None else None
+        folder = self.state.dataset_folder(folder_index) if folder_index is not None else None
         if folder_index is not None and (folder is None or not folder.is_dir()):
             return
         self._scan_timer = self.set_timer(delay, self.scan_now)
@@ -220,11 +229,6 @@ class WizardScreen(WorkerFailures, Screen):
     def cancel_scan(self) -> None:
         self.workers.cancel_group(self, "scan")
         self.scanning = None
-
-    def dataset_folder(self, index: int) -> Path | None:
-        """A dataset's folder as typed, resolved against the preset's folder; None when empty."""
-        text = str(self.state.datasets[index].get("instance_data_dir") or "").strip()
-        return self.state.base_dir / Path(text).expanduser() if text else None
 
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
     def scan(self, preset, unbounded: frozenset) -> None:
@@ -284,12 +288,28 @@ class WizardScreen(WorkerFailures, Screen):
                 widget.focus()
                 return
 
-    def record_hardware(self, report) -> None:
+    # ---- what the panes send up -------------------------------------------
+    def on_hardware_report(self, report: HardwareReport) -> None:
         """The hardware pane's latest report; the training and embeds panes read it."""
         self.hardware = report
         for pane in self.built_panes():
             if pane.id in ("pane-training", "pane-embeds"):
                 pane.state_changed()
+
+    def on_datasets_pane_folder_settled(self, event: DatasetsPane.FolderSettled) -> None:
+        """A dataset's folder was entered or left: scan it now."""
+        event.stop()
+        self.scan_now()
+
+    def on_datasets_pane_scan_all(self, event: DatasetsPane.ScanAll) -> None:
+        """The user says a bounded folder is the dataset."""
+        event.stop()
+        self.scan_past_bound(event.folder)
+
+    def on_review_pane_requested(self, event: ReviewPane.Requested) -> None:
+        """Save, export or launch from the review step's buttons."""
+        event.stop()
+        {"save": self.action_save, "export": self.action_export, "launch": self.action_launch}[event.action]()
 
     # ---- actions ----------------------------------------------------------
     def action_step(self, delta: int) -> None:

@@ -123,6 +123,10 @@ class FieldEditor(Widget):
     def editor(self) -> Widget:
         return self.query_one(".field-editor")
 
+    @property
+    def problem_line(self) -> Static:
+        return self.query_one(".field-problem", Static)
+
     def set_value(self, value: object, resolved: object = None) -> None:
         """Show a value without posting an edit (filling the form for another dataset)."""
         ed = self.editor
@@ -143,7 +147,7 @@ class FieldEditor(Widget):
         errors = [p for p in problems if p.is_error]
         shown = errors or problems
         text = "\n".join(f"{p.message}" + (f" — {p.hint}" if p.hint else "") for p in shown)
-        self.query_one(".field-problem", Static).update(text)
+        self.problem_line.update(text)
         self.set_class(bool(errors), "-error")
         self.set_class(bool(shown) and not errors, "-warning")
 

@@ -63,6 +63,14 @@ class ValidationView(WorkerFailures, Widget):
         self.index: int | None = None  # None: follow the newest
         self._shown: tuple | None = None
 
+    @property
+    def header(self) -> Static:
+        return self.query_one("#val-header", Static)
+
+    @property
+    def tiles(self) -> Horizontal:
+        return self.query_one("#val-tiles", Horizontal)
+
     def compose(self) -> ComposeResult:
         yield Static("No validation images yet.", id="val-header", markup=False)
         yield Horizontal(id="val-tiles")
@@ -105,7 +113,7 @@ class ValidationView(WorkerFailures, Widget):
         self._shown = key
         pos = self.sets.index(vs) + 1
         follow = " (newest)" if self.index is None else ""
-        self.query_one("#val-header", Static).update(f"Validation at step {vs.step} · {pos}/{len(self.sets)}{follow}")
+        self.header.update(f"Validation at step {vs.step} · {pos}/{len(self.sets)}{follow}")
         self.render_tiles(key, vs, cell_w, tiles_h - 2, not self.app.no_color)
 
     @work(thread=True, exclusive=True, group="validation images", exit_on_error=False)
@@ -118,7 +126,7 @@ class ValidationView(WorkerFailures, Widget):
         event.stop()
         if event.key != self._shown:
             return  # the user paged on, or the widget was resized, while these were drawn
-        box = self.query_one("#val-tiles", Horizontal)
+        box = self.tiles
         box.remove_children()
         box.mount_all([Static(tile, classes="val-tile") for tile in event.tiles])
 

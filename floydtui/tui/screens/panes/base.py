@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, ClassVar, Iterable
 
 from textual import on
 from textual.containers import Container
@@ -30,6 +30,11 @@ class WizardPane(WorkerFailures, Container):
     """A step of the wizard. The screen creates (and imports) a pane when it is first shown,
     so the first screen draws without building the other six."""
 
+    # The preset keys the pane edits, top-level and of a [[datasets]] entry: the screen sends a
+    # problem at one of them to this step (its tab's count, the jump to the step of an error).
+    KEYS: ClassVar[tuple[str, ...]] = ()
+    DATASET_KEYS: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, *, id: str) -> None:
         super().__init__(id=id)
 
@@ -56,6 +61,10 @@ class WizardPane(WorkerFailures, Container):
 
     def editors(self) -> list[FieldEditor]:
         return list(self.query(FieldEditor))
+
+    def field_editor(self, key: str) -> FieldEditor:
+        """The form row of a key."""
+        return self.query_one(f"#field-{key}", FieldEditor)
 
     def table_editor(self, key: str, label: str | None = None) -> FieldEditor:
         """A form row for a top-level key (its table from the schema)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterable
 
 from rich.text import Text
@@ -46,6 +47,19 @@ class DatasetsPane(WizardPane):
     BINDINGS = [Binding("a", "add", "Add dataset", show=False), Binding("delete", "remove", "Remove dataset", show=False),
                 Binding("ctrl+g", "scan_all", "Scan all of it", show=False)]
 
+    class FolderSettled(Message):
+        """A dataset's folder was entered or left: the screen scans the datasets now."""
+
+    class ScanAll(Message):
+        """The user says this folder is the dataset: the screen scans all of it, past the bound."""
+
+        def __init__(self, folder: Path) -> None:
+            super().__init__()
+            self.folder = folder
+
+    KEYS = ("datasets",)  # the list itself: entries added and removed here
+    DATASET_KEYS = DATASET_KEYS
+
     selected: int | None = None
     _listed: list[tuple[int, str]] | None = None  # (index, id) of the rows shown
     _filled: tuple[int, int] | None = None  # the dataset whose values the fields show
@@ -81,6 +95,34 @@ class DatasetsPane(WizardPane):
         return self.query_one("#ds-list", ListView)
 
     @property
+    def fields_box(self) -> Vertical:
+        return self.query_one("#ds-fields", Vertical)
+
+    @property
+    def empty_note(self) -> Static:
+        return self.query_one("#ds-empty", Static)
+
+    @property
+    def remove_button(self) -> Button:
+        return self.query_one("#ds-remove", Button)
+
+    @property
+    def scan_view(self) -> Static:
+        return self.query_one("#ds-scan", Static)
+
+    @property
+    def scan_all_button(self) -> Button:
+        return self.query_one("#ds-scan-all", Button)
+
+    @property
+    def preview_box(self) -> Vertical:
+        return self.query_one("#ds-preview", Vertical)
+
+    @property
+    def editor_box(self) -> VerticalScroll:
+        return self.query_one("#ds-editor", VerticalScroll)
+
+    @property
     def dataset_index(self) -> int | None:
         return self.selected
 
@@ -96,14 +138,14 @@ class DatasetsPane(WizardPane):
             if self.selected is not None:
                 self.dataset_list.index = indexes.index(self.selected)
         has = self.selected is not None
-        self.query_one("#ds-fields").display = has
-        self.query_one("#ds-empty").display = not has
-        self.query_one("#ds-remove").disabled = not has
+        self.fields_box.display = has
+        self.empty_note.display = not has
+        self.remove_button.disabled = not has
         if has and self._filled != (self.selected, id(self.state.datasets[self.selected])):
             self.fill_fields()
         if has:
             self.refresh_editors(self.selected)
-            self.query_one("#field-num_eval_images").display = self.state.stage == 2
+            self.field_editor("num_eval_images").display = self.state.stage == 2
         self.show_scan()
 
     def fill_fields(self) -> None:
@@ -124,8 +166,8 @@ class DatasetsPane(WizardPane):
     # ---- scan and preview -----------------------------------------------
     def show_scan(self) -> None:
         """The selected dataset's scan: which folder, whether it is being scanned, then the summary."""
-        out = self.query_one("#ds-scan", Static)
-        scan_all = self.query_one("#ds-scan-all", Button)
+        out = self.scan_view
+        scan_all = self.scan_all_button
         scan_all.display = False
         if self.selected is None:
             out.update("")
@@ -134,7 +176,7 @@ class DatasetsPane(WizardPane):
         wizard, preset = self.wizard, self.state.preset
         scan = next((s for s in wizard.scans or [] if s.id == ds_id), None) \
             if preset is not None and wizard.scans_for is preset else None
-        folder = scan.settings.folder if scan is not None else self.wizard.dataset_folder(self.selected)
+        folder = scan.settings.folder if scan is not None else self.state.dataset_folder(self.selected)
         text = Text()
         text.append("Scan  ", style="bold")
         text.append(f"{folder}\n" if folder else "(no folder yet)\n")
@@ -157,7 +199,7 @@ class DatasetsPane(WizardPane):
             text.append("Correct the folder above, or press ctrl+g to scan all of it.", style="dim")
             out.update(text)
             scan_all.display = True
-            self.query_one("#ds-preview").remove_children()
+            self.preview_box.remove_children()
             return
         for line in scan.summary_lines()[2:]:
             text.append(line.strip() + "\n")
@@ -170,11 +212,11 @@ class DatasetsPane(WizardPane):
         if usable:
             self.render_preview(self.state.preset, ds_id, usable, self.preview_width())
         else:
-            self.query_one("#ds-preview").remove_children()
+            self.preview_box.remove_children()
 
     def preview_width(self) -> int:
         """Cells for each image of a pair."""
-        return max(8, min(32, (self.query_one("#ds-editor").size.width - 6) // 2))
+        return max(8, min(32, (self.editor_box.size.width - 6) // 2))
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def render_preview(self, preset, dataset_id: str, paths: list, width: int) -> None:
@@ -197,7 +239,7 @@ class DatasetsPane(WizardPane):
 
     @on(PreviewReady)
     def _show_preview(self, event: PreviewReady) -> None:
-        box = self.query_one("#ds-preview")
+        box = self.preview_box
         box.remove_children()
         if not event.pairs:
             return
@@ -217,7 +259,7 @@ class DatasetsPane(WizardPane):
         scan = next((s for s in self.wizard.scans or [] if s.id == self.state.datasets[self.selected].get("id")),
                     None)
         if scan is not None and scan.bounded is not None:
-            self.wizard.scan_past_bound(scan.settings.folder)
+            self.post_message(self.ScanAll(scan.settings.folder))
 
     @on(Button.Pressed, "#ds-scan-all")
     def _scan_all_pressed(self) -> None:
@@ -227,13 +269,13 @@ class DatasetsPane(WizardPane):
     @on(Input.Blurred, "#field-instance_data_dir Input")
     def _folder_settled(self) -> None:
         """Enter, or leaving the field: the folder is settled, scan it now."""
-        self.wizard.scan_now()
+        self.post_message(self.FolderSettled())
 
     def action_add(self) -> None:
         """A new dataset with the guide's values; the cursor goes to its folder."""
         self.selected = self.state.add_dataset()
         self.post_message(PresetChanged(self))
-        self.call_after_refresh(lambda: self.query_one("#field-instance_data_dir").editor.focus())
+        self.call_after_refresh(lambda: self.field_editor("instance_data_dir").editor.focus())
 
     def action_remove(self) -> None:
         if self.selected is None:

@@ -31,15 +31,16 @@ def human_bytes(n: float) -> str:
 class EmbedsPane(WizardPane):
     """The cache folder, the encoder's placement, and the estimate with its basis."""
 
+    KEYS = ("text_encoder_placement", "embed_batch_size", "clean_caption")
+    DATASET_KEYS = ("cache_dir",)  # the text_embeds dataset's
+
     def build(self) -> Iterable[Widget]:
         index = self.state.text_embeds_index()
         yield VerticalScroll(
             Static(GUIDE_NOTE, classes="form-note"),
             FieldEditor(DATASETS, DATASET_FIELD_BY_KEY["cache_dir"], self.state.get(DATASETS, "cache_dir", index),
                         folder_base=self.state.base_dir, label="cache_dir (text_embeds)"),
-            self.table_editor("text_encoder_placement"),
-            self.table_editor("embed_batch_size"),
-            self.table_editor("clean_caption"),
+            *(self.table_editor(key) for key in self.KEYS),
             Static(id="embeds-estimate"),
             id="embeds-body",
         )
@@ -48,16 +49,21 @@ class EmbedsPane(WizardPane):
     def dataset_index(self) -> int | None:
         return self.state.text_embeds_index()
 
+    @property
+    def estimate_view(self) -> Static:
+        return self.query_one("#embeds-estimate", Static)
+
     def state_changed(self) -> None:
         self.refresh_editors(self.dataset_index)
-        out = self.query_one("#embeds-estimate", Static)
+        out = self.estimate_view
         scans = self.wizard.scans
         if scans is None:
             out.update(Text("Counting captions…", style="dim"))
             return
         captions = {r.caption for s in scans for r in s.usable if r.caption is not None}
         report = self.wizard.hardware
-        on_gpu = bool(report and report.device is not None and report.device.is_gpu)
+        device = report.memory.device if report is not None else None
+        on_gpu = device is not None and device.is_gpu
         est = self.state.embed_estimate(len(captions), on_gpu)
         text = Text()
         text.append("Prompts to encode  ", style="bold")

@@ -67,9 +67,15 @@ class FlavourCard(Widget, can_focus=True):
 class FlavourPane(WizardPane):
     """The five flavours, the chosen one marked."""
 
+    KEYS = ("model_flavour",)
+
     def build(self) -> Iterable[Widget]:
         with_cards = Horizontal(*(FlavourCard(f) for f in FLAVOURS.values()), id="flavour-cards")
         yield VerticalScroll(with_cards, Static(id="flavour-notes"), id="flavour-body")
+
+    @property
+    def notes_view(self) -> Static:
+        return self.query_one("#flavour-notes", Static)
 
     def state_changed(self) -> None:
         chosen = self.state.flavour
@@ -94,7 +100,7 @@ class FlavourPane(WizardPane):
                         f"XXL ({TEXT_ENCODER_PARAMS / 1e9:.1f}B), prompts of at most 77 tokens\n", style="dim")
         for note in f.notes:
             text.append(f" • {note}\n")
-        self.query_one("#flavour-notes", Static).update(text)
+        self.notes_view.update(text)
 
     def focus_chosen(self) -> None:
         """Put the cursor on the chosen flavour's card."""

@@ -31,6 +31,8 @@ VALIDATION_KEYS = ("validation_resolution", "validation_prompt", "validation_neg
 class TrainingPane(WizardPane):
     """LoRA rank and alpha, DoRA, BitFit, learning rates, length, precision, attention, saving."""
 
+    KEYS = tuple(k for _, keys in TRAINING_GROUPS for k in keys)
+
     def build(self) -> Iterable[Widget]:
         rows: list[Widget] = []
         for title, keys in TRAINING_GROUPS:
@@ -39,9 +41,13 @@ class TrainingPane(WizardPane):
         rows.append(Static(id="xformers-note", classes="form-note"))
         yield VerticalScroll(*rows, id="training-form")
 
+    @property
+    def xformers_note(self) -> Static:
+        return self.query_one("#xformers-note", Static)
+
     def state_changed(self) -> None:
         self.refresh_editors()
-        note = self.query_one("#xformers-note", Static)
+        note = self.xformers_note
         xformers = self.wizard.xformers
         chosen = self.state.resolved("training", "attention_mechanism") == "xformers"
         if chosen and xformers is not None and not xformers[0]:
@@ -54,6 +60,8 @@ class TrainingPane(WizardPane):
 
 class ValidationPane(WizardPane):
     """Validation sizes with a live parse, prompts, interval; stage II's num_eval_images."""
+
+    KEYS = (*VALIDATION_KEYS, "validation_prompts")
 
     def build(self) -> Iterable[Widget]:
         rows: list[Widget] = []
@@ -68,9 +76,13 @@ class ValidationPane(WizardPane):
         rows.append(TextArea("\n".join(prompts), id="more-prompts", soft_wrap=True, show_line_numbers=False))
         yield VerticalScroll(*rows, id="validation-form")
 
+    @property
+    def resolution_parse(self) -> Static:
+        return self.query_one("#resolution-parse", Static)
+
     def state_changed(self) -> None:
         self.refresh_editors()
-        parse = self.query_one("#resolution-parse", Static)
+        parse = self.resolution_parse
         value = self.state.resolved("validation", "validation_resolution")
         try:
             parse.update("→ " + describe_sizes(parse_validation_resolution(value)))
@@ -79,7 +91,7 @@ class ValidationPane(WizardPane):
             parse.update("→ " + "; ".join(p.message for p in e.problems))
             parse.add_class("-error")
         stage2 = self.state.stage == 2
-        self.query_one("#field-num_eval_images").display = stage2
+        self.field_editor("num_eval_images").display = stage2
 
     def on_text_area_changed(self, event) -> None:
         event.stop()

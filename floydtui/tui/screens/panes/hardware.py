@@ -19,6 +19,8 @@ from textual.widget import Widget
 from textual.widgets import Label, ListItem, ListView, Static
 
 from floydtui.errors import FloydError, Problem
+from floydtui.hardware.estimate import gib
+from floydtui.hardware.report import MemoryReport, check_memory
 from floydtui.tui.screens.panes.base import PresetChanged, WizardPane
 
 GUIDE_REQUIREMENT = ("The guide: a LoRA at rank 32, batch 4 needs about 24G of VRAM; a full UNet tune "
@@ -27,50 +29,31 @@ VERDICT_STYLE = {"fits": ("FITS", "bold green"), "tight": ("TIGHT", "bold yellow
                  "does_not_fit": ("DOES NOT FIT", "bold red")}
 
 
-def gib(mib: float) -> str:
-    return f"{mib / 1024:.1f} GiB"
-
-
 @dataclass
 class HardwareReport(Message):
-    """What the hardware worker found for one version of the preset."""
+    """What the hardware worker found for one version of the preset: `floydtui check`'s memory
+    report, and what only the wizard shows besides (xformers, the download and disk). It bubbles
+    up to the screen, which shares it with the training and embeds steps."""
 
-    devices: list = field(default_factory=list)
-    device: Any = None
-    estimate: Any = None
-    verdict: str = ""
-    advice: list = field(default_factory=list)
+    memory: MemoryReport = field(default_factory=MemoryReport)
     xformers: tuple[bool, str] | None = None
-    disk: Any = None
-    problems: list[Problem] = field(default_factory=list)
-    timing: Any = None  # speed.TimeEstimate
-    no_gpu: str = ""  # the no-GPU message, for a real flavour on a machine without a GPU
+    disk: Any = None  # the hub's disk CheckSection
+    problems: list[Problem] = field(default_factory=list)  # why the devices or the disk could not be read
 
 
 def hardware_report(preset, captions: int | None = None) -> HardwareReport:
     """Detect devices, estimate the preset's memory and time, and collect advice (runs in a worker
     thread); `captions`: the datasets' unique captions, for the embed cache's time."""
-    from floydtui.hardware.devices import best_device, detect_devices, xformers_available
-    from floydtui.hardware.estimate import advice, estimate, verdict
-    from floydtui.hardware.report import gets_verdict, no_gpu_message, preset_time
+    from floydtui.hardware.devices import xformers_available
 
-    report = HardwareReport()
-    try:
-        report.devices = detect_devices()
-    except FloydError as e:
-        report.problems.extend(e.problems)
+    memory = check_memory(preset, captions)
+    report = HardwareReport(memory)
+    if not memory.detected:
+        report.problems.extend(memory.problems)
         return report
-    report.device = best_device(report.devices)
-    report.xformers = xformers_available(report.device)
+    report.xformers = xformers_available(memory.device)
     if preset is None:
         return report
-    report.estimate = estimate(preset, report.device)
-    report.timing = preset_time(preset, report.device, captions)
-    if not gets_verdict(preset, report.device):
-        report.no_gpu = no_gpu_message(preset, report.timing)
-    elif report.device is not None:
-        report.verdict = verdict(report.estimate, report.device)
-        report.advice = list(advice(preset, report.device))
     try:
         from floydtui.hub import disk_section
 
@@ -118,8 +101,44 @@ class HardwarePane(WizardPane):
         )
 
     @property
+    def no_gpu_line(self) -> Static:
+        return self.query_one("#hw-no-gpu", Static)
+
+    @property
+    def devices_view(self) -> Static:
+        return self.query_one("#hw-devices", Static)
+
+    @property
+    def verdict_line(self) -> Static:
+        return self.query_one("#hw-verdict", Static)
+
+    @property
+    def time_line(self) -> Static:
+        return self.query_one("#hw-time", Static)
+
+    @property
+    def advice_title(self) -> Static:
+        return self.query_one("#hw-advice-title", Static)
+
+    @property
     def advice_list(self) -> ListView:
         return self.query_one("#hw-advice", ListView)
+
+    @property
+    def estimate_view(self) -> Static:
+        return self.query_one("#hw-estimate", Static)
+
+    @property
+    def xformers_line(self) -> Static:
+        return self.query_one("#hw-xformers", Static)
+
+    @property
+    def disk_view(self) -> Static:
+        return self.query_one("#hw-disk", Static)
+
+    @property
+    def notes_view(self) -> Static:
+        return self.query_one("#hw-notes", Static)
 
     def state_changed(self) -> None:
         scans = self.wizard.scans
@@ -137,31 +156,31 @@ class HardwarePane(WizardPane):
 
     @on(HardwareReport)
     def show_report(self, report: HardwareReport) -> None:
+        """Draw the report; it then bubbles up to the screen."""
         self.report = report
-        self.wizard.record_hardware(report)
-        self.query_one("#hw-devices", Static).update(self._devices_text(report))
-        self.query_one("#hw-estimate", Static).update(self._estimate_table(report))
-        self.query_one("#hw-no-gpu", Static).update(Text(report.no_gpu, style="bold yellow"))
-        self.query_one("#hw-no-gpu").display = bool(report.no_gpu)
-        self.query_one("#hw-verdict", Static).update(self._verdict_text(report))
-        self.query_one("#hw-time", Static).update(self._time_text(report))
+        memory = report.memory
+        self.devices_view.update(self._devices_text(report))
+        self.estimate_view.update(self._estimate_table(memory))
+        self.no_gpu_line.update(Text(memory.no_gpu, style="bold yellow"))
+        self.no_gpu_line.display = bool(memory.no_gpu)
+        self.verdict_line.update(self._verdict_text(memory))
+        self.time_line.update(self._time_text(memory))
         self.advice_list.clear()
-        items = [AdviceItem(i, a) for i, a in enumerate(report.advice[:9], 1)]
+        items = [AdviceItem(i, a) for i, a in enumerate(memory.advice[:9], 1)]
         self.advice_list.extend(items)
-        self.query_one("#hw-advice-title").display = bool(items)
+        self.advice_title.display = bool(items)
         self.advice_list.display = bool(items)
-        self.query_one("#hw-xformers", Static).update(self._xformers_text(report))
-        self.query_one("#hw-disk", Static).update(self._disk_text(report))
-        notes = list(getattr(report.estimate, "notes", None) or [])
-        self.query_one("#hw-notes", Static).update(
-            "How the estimate is made:\n" + "\n".join(f" • {n}" for n in notes) if notes else "")
+        self.xformers_line.update(self._xformers_text(report))
+        self.disk_view.update(self._disk_text(report))
+        notes = memory.estimate.notes if memory.estimate is not None else []
+        self.notes_view.update("How the estimate is made:\n" + "\n".join(f" • {n}" for n in notes) if notes else "")
 
     def _devices_text(self, r: HardwareReport) -> Text:
         text = Text()
         text.append("Devices  ", style="bold")
-        if not r.devices:
+        if not r.memory.devices:
             text.append("none detected")
-        for d in r.devices:
+        for d in r.memory.devices:
             text.append(f"\n  {d.name} ({d.backend}:{d.index})  {gib(d.total_mib)} total, {gib(d.free_mib)} free")
         for p in r.problems:
             text.append(f"\n  {p.message}", style="red")
@@ -169,13 +188,13 @@ class HardwarePane(WizardPane):
                 text.append(f"\n  fix: {p.hint}", style="dim")
         return text
 
-    def _estimate_table(self, r: HardwareReport) -> Group | Text:
-        est = r.estimate
+    def _estimate_table(self, m: MemoryReport) -> Group | Text:
+        est = m.estimate
         if est is None:
             return Text("Estimate: fix the training settings' errors to see one.", style="dim")
         p = self.state.estimate_preset()
         t = p.training
-        title = (f"{'GPU memory it would need' if r.no_gpu else 'Estimate'} for {p.flavour.name}, "
+        title = (f"{'GPU memory it would need' if m.no_gpu else 'Estimate'} for {p.flavour.name}, "
                  f"{t['model_type']} rank {t['lora_rank']}, batch "
                  f"{t['train_batch_size']}, {'fp32' if t['mixed_precision'] == 'no' else t['mixed_precision']}")
         table = Table(box=None, show_header=False, padding=(0, 2), expand=False)
@@ -186,25 +205,25 @@ class HardwarePane(WizardPane):
             table.add_row(phase.replace("_", " "), gib(mib), "← peak" if phase == est.peak_phase else "")
         return Group(Text(title, style="bold"), table)
 
-    def _verdict_text(self, r: HardwareReport) -> Text:
-        if not r.verdict or r.device is None or r.estimate is None:
+    def _verdict_text(self, m: MemoryReport) -> Text:
+        if not m.judged or m.device is None or m.estimate is None:
             return Text("")
-        label, style = VERDICT_STYLE.get(r.verdict, (r.verdict, ""))
+        label, style = VERDICT_STYLE[m.verdict]
         text = Text()
         text.append("Verdict  ", style="bold")
         text.append(f" {label} ", style=style + " reverse")
-        spare = r.device.total_mib - r.estimate.peak_mib
-        text.append(f"  on {r.device.name} ({gib(r.device.total_mib)}): peak {gib(r.estimate.peak_mib)}, "
+        spare = m.device.total_mib - m.estimate.peak_mib
+        text.append(f"  on {m.device.name} ({gib(m.device.total_mib)}): peak {gib(m.estimate.peak_mib)}, "
                     + (f"{gib(spare)} to spare" if spare >= 0 else f"{gib(-spare)} short"))
         return text
 
-    def _time_text(self, r: HardwareReport) -> Text:
+    def _time_text(self, m: MemoryReport) -> Text:
         text = Text()
-        if r.timing is None or r.no_gpu:
+        if m.timing is None or m.no_gpu:
             return text  # the no-GPU message at the top already gives the time
         text.append("Time  ", style="bold")
-        text.append(r.timing.line())
-        text.append(f"  ({r.timing.basis})", style="dim")
+        text.append(m.timing.line())
+        text.append(f"  ({m.timing.basis})", style="dim")
         return text
 
     def _xformers_text(self, r: HardwareReport) -> Text:
@@ -237,9 +256,9 @@ class HardwarePane(WizardPane):
 
     def action_apply_advice(self, number: int) -> None:
         """Apply the numbered change to the preset."""
-        if self.report is None or not 1 <= number <= len(self.report.advice):
+        if self.report is None or not 1 <= number <= len(self.report.memory.advice):
             return
-        item = self.report.advice[number - 1]
+        item = self.report.memory.advice[number - 1]
         self.state.apply_overrides(dict(item.overrides))
         self.notify(f"Applied: {item.change}", timeout=3)
         self.post_message(PresetChanged(self))

@@ -45,12 +45,19 @@ def simpletuner_files(preset) -> tuple[dict[str, str], list[Problem]]:
 class ReviewPane(WizardPane):
     """Problems first (they decide whether it can launch), then the two file views."""
 
+    class Requested(Message):
+        """A button asks the screen to save, export or launch (`action`: which)."""
+
+        def __init__(self, action: str) -> None:
+            super().__init__()
+            self.action = action
+
     def build(self) -> Iterable[Widget]:
         yield VerticalScroll(
             Horizontal(
-                Button("Save  ^s", id="review-save", variant="primary", compact=True),
-                Button("Export  ^e", id="review-export", compact=True),
-                Button("Launch  ^r", id="review-launch", variant="success", compact=True),
+                Button("Save  ^s", id="review-save", name="save", variant="primary", compact=True),
+                Button("Export  ^e", id="review-export", name="export", compact=True),
+                Button("Launch  ^r", id="review-launch", name="launch", variant="success", compact=True),
                 id="review-buttons",
             ),
             Static("Checking…", id="review-problems"),
@@ -62,17 +69,45 @@ class ReviewPane(WizardPane):
             id="review-body",
         )
 
+    @property
+    def problems_view(self) -> Static:
+        return self.query_one("#review-problems", Static)
+
+    @property
+    def toml_view(self) -> Static:
+        return self.query_one("#review-toml", Static)
+
+    @property
+    def toml_box(self) -> VerticalScroll:
+        return self.query_one("#review-toml-box", VerticalScroll)
+
+    @property
+    def json_view(self) -> Static:
+        return self.query_one("#review-json", Static)
+
+    @property
+    def json_box(self) -> VerticalScroll:
+        return self.query_one("#review-json-box", VerticalScroll)
+
+    @property
+    def save_button(self) -> Button:
+        return self.query_one("#review-save", Button)
+
+    @property
+    def launch_button(self) -> Button:
+        return self.query_one("#review-launch", Button)
+
     def state_changed(self) -> None:
         from rich.syntax import Syntax
 
-        self.query_one("#review-toml", Static).update(
+        self.toml_view.update(
             Syntax(self.state.to_toml(), "toml", theme="ansi_dark", word_wrap=True, background_color="default"))
-        self.query_one("#review-toml-box").border_title = f"Preset TOML ({self.state.source or 'unsaved'})"
+        self.toml_box.border_title = f"Preset TOML ({self.state.source or 'unsaved'})"
         if self.state.preset is None:
             self.show_problems([], self.state.problems)
-            self.query_one("#review-json", Static).update(Text("Fix the errors to see the export.", style="dim"))
+            self.json_view.update(Text("Fix the errors to see the export.", style="dim"))
         else:
-            self.query_one("#review-problems", Static).update(Text("Checking datasets and memory…", style="dim"))
+            self.problems_view.update(Text("Checking datasets and memory…", style="dim"))
             wizard = self.wizard
             scans = wizard.scans if wizard.scans_for is self.state.preset else None
             self.run_checks_worker(self.state.preset, scans, frozenset(wizard.unbounded))
@@ -98,7 +133,7 @@ class ReviewPane(WizardPane):
 
     def worker_failed(self, worker, error) -> None:
         """The check crashed: say so where "Checking…" was, so the step never waits forever."""
-        self.query_one("#review-problems", Static).update(
+        self.problems_view.update(
             Text(f"The check failed ({type(error).__name__}: {error}); edit the preset to check again, "
                  "or run `floydtui check PRESET` for the full message.", style="red"))
 
@@ -112,8 +147,8 @@ class ReviewPane(WizardPane):
             text.append(f"── {name}\n", style="bold")
             text.append_text(Syntax(body, "json", theme="ansi_dark", word_wrap=True,
                                     background_color="default").highlight(body))
-        self.query_one("#review-json", Static).update(text)
-        self.query_one("#review-json-box").border_title = "SimpleTuner export (floydtui export)"
+        self.json_view.update(text)
+        self.json_box.border_title = "SimpleTuner export (floydtui export)"
 
     def show_problems(self, sections: list, config_problems: list[Problem]) -> None:
         problems = list(config_problems) + [p for s in sections for p in s.problems]
@@ -134,18 +169,11 @@ class ReviewPane(WizardPane):
             text.append(p.message + "\n")
             if p.hint:
                 text.append(f"   fix: {p.hint}\n", style="dim")
-        self.query_one("#review-problems", Static).update(text)
-        self.query_one("#review-launch", Button).disabled = bool(errors)
-        self.query_one("#review-save", Button).disabled = self.state.preset is None
+        self.problems_view.update(text)
+        self.launch_button.disabled = bool(errors)
+        self.save_button.disabled = self.state.preset is None
 
-    @on(Button.Pressed, "#review-save")
-    def _save(self) -> None:
-        self.wizard.action_save()
-
-    @on(Button.Pressed, "#review-export")
-    def _export(self) -> None:
-        self.wizard.action_export()
-
-    @on(Button.Pressed, "#review-launch")
-    def _launch(self) -> None:
-        self.wizard.action_launch()
+    @on(Button.Pressed, "#review-buttons Button")
+    def _pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.post_message(self.Requested(str(event.button.name)))
