@@ -78,6 +78,9 @@ def find_tokenizer(preset: Any) -> tuple[Any | None, str]:
 
 
 def _load(folder: Path):
+    from floydtui.lazyimports import ready
+
+    ready()
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(folder)

@@ -153,6 +153,9 @@ def validation_scheduler(folder: Path):
 
 def load_text_encoder(folder: Path, dtype, variant: str | None = None):
     """(tokenizer, T5 encoder) from a model folder; the encoder frozen and in eval mode."""
+    from floydtui.lazyimports import ready
+
+    ready()
     from transformers import AutoTokenizer, T5EncoderModel
 
     tokenizer = AutoTokenizer.from_pretrained(folder, subfolder="tokenizer")

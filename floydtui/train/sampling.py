@@ -38,6 +38,9 @@ SLUG_MAX = 60
 
 def caption_cleaner_missing() -> list[str]:
     """The packages IF's caption cleaner needs that are not installed (diffusers would skip it silently)."""
+    from floydtui.lazyimports import ready
+
+    ready()
     from diffusers.utils import is_bs4_available, is_ftfy_available
 
     return [name for name, ok in (("beautifulsoup4", is_bs4_available()), ("ftfy", is_ftfy_available())) if not ok]
@@ -49,6 +52,9 @@ def preprocess(prompts: list[str], clean_caption: bool) -> list[str]:
     Raises FloydError when clean_caption is asked for and its packages are missing, where
     diffusers would log a line and quietly encode the uncleaned text.
     """
+    from floydtui.lazyimports import ready
+
+    ready()
     from diffusers import IFPipeline
 
     missing = caption_cleaner_missing() if clean_caption else []

@@ -83,6 +83,9 @@ def ensure_builtin(model_id: str) -> Path:
 
 def build_tokenizer():
     """A T5TokenizerFast around a unigram tokenizer trained on the fixed corpus."""
+    from floydtui.lazyimports import ready
+
+    ready()
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import T5TokenizerFast
 
