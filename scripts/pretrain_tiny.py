@@ -71,7 +71,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--text-from", type=Path, default=None,
                    help="a pipeline folder whose tokenizer and T5 to use, frozen (stage II: stage I's, as IF shares one)")
     p.add_argument("--resume-from", type=Path, default=None,
-                   help="start from the EMA UNet of this state.pt (a new phase: fresh optimizer and EMA)")
+                   help="start from the EMA UNet (and trained T5) of this state.pt (a new phase: fresh optimizer and EMA)")
     p.add_argument("--stop-at", type=int, default=None, help="end (and save) at this step of the --steps schedule")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--save-every", type=int, default=100)
@@ -179,7 +179,10 @@ def main() -> int:
     index = {c: i for i, c in enumerate(captions + [""])}
     unet = tiny.shapes_unet(stage)
     if args.resume_from:
-        unet.load_state_dict(torch.load(args.resume_from, weights_only=False)["ema"])
+        start = torch.load(args.resume_from, weights_only=False)
+        unet.load_state_dict(start["ema"])
+        if "text_ema" in start:  # its T5 trained too: go on from its EMA
+            text_encoder.load_state_dict(start["text_ema"])
     log(f"{name}: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M UNet parameters, {steps} steps, "
         f"batch {args.batch}, {args.threads} threads")
     scheduler = tiny.if_scheduler(stage)
