@@ -38,26 +38,28 @@ def wait_for(predicate: Callable[[], Any], *, what: str, seen: Callable[[], Any]
     else the predicate's last value).
     """
     deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:.0f} s for {what}; saw: {seen() if seen else value!r}")
+    while not (value := _poll(predicate, deadline, timeout, what, seen)):
         time.sleep(interval)
+    return value
 
 
 async def until(pilot, predicate: Callable[[], Any], *, what: str, seen: Callable[[], Any] | None = None,
                 timeout: float = WAIT_S) -> Any:
     """`wait_for` inside a running Textual app: the app's messages and workers go on between polls."""
     deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:.0f} s for {what}; saw: {seen() if seen else value!r}")
+    while not (value := _poll(predicate, deadline, timeout, what, seen)):
         await pilot.pause(0.05)
+    return value
+
+
+def _poll(predicate: Callable[[], Any], deadline: float, timeout: float, what: str,
+          seen: Callable[[], Any] | None) -> Any:
+    """One look for `wait_for` and `until`: the predicate's value, or a failure naming what was seen once past
+    the deadline."""
+    value = predicate()
+    if not value and time.monotonic() > deadline:
+        raise AssertionError(f"waited {timeout:.0f} s for {what}; saw: {seen() if seen else value!r}")
+    return value
 
 
 async def handled(pump, timeout: float = WAIT_S) -> None:
