@@ -5,6 +5,7 @@ simpletuner==4.10.1 installed by scripts/simpletuner-venv.sh), never imported by
 
     python tests/simpletuner_judge.py CONFIG_JSON WORKDIR [CONFIG_JSON WORKDIR ...]
     python tests/simpletuner_judge.py --defaults
+    python tests/simpletuner_judge.py --timestep-bias CASES_JSON
 
 It prints one JSON line: a list with one report per config, in order (one process, so that
 SimpleTuner and torch load once).
@@ -14,6 +15,12 @@ after it) reading CONFIG_JSON as its json backend does, `parse_validation_resolu
 DeepFloyd model class's `check_user_config()`, `FactoryRegistry.load_configuration()` on the
 data_backend_config it names, and each dataset's backend config `validate()`. Relative paths
 are read against WORKDIR, as SimpleTuner reads them against its working directory.
+
+`--timestep-bias` runs SimpleTuner's own timestep-bias code (helpers/training/custom_schedule.py)
+on each case `{"args": {timestep_bias_*...}, "num_timesteps": N, "batch": B, "draws": D}`: the
+weights of `generate_timestep_weights`, and with a batch, the timesteps its training step would
+draw D times over (models/common.py: `segmented_timestep_selection` when B > 1 and
+disable_segmented_timestep_sampling is false, else `torch.multinomial`).
 """
 
 import contextlib
@@ -87,7 +94,36 @@ def judge(config_path: str, workdir: str) -> dict:
     return report
 
 
+def timestep_bias(case: dict) -> dict:
+    """SimpleTuner's weights for one case, and the timesteps its training step draws with them."""
+    from types import SimpleNamespace
+
+    import torch
+    from simpletuner.helpers.training.custom_schedule import generate_timestep_weights, segmented_timestep_selection
+
+    args = SimpleNamespace(**{"refiner_training": False, "disable_segmented_timestep_sampling": False} | case["args"])
+    try:
+        weights = generate_timestep_weights(args, case["num_timesteps"])
+    except ValueError as e:
+        return {"error": str(e)}
+    out = {"weights": weights.tolist(), "draws": None}
+    if case.get("batch"):
+        torch.manual_seed(0)
+        batch, draws = case["batch"], []
+        for _ in range(case["draws"]):  # the branch of ModelFoundation's training step (common.py)
+            if batch > 1 and not args.disable_segmented_timestep_sampling:
+                drawn = segmented_timestep_selection(case["num_timesteps"], batch, weights.clone(), args)
+            else:
+                drawn = torch.multinomial(weights, batch, replacement=True)
+            draws.extend(drawn.tolist())
+        out["draws"] = draws
+    return out
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--timestep-bias"]:
+        print(json.dumps([timestep_bias(case) for case in json.loads(sys.argv[2])]))
+        sys.exit(0)
     if sys.argv[1:] == ["--defaults"]:  # the argument parser's defaults, for the mapping module's table
         from simpletuner.helpers.configuration.cmd_args import get_default_config
 

@@ -43,6 +43,7 @@ from floydtui.config.schema import (
 from floydtui.errors import FloydError, Problem
 
 DEFAULT_TEXT_EMBEDS_CACHE = "cache/text/deepfloyd"
+IF_NUM_TRAIN_TIMESTEPS = 1000  # every IF flavour's DDPMScheduler (and the built-in models')
 
 
 @dataclass
@@ -299,6 +300,7 @@ def preset_from_dict(data: dict[str, Any], source: Path | None = None) -> Preset
             f"lr_end ({training['lr_end']:g}) is above learning_rate ({training['learning_rate']:g})",
             where=f"{where} [training]", key="lr_end", hint="lr_end is where a decaying schedule ends: make it "
             "smaller than learning_rate (the guide: 4e-5 down to 4e-6)"))
+    _check_timestep_bias(training, f"{where} [training]", problems)
     if training["max_train_steps"] == 0 and training["num_train_epochs"] == 0:
         problems.append(Problem("neither max_train_steps nor num_train_epochs is set",
                                 where=f"{where} [training]", key="max_train_steps",
@@ -376,6 +378,34 @@ def _check_table(given: dict, fields: list[Field], table: str, where: str, probl
         if _check_value(known[key], value, f"{where} [{table}]", problems):
             out[key] = value
     return out
+
+
+def _check_timestep_bias(training: dict, where: str, problems: list[Problem]) -> None:
+    """What SimpleTuner's generate_timestep_weights refuses, and a range that biases nothing."""
+    strategy = training["timestep_bias_strategy"]
+    if strategy == "none":
+        return
+    multiplier = training["timestep_bias_multiplier"]
+    if multiplier <= 0:
+        problems.append(Problem(
+            f"timestep_bias_multiplier = {multiplier:g} with timestep_bias_strategy = {strategy!r}: a multiplier "
+            "must be > 0 (it cannot switch timesteps off; SimpleTuner refuses it too)", where=where,
+            key="timestep_bias_multiplier", hint="set timestep_bias_multiplier above 1 to draw the biased timesteps "
+            "more often (e.g. 3), or timestep_bias_strategy = \"none\" for uniform timesteps"))
+    if strategy != "range":
+        return
+    begin, end = training["timestep_bias_begin"], training["timestep_bias_end"]
+    if end > IF_NUM_TRAIN_TIMESTEPS:
+        problems.append(Problem(
+            f"timestep_bias_end = {end} is past the end of the schedule: DeepFloyd IF has {IF_NUM_TRAIN_TIMESTEPS} "
+            f"timesteps (0 to {IF_NUM_TRAIN_TIMESTEPS - 1})", where=where, key="timestep_bias_end",
+            hint=f"set timestep_bias_end to at most {IF_NUM_TRAIN_TIMESTEPS} (the end is not included)"))
+    elif begin >= end:
+        problems.append(Problem(
+            f"timestep_bias_begin = {begin} is not below timestep_bias_end = {end}: the range biases no timestep",
+            where=where, key="timestep_bias_begin",
+            hint="the range is begin (included) to end (not included): e.g. begin = 750, end = 1000 biases the "
+            "noisiest quarter"))
 
 
 def _resolve_auto(model: dict, training: dict, validation: dict, flavour: Flavour) -> None:

@@ -100,6 +100,18 @@ TRAINING_FIELDS = [
     _f("grad_clip_method", str, "norm", "norm clips the gradients' total norm at max_grad_norm; value clips each "
        "gradient value (SimpleTuner's default).", choices=("norm", "value")),
     _f("snr_gamma", NUM, 0.0, "Min-SNR loss weighting gamma (5 is common); 0 turns it off.", min=0),
+    _f("timestep_bias_strategy", str, "none",
+       "Which timesteps to draw more often (SimpleTuner's timestep bias; docs/train.md): later = the highest "
+       "timesteps, the noisiest, where colour and layout are decided (SimpleTuner's code does this, though its "
+       "help text calls them low-noise); earlier = the lowest (details); range = timestep_bias_begin to _end; "
+       "none = uniform.", choices=("none", "earlier", "later", "range")),
+    _f("timestep_bias_multiplier", NUM, 1.0, "How many times more often the biased timesteps are drawn; must be "
+       "> 0 when a strategy is set."),
+    _f("timestep_bias_portion", NUM, 0.25, "earlier/later: the fraction of the schedule that is biased (0.25 = "
+       "the last or first 250 of 1000 timesteps).", min=0, max=1),
+    _f("timestep_bias_begin", int, 0, "range: the first biased timestep.", min=0),
+    _f("timestep_bias_end", int, 1000, "range: the end of the biased timesteps (not included); at most the "
+       "schedule's num_train_timesteps (1000 for IF).", min=0),
     _f("caption_dropout_probability", NUM, 0.1, "Chance a caption is replaced by the empty prompt.",
        min=0, max=1),
     _f("attention_mechanism", str, "sdpa", "sdpa (PyTorch) or xformers (NVIDIA only, when installed).",

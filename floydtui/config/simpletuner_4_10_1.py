@@ -53,6 +53,12 @@ DEFAULTS: dict[str, Any] = {
     "grad_clip_method": "value",
     "snr_gamma": None,
     "caption_dropout_probability": 0.1,
+    "timestep_bias_strategy": None,
+    "timestep_bias_multiplier": 1.0,
+    "timestep_bias_portion": 0.25,
+    "timestep_bias_begin": 0,
+    "timestep_bias_end": 1000,
+    "disable_segmented_timestep_sampling": False,
     "attention_mechanism": "kohaku-fa-auto",
     "resolution": 1024,
     "resolution_type": "pixel_area",
@@ -200,14 +206,15 @@ SAME = ("model_family", "model_flavour", "model_type", "lora_rank", "lora_dropou
         "lr_end", "lr_scheduler", "lr_warmup_steps", "train_batch_size", "gradient_accumulation_steps",
         "gradient_checkpointing", "mixed_precision", "caption_dropout_probability", "resolution",
         "checkpoints_total_limit", "validation_negative_prompt", "validation_num_inference_steps",
-        "validation_guidance", "num_eval_images", "output_dir")
+        "validation_guidance", "num_eval_images", "output_dir", "timestep_bias_multiplier", "timestep_bias_portion",
+        "timestep_bias_begin", "timestep_bias_end")
 RENAMED = {"checkpointing_steps": "checkpoint_step_interval", "validation_steps": "validation_step_interval"}
 # The floydtui keys the rules below translate; other SimpleTuner-named keys pass with their name.
 CONSUMED = {*SAME, *RENAMED, "pretrained_model_name_or_path", "revision", "variant", "lora_alpha", "lora_target_modules",
             "use_bitfit", "max_train_steps", "num_train_epochs", "optimizer", "adam_beta1", "adam_beta2",
             "adam_weight_decay", "adam_epsilon", "max_grad_norm", "grad_clip_method", "snr_gamma",
             "attention_mechanism", "resolution_type", "seed", "validation_seed", "validation_resolution",
-            "validation_prompt"}
+            "validation_prompt", "timestep_bias_strategy"}
 # Every SimpleTuner argument the rules below read; the rest of a file goes to [extra].
 MAPPED_ST_KEYS = set(DEFAULTS) | {"use_bitfit", "enable_xformers_memory_efficient_attention"}
 
@@ -281,7 +288,8 @@ def from_simpletuner(given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     for key in ("lora_rank", "lora_dropout", "learning_rate", "lr_end", "lr_warmup_steps", "train_batch_size",
                 "gradient_accumulation_steps", "caption_dropout_probability", "resolution", "checkpoints_total_limit",
                 "validation_num_inference_steps", "validation_guidance", "num_eval_images", "checkpointing_steps",
-                "validation_steps"):
+                "validation_steps", "timestep_bias_multiplier", "timestep_bias_portion", "timestep_bias_begin",
+                "timestep_bias_end"):
         out[key] = _num(out[key])
     for key in ("use_dora", "gradient_checkpointing"):
         out[key] = _bool(out[key])
@@ -359,6 +367,21 @@ def from_simpletuner(given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
         notes.append(_warn(f"attention_mechanism = {attention!r} has no floydtui equivalent: the preset uses "
                            "sdpa (PyTorch's, as SimpleTuner's \"diffusers\")", "attention_mechanism"))
 
+    bias = st["timestep_bias_strategy"]
+    out["timestep_bias_strategy"] = "none" if bias in (None, "", "None") else bias
+    if _bool(st["disable_segmented_timestep_sampling"]) is True:
+        kept["disable_segmented_timestep_sampling"] = True  # floydtui's own way: export writes it back
+    elif out["timestep_bias_strategy"] != "none" and _num(out["train_batch_size"]) != 1:
+        notes.append(_warn(
+            f"timestep_bias_strategy = {bias!r} with segmented timestep sampling (SimpleTuner's default, "
+            "disable_segmented_timestep_sampling = false): SimpleTuner splits the schedule into train_batch_size "
+            "segments and draws one timestep from each, weighting only inside a segment, so its bias acts much less "
+            "(\"later\" with portion 0.25 at batch 4 changes next to nothing). floydtui draws every timestep from "
+            "the whole weighted schedule, as SimpleTuner does with disable_segmented_timestep_sampling = true",
+            "timestep_bias_strategy", "the preset trains with the bias at full strength: lower "
+            "timestep_bias_multiplier if it was tuned for the segmented draw; export writes "
+            "disable_segmented_timestep_sampling = true so that SimpleTuner draws as floydtui does"))
+
     rtype = st["resolution_type"]
     out["resolution_type"] = "pixel"
     if rtype != "pixel":
@@ -397,6 +420,8 @@ def still_means(st_key: str, st_value: Any, values: dict[str, Any]) -> bool:
         return values["resolution_type"] == "pixel"
     if st_key == "layer_freeze_strategy":
         return not values["use_bitfit"]
+    if st_key == "disable_segmented_timestep_sampling":
+        return st_value is True  # floydtui never segments: true always says what it does
     return False
 
 
@@ -470,6 +495,10 @@ def to_simpletuner(values: dict[str, Any], hub_model: bool) -> tuple[dict[str, A
                                   f"an integer; exported as {round(gamma)}", "snr_gamma",
                                   "use a whole number (5 is common)"))
         st["snr_gamma"] = round(gamma)
+    if values["timestep_bias_strategy"] != "none":
+        st["timestep_bias_strategy"] = values["timestep_bias_strategy"]
+        # floydtui draws each timestep from the whole weighted schedule; SimpleTuner's default segments it
+        st["disable_segmented_timestep_sampling"] = True
     st["attention_mechanism"] = ATTENTION[values["attention_mechanism"]]
     st["resolution_type"] = values["resolution_type"]
     st["seed"] = values["seed"]

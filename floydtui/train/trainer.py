@@ -22,6 +22,7 @@ import socket
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -38,7 +39,7 @@ from floydtui.train import control
 from floydtui.train.card import model_card
 from floydtui.train.distributed import cache_share, fillers_first, from_main, shared_folders
 from floydtui.train.embed_cache import TextEmbedCache, build_cache, encoder_identity
-from floydtui.train.inputs import Stage2Inputs, StageInputs, stage1_inputs
+from floydtui.train.inputs import Stage2Inputs, StageInputs, stage1_inputs, timestep_bias_weights
 from floydtui.train.lora import load_trainable_state_dict, save_lora, setup_trainable, trainable_state_dict
 from floydtui.train.models import (builtin_note, load_image_noising_scheduler, load_noise_scheduler, load_pipeline,
                                    load_unet, model_label, resolve_model_dir, resolve_text_encoder_dir)
@@ -58,11 +59,13 @@ def run_pid() -> int:
     """
     return int(os.environ.get("FLOYDTUI_RUN_PID") or os.getpid())
 
-def input_builder(preset: Preset, model_dir: Path) -> Callable[[torch.Tensor, Any, torch.Generator], StageInputs]:
-    """The function that turns clean pixels into UNet inputs for the preset's stage."""
+def input_builder(preset: Preset, model_dir: Path,
+                  noise_scheduler) -> Callable[[torch.Tensor, Any, torch.Generator], StageInputs]:
+    """The function that turns clean pixels into UNet inputs for the preset's stage (and timestep bias)."""
+    weights = timestep_bias_weights(preset.training, noise_scheduler.config.num_train_timesteps)
     if preset.stage == 1:
-        return stage1_inputs
-    return Stage2Inputs(load_image_noising_scheduler(model_dir), preset.training["stage2_conditioning"])
+        return partial(stage1_inputs, timestep_weights=weights)
+    return Stage2Inputs(load_image_noising_scheduler(model_dir), preset.training["stage2_conditioning"], weights)
 
 
 def pixels_to_tensor(pixels, device) -> torch.Tensor:
@@ -384,7 +387,8 @@ def setup(preset: Preset, events: EventWriter, resume: str, accelerator, stop: S
                                             revision=preset.model["revision"], variant=preset.model["variant"],
                                             events=events if main else None)
     base_label, note = model_label(model_id, model_dir), builtin_note(model_id)
-    make_inputs = input_builder(preset, model_dir)
+    noise_scheduler = load_noise_scheduler(model_dir)
+    make_inputs = input_builder(preset, model_dir, noise_scheduler)  # a bias that misfits the schedule fails now
     eval_images = []
     if preset.stage == 2:
         # The validation seed picks them: the same images in every run and after a resume, whatever the training seed.
@@ -412,7 +416,6 @@ def setup(preset: Preset, events: EventWriter, resume: str, accelerator, stop: S
     torch.manual_seed(t["seed"])  # adapter init must not depend on whether T5 ran (a warm cache skips it)
     params = setup_trainable(unet, t)
     unet.to(device)
-    noise_scheduler = load_noise_scheduler(model_dir)
     optimizer = make_optimizer(params, t)
     lr_scheduler = make_lr_scheduler(optimizer, t, total)
     unet, optimizer = accelerator.prepare(unet, optimizer)
