@@ -208,3 +208,38 @@ def test_import_reads_simpletuners_unset_strategy_as_none(tmp_path):
     t = data["training"]
     assert (t["timestep_bias_strategy"], t["timestep_bias_multiplier"], t["timestep_bias_portion"]) == ("none", 2.5, 0.1)
     assert not [n for n in notes if n.key == "timestep_bias_strategy"]
+
+
+# ---- the wizard --------------------------------------------------------------------------------
+def test_the_training_form_shows_the_keys_the_chosen_strategy_reads(repo):
+    import asyncio
+
+    from floydtui.tui.app import create_app
+
+    app = create_app(repo / "presets/demo.toml")
+
+    def shown(key: str) -> bool:
+        return app.screen.query_one(f"#field-{key}").display
+
+    async def main():
+        async with app.run_test(size=(100, 40)) as pilot:
+            while app.screen.current_step != "training":
+                await pilot.press("ctrl+n")
+                await pilot.pause()
+            assert shown("timestep_bias_strategy")
+            assert not any(shown(k) for k in ("timestep_bias_multiplier", "timestep_bias_portion",
+                                              "timestep_bias_begin", "timestep_bias_end"))
+            app.screen.query_one("#field-timestep_bias_strategy").editor.value = "range"
+            await pilot.pause(0.2)
+            assert app.screen.state.data["training"]["timestep_bias_strategy"] == "range"
+            assert shown("timestep_bias_multiplier") and shown("timestep_bias_begin") and shown("timestep_bias_end")
+            assert not shown("timestep_bias_portion")
+            app.screen.query_one("#field-timestep_bias_strategy").editor.value = "later"
+            multiplier = app.screen.query_one("#field-timestep_bias_multiplier")
+            multiplier.editor.focus()
+            await pilot.press("ctrl+a", "ctrl+k", "0")
+            await pilot.pause(0.2)
+            assert multiplier.has_class("-error") and shown("timestep_bias_portion") and not shown("timestep_bias_end")
+            assert "must be > 0" in str(multiplier.query_one(".field-problem").content)
+
+    asyncio.run(main())

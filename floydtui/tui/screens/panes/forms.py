@@ -19,6 +19,9 @@ TRAINING_GROUPS = (
     ("Length", ("train_batch_size", "gradient_accumulation_steps", "max_train_steps", "num_train_epochs")),
     ("Precision and memory", ("mixed_precision", "optimizer", "attention_mechanism", "gradient_checkpointing",
                               "resolution")),
+    ("Timestep bias (SimpleTuner's; docs/train.md)", ("timestep_bias_strategy", "timestep_bias_multiplier",
+                                                      "timestep_bias_portion", "timestep_bias_begin",
+                                                      "timestep_bias_end")),
     ("Reproducibility and saving", ("seed", "checkpointing_steps", "checkpoints_total_limit", "output_dir")),
     ("Reporting (docs/reporting.md; webhook_config in the preset file)",
      ("report_to", "tracker_project_name", "tracker_run_name")),
@@ -29,7 +32,7 @@ VALIDATION_KEYS = ("validation_resolution", "validation_prompt", "validation_neg
 
 
 class TrainingPane(WizardPane):
-    """LoRA rank and alpha, DoRA, BitFit, learning rates, length, precision, attention, saving."""
+    """LoRA rank and alpha, DoRA, BitFit, learning rates, length, precision, attention, timestep bias, saving."""
 
     KEYS = tuple(k for _, keys in TRAINING_GROUPS for k in keys)
 
@@ -47,6 +50,12 @@ class TrainingPane(WizardPane):
 
     def state_changed(self) -> None:
         self.refresh_editors()
+        strategy = self.state.resolved("training", "timestep_bias_strategy")
+        # a key shows when the strategy reads it (as in SimpleTuner's own form) or when it has a problem
+        read = {"timestep_bias_multiplier": strategy != "none", "timestep_bias_portion": strategy in ("earlier", "later"),
+                "timestep_bias_begin": strategy == "range", "timestep_bias_end": strategy == "range"}
+        for key, shown in read.items():
+            self.field_editor(key).display = shown or bool(self.state.problems_for(key, None))
         note = self.xformers_note
         xformers = self.wizard.xformers
         chosen = self.state.resolved("training", "attention_mechanism") == "xformers"
