@@ -243,3 +243,40 @@ def test_the_training_form_shows_the_keys_the_chosen_strategy_reads(repo):
             assert "must be > 0" in str(multiplier.query_one(".field-problem").content)
 
     asyncio.run(main())
+
+
+# ---- a real run ----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_biased_run_resumes_to_the_unbroken_lora_and_differs_from_an_unbiased_one(tmp_path):
+    """The trainer records no timesteps, so the bias shows in the LoRA: resumed = unbroken, != unbiased."""
+    import signal
+
+    from helpers import WAIT_S, finish
+    from floydtui.events import read_events
+    from test_train import floydtui, lora_tensors, write_preset
+
+    preset = write_preset(tmp_path, steps=4, training='timestep_bias_strategy = "later"\n'
+                                                      'timestep_bias_multiplier = 5')
+
+    def args(out: str, *more: str) -> tuple[str, ...]:
+        return ("run", str(preset), "--output-dir", str(tmp_path / out), "--json", "--set", "validation_steps=0", *more)
+
+    for out, more in (("unbroken", ()), ("unbiased", ("--set", "timestep_bias_strategy=none"))):
+        code, _, err = finish(floydtui(*args(out, *more)))
+        assert code == 0, err
+    proc = floydtui(*args("resumed"))
+    for line in proc.stdout:
+        if '"type": "checkpoint"' in line:  # killed right after step 2's checkpoint
+            proc.kill()
+            break
+    proc.wait(timeout=WAIT_S)
+    assert proc.returncode == -signal.SIGKILL
+    code, _, err = finish(floydtui(*args("resumed")))
+    assert code == 0, err
+    events = read_events(tmp_path / "resumed" / "events.jsonl")
+    starts = [i for i, e in enumerate(events) if e["type"] == "run_start"]
+    assert [next(e["step"] for e in events[i:] if e["type"] == "step") for i in starts] == [1, 3]
+    unbroken, resumed, unbiased = (lora_tensors(tmp_path / d) for d in ("unbroken", "resumed", "unbiased"))
+    for key in unbroken:
+        torch.testing.assert_close(unbroken[key], resumed[key], atol=1e-5, rtol=0)
+    assert max((unbroken[k] - unbiased[k]).abs().max().item() for k in unbroken) > 1e-4
