@@ -160,7 +160,8 @@ def test_simpletuners_segmented_draw_undoes_the_bias_that_floydtui_and_its_unseg
     bias = _bias("later", 5)
     segmented, unsegmented = judge_timestep_bias([
         {"args": bias, "num_timesteps": 1000, "batch": 4, "draws": 2500},
-        {"args": bias | {"disable_segmented_timestep_sampling": True}, "num_timesteps": 1000, "batch": 4, "draws": 2500}])
+        {"args": bias | {"disable_segmented_timestep_sampling": True}, "num_timesteps": 1000, "batch": 4,
+         "draws": 2500}])
     ours = draw_timesteps(10_000, 1000, torch.Generator().manual_seed(0), timestep_bias_weights(bias, 1000))
 
     def late(draws) -> float:

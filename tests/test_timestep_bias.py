@@ -206,7 +206,8 @@ def test_import_reads_simpletuners_unset_strategy_as_none(tmp_path):
                                          "--timestep_bias_portion=0.1'\n")
     data, notes = import_simpletuner([tmp_path / "config.env"])
     t = data["training"]
-    assert (t["timestep_bias_strategy"], t["timestep_bias_multiplier"], t["timestep_bias_portion"]) == ("none", 2.5, 0.1)
+    assert (t["timestep_bias_strategy"], t["timestep_bias_multiplier"], t["timestep_bias_portion"]) == \
+        ("none", 2.5, 0.1)
     assert not [n for n in notes if n.key == "timestep_bias_strategy"]
 
 
@@ -280,3 +281,16 @@ def test_a_biased_run_resumes_to_the_unbroken_lora_and_differs_from_an_unbiased_
     for key in unbroken:
         torch.testing.assert_close(unbroken[key], resumed[key], atol=1e-5, rtol=0)
     assert max((unbroken[k] - unbiased[k]).abs().max().item() for k in unbroken) > 1e-4
+
+
+def test_the_model_card_lists_the_bias_in_force(repo):
+    from floydtui.train.card import model_card
+
+    def card(**overrides) -> str:
+        preset = load_preset(repo / "presets/demo.toml").with_overrides(overrides)
+        return model_card(preset, base_model="b", note="", steps=1, world_size=1, validation_images=[])
+
+    assert "| timestep_bias_strategy | `none` |" in card() and "timestep_bias_multiplier" not in card()
+    later = card(timestep_bias_strategy="later", timestep_bias_multiplier=3)
+    assert "| timestep_bias_multiplier | `3` |" in later and "| timestep_bias_portion | `0.25` |" in later
+    assert "timestep_bias_end" not in later

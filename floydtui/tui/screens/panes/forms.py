@@ -52,7 +52,8 @@ class TrainingPane(WizardPane):
         self.refresh_editors()
         strategy = self.state.resolved("training", "timestep_bias_strategy")
         # a key shows when the strategy reads it (as in SimpleTuner's own form) or when it has a problem
-        read = {"timestep_bias_multiplier": strategy != "none", "timestep_bias_portion": strategy in ("earlier", "later"),
+        read = {"timestep_bias_multiplier": strategy != "none",
+                "timestep_bias_portion": strategy in ("earlier", "later"),
                 "timestep_bias_begin": strategy == "range", "timestep_bias_end": strategy == "range"}
         for key, shown in read.items():
             self.field_editor(key).display = shown or bool(self.state.problems_for(key, None))
