@@ -74,6 +74,8 @@ DEFAULTS: dict[str, Any] = {
     "validation_seed": None,
     "num_eval_images": 4,
     "output_dir": "simpletuner-results",
+    "tracker_project_name": "simpletuner",
+    "tracker_run_name": "simpletuner-testing",
 }
 
 # The DeepFloyd model class's DEFAULT_LORA_TARGET: what SimpleTuner adapts without peft_lora_target_modules.
@@ -207,7 +209,7 @@ SAME = ("model_family", "model_flavour", "model_type", "lora_rank", "lora_dropou
         "gradient_checkpointing", "mixed_precision", "caption_dropout_probability", "resolution",
         "checkpoints_total_limit", "validation_negative_prompt", "validation_num_inference_steps",
         "validation_guidance", "num_eval_images", "output_dir", "timestep_bias_multiplier", "timestep_bias_portion",
-        "timestep_bias_begin", "timestep_bias_end")
+        "timestep_bias_begin", "timestep_bias_end", "tracker_project_name", "tracker_run_name")
 RENAMED = {"checkpointing_steps": "checkpoint_step_interval", "validation_steps": "validation_step_interval"}
 # The floydtui keys the rules below translate; other SimpleTuner-named keys pass with their name.
 CONSUMED = {*SAME, *RENAMED, "pretrained_model_name_or_path", "revision", "variant", "lora_alpha", "lora_target_modules",
