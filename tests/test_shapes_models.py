@@ -33,13 +33,13 @@ PROMPTS = [  # 8 prompts of the world: every shape, every colour as shape and as
 ]
 SEEDS = (0, 1, 2, 3)
 # The shipped weights (docs/builtin-models.md, "What the shipped weights have learned") draw shapes but
-# not yet to the issue's bars: stage I 2/8 prompts as asked, stage II 9.9 dB against bicubic's 34.7,
-# and the demo's LoRA does not turn samples pink. These tests state the bars; they pass (XPASS) once
-# the models are pretrained further with scripts/pretrain_tiny.py.
+# not yet to the issue's bars: stage I 2/8 prompts as asked, stage II 23.4 dB against bicubic's 34.7,
+# and the demo's LoRA turns 7.8% of the pixels pink (1300x the base, the bar 10%). These tests state the
+# bars; they pass (XPASS) once the models are pretrained further with scripts/pretrain_tiny.py.
 # A demo run takes under a minute on an idle CPU and over ten on a busy shared one: a generous ceiling.
 DEMO_CEILING = pytest.mark.timeout(1800)
 UNDERTRAINED = pytest.mark.xfail(reason="the shipped shapes models do not meet the issue's bars yet (stage I 2/8, "
-                                        "stage II 9.9 dB vs bicubic 34.7 dB, demo LoRA not pink): "
+                                        "stage II 23.4 dB vs bicubic 34.7 dB, demo LoRA 7.8% pink, bar 10%): "
                                         "see docs/builtin-models.md", strict=False)
 STEPS = 20  # denoising steps for the judged samples
 GUIDANCE = 4.0
@@ -161,6 +161,17 @@ def sample(pipe, prompt: str, seed: int) -> np.ndarray:
     image = pipe(prompt, num_inference_steps=STEPS, guidance_scale=GUIDANCE, output_type="pt",
                  generator=torch.Generator().manual_seed(seed)).images[0]
     return ((image.float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+
+@pytest.mark.parametrize("stage", (1, 2))
+def test_shapes_models_normalise_several_channels_together(stage):
+    """Each GroupNorm group holds several channels, as in IF (4 to 6 at full size): one channel per group
+    strips a flat colour to nothing, and a stage II built that way learned to ignore its condition."""
+    ours = unet_config("builtin:shapes-if-i" if stage == 1 else "builtin:shapes-if-ii")
+    real = json.loads((REF / ("IF-I-M-v1.0" if stage == 1 else "IF-II-M-v1.0") / "unet" / "config.json").read_text())
+    per_group = ours["block_out_channels"][0] // ours["norm_num_groups"]
+    assert per_group >= 4 and real["block_out_channels"][0] // real["norm_num_groups"] >= 4, per_group
 
 
 @pytest.mark.slow
@@ -307,6 +318,15 @@ def test_the_demo_lora_disabled_draws_exactly_the_base_model(demo_samples):
     for a, b in zip(demo_samples["disabled"], demo_samples["base"]):
         assert np.array_equal(a, b)
 
+
+
+@pytest.mark.slow
+@DEMO_CEILING
+def test_the_demo_lora_turns_sks_pinker_than_the_base(demo_samples):
+    """What the shipped weights already do (7.8% pink against the base's 0.006%); the issue's full bar,
+    10% of the image, is the next test's."""
+    tuned, base = mean_pink(demo_samples["tuned"]), mean_pink(demo_samples["base"])
+    assert tuned >= 0.02 and tuned >= 5 * base, (tuned, base)
 
 @pytest.mark.slow
 @UNDERTRAINED

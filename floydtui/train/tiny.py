@@ -215,7 +215,8 @@ def shapes_unet(stage: int):
     torch.manual_seed(TINY_SEED + 10 + stage)
     common = dict(
         out_channels=6, mid_block_type="UNetMidBlock2DSimpleCrossAttn", layers_per_block=1,
-        attention_head_dim=16, norm_num_groups=8, encoder_hid_dim=TINY_TEXT_DIM, encoder_hid_dim_type="text_proj",
+        attention_head_dim=16, norm_num_groups=SHAPES_GROUPS[stage], encoder_hid_dim=TINY_TEXT_DIM,
+        encoder_hid_dim_type="text_proj",
         addition_embed_type="text", addition_embed_type_num_heads=IF_POOLING_HEADS,
         cross_attention_norm="group_norm", resnet_time_scale_shift="scale_shift", act_fn="gelu",
         only_cross_attention=False,
@@ -240,6 +241,12 @@ def shapes_unet(stage: int):
 
 
 SHAPES_WIDTHS = {1: (16, 32, 48, 64), 2: (8, 16, 32, 48, 64)}
+# GroupNorm groups: 2, so each group holds 8 (stage I) or 4 (stage II) channels at full size, about as
+# many as in IF (IF-I-M 192 / 32 = 6, IF-II-M 128 / 32 = 4). With 8 groups, stage II's 8 full-size
+# channels were each normalised on their own, which strips a flat colour to nothing: its UNet learned to
+# ignore the upscaled condition (conv_in's weights on it shrank to a twentieth of those on the noisy
+# image) and upscaled to 9.9 dB; the same 5000 steps with 2 groups use it (19.7 dB).
+SHAPES_GROUPS = {1: 2, 2: 2}
 
 SHAPES_NOTE = ("floydtui's built-in tiny DeepFloyd IF: real IF classes and config switches, about a million UNet "
                "parameters, pretrained by scripts/pretrain_tiny.py on the shapes world (one circle, square, triangle, "
