@@ -20,6 +20,10 @@ N = 1000  # every IF scheduler's num_train_timesteps
 LATER = {"timestep_bias_strategy": "later", "timestep_bias_multiplier": 5, "timestep_bias_portion": 0.25}
 
 
+# presets/demo.toml sets a bias of its own; these tests start from none
+UNBIASED = {"timestep_bias_strategy": "none", "timestep_bias_multiplier": 1.0, "timestep_bias_portion": 0.25}
+
+
 @pytest.fixture(scope="module")
 def if_scheduler():
     """IF-I-M's own DDPMScheduler (the config shipped with floydtui; no weights)."""
@@ -29,11 +33,11 @@ def if_scheduler():
 
 
 def _training(repo, **overrides) -> dict:
-    return load_preset(repo / "presets/demo.toml").with_overrides(overrides).training
+    return load_preset(repo / "presets/demo.toml", dict(UNBIASED)).with_overrides(overrides).training
 
 
 def test_the_keys_default_to_simpletuners_defaults_and_no_bias(repo):
-    t = load_preset(repo / "presets/demo.toml").training
+    t = load_preset(repo / "presets/demo.toml", dict(UNBIASED)).training
     assert (t["timestep_bias_strategy"], t["timestep_bias_multiplier"], t["timestep_bias_portion"],
             t["timestep_bias_begin"], t["timestep_bias_end"]) == ("none", 1.0, 0.25, 0, 1000)
     assert timestep_bias_weights(t, N) is None
@@ -64,7 +68,7 @@ def test_the_trainers_draw_follows_the_bias(repo, if_scheduler, overrides, low, 
     """10k timesteps drawn the trainer's way (its input builder on IF's scheduler), one seed."""
     from floydtui.train.trainer import input_builder
 
-    preset = load_preset(repo / "presets/demo.toml").with_overrides(overrides)
+    preset = load_preset(repo / "presets/demo.toml", dict(UNBIASED)).with_overrides(overrides)
     make_inputs = input_builder(preset, repo, if_scheduler)  # stage I reads nothing from the model folder
     inputs = make_inputs(torch.zeros(10_000, 3, 1, 1), if_scheduler, torch.Generator().manual_seed(1234))
     t = inputs.timesteps
@@ -128,14 +132,14 @@ BAD = [
 @pytest.mark.parametrize("overrides,key,message,hint", BAD, ids=[b[1] + "-" + b[2][:12] for b in BAD])
 def test_a_bad_value_is_a_clear_problem(repo, overrides, key, message, hint):
     with pytest.raises(FloydError) as e:
-        load_preset(repo / "presets/demo.toml", overrides)
+        load_preset(repo / "presets/demo.toml", {**UNBIASED, **overrides})
     problem = next(p for p in e.value.problems if p.key == key)
     assert message in problem.message and hint in problem.hint and "demo.toml [training]" in problem.where
 
 
 def test_a_multiplier_is_free_without_a_strategy(repo):
     """SimpleTuner reads the multiplier only with a strategy set; so does floydtui."""
-    assert load_preset(repo / "presets/demo.toml", {"timestep_bias_multiplier": 0}).training[
+    assert load_preset(repo / "presets/demo.toml", {**UNBIASED, "timestep_bias_multiplier": 0}).training[
         "timestep_bias_strategy"] == "none"
 
 
@@ -178,7 +182,8 @@ def test_export_says_the_bias_and_turns_segmented_sampling_off(repo, tmp_path):
         "timestep_bias_strategy": "range", "timestep_bias_multiplier": 3, "timestep_bias_portion": 0.25,
         "timestep_bias_begin": 700, "timestep_bias_end": 1000}
     assert not [n for n in notes if n.key == "timestep_bias_strategy"]
-    assert data["extra"]["disable_segmented_timestep_sampling"] is True
+    # with a bias it is what floydtui always does: not kept as an extra, export writes it again
+    assert "disable_segmented_timestep_sampling" not in data.get("extra", {})
     assert _export(_preset_of(data, tmp_path), tmp_path / "again")[0]["disable_segmented_timestep_sampling"]
 
 
@@ -217,7 +222,7 @@ def test_the_training_form_shows_the_keys_the_chosen_strategy_reads(repo):
 
     from floydtui.tui.app import create_app
 
-    app = create_app(repo / "presets/demo.toml")
+    app = create_app(repo / "presets/i-medium-400m.toml")  # no bias set (the demo sets one)
 
     def shown(key: str) -> bool:
         return app.screen.query_one(f"#field-{key}").display
@@ -287,7 +292,7 @@ def test_the_model_card_lists_the_bias_in_force(repo):
     from floydtui.train.card import model_card
 
     def card(**overrides) -> str:
-        preset = load_preset(repo / "presets/demo.toml").with_overrides(overrides)
+        preset = load_preset(repo / "presets/demo.toml", dict(UNBIASED)).with_overrides(overrides)
         return model_card(preset, base_model="b", note="", steps=1, world_size=1, validation_images=[])
 
     assert "| timestep_bias_strategy | `none` |" in card() and "timestep_bias_multiplier" not in card()

@@ -371,9 +371,10 @@ def from_simpletuner(given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
 
     bias = st["timestep_bias_strategy"]
     out["timestep_bias_strategy"] = "none" if bias in (None, "", "None") else bias
-    if _bool(st["disable_segmented_timestep_sampling"]) is True:
+    unsegmented = _bool(st["disable_segmented_timestep_sampling"]) is True
+    if unsegmented and out["timestep_bias_strategy"] == "none":
         kept["disable_segmented_timestep_sampling"] = True  # floydtui's own way: export writes it back
-    elif out["timestep_bias_strategy"] != "none" and _num(out["train_batch_size"]) != 1:
+    elif not unsegmented and out["timestep_bias_strategy"] != "none" and _num(out["train_batch_size"]) != 1:
         notes.append(_warn(
             f"timestep_bias_strategy = {bias!r} with segmented timestep sampling (SimpleTuner's default, "
             "disable_segmented_timestep_sampling = false): SimpleTuner splits the schedule into train_batch_size "
