@@ -299,7 +299,7 @@ def save(stage: int, unet, tokenizer, text_encoder, out: Path) -> None:
     tiny.save_pipeline(stage, unet.half(), tokenizer, text_encoder, tmp)
     unet.float()
     (tmp / "floydtui-builtin.json").write_text(json.dumps({
-        "name": out.name, "note": tiny.SHAPES_NOTE, "seed": SEED, "stage": stage,
+        "name": f"shapes-if-{'i' * stage}", "note": tiny.SHAPES_NOTE, "seed": SEED, "stage": stage,
         "trained_by": "scripts/pretrain_tiny.py", "command": "scripts/pretrain_tiny.py " + " ".join(sys.argv[1:])},
         indent=2) + "\n")
     for f in tmp.rglob("*"):

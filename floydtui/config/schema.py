@@ -66,6 +66,13 @@ MODEL_FIELDS = [
        choices=(AUTO, "fp16", "none")),
 ]
 
+# The timestep-bias keys each strategy reads (as SimpleTuner's generate_timestep_weights does): the
+# model card lists those in force, the wizard shows those.
+TIMESTEP_BIAS_KEYS: dict[str, tuple[str, ...]] = {
+    "none": (), "earlier": ("timestep_bias_multiplier", "timestep_bias_portion"),
+    "later": ("timestep_bias_multiplier", "timestep_bias_portion"),
+    "range": ("timestep_bias_multiplier", "timestep_bias_begin", "timestep_bias_end")}
+
 TRAINING_FIELDS = [
     _f("model_type", str, "lora", "lora trains adapters; full trains the whole UNet (>48G for stage I).",
        choices=("lora", "full")),

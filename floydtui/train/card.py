@@ -6,15 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from floydtui.config.flavours import stage_name
+from floydtui.config.schema import TIMESTEP_BIAS_KEYS
 
 _SETTINGS = ("model_type", "lora_rank", "lora_alpha", "lora_dropout", "lora_target_modules", "use_dora", "use_bitfit",
              "learning_rate", "lr_end", "lr_scheduler", "lr_warmup_steps", "train_batch_size",
              "gradient_accumulation_steps", "mixed_precision", "optimizer", "snr_gamma",
              "caption_dropout_probability", "resolution", "seed", "timestep_bias_strategy")
-# The timestep-bias keys each strategy reads: the card lists those in force only.
-_BIAS_SETTINGS = {"none": (), "earlier": ("timestep_bias_multiplier", "timestep_bias_portion"),
-                  "later": ("timestep_bias_multiplier", "timestep_bias_portion"),
-                  "range": ("timestep_bias_multiplier", "timestep_bias_begin", "timestep_bias_end")}
 
 
 def model_card(preset: Any, *, base_model: str, note: str, steps: int, world_size: int,
@@ -68,7 +65,7 @@ def model_card(preset: Any, *, base_model: str, note: str, steps: int, world_siz
                   "`load_lora_weights` does not read. Apply them with "
                   "`floydtui.train.sampling.load_lora(pipe, OUTPUT_DIR)` (it loads both) or `floydtui generate`.", ""]
     lines += ["## Settings", "", "| key | value |", "| --- | --- |"]
-    keys = (*_SETTINGS, *_BIAS_SETTINGS[t["timestep_bias_strategy"]], *(("stage2_conditioning",) if stage == 2 else ()))
+    keys = (*_SETTINGS, *TIMESTEP_BIAS_KEYS[t["timestep_bias_strategy"]], *(("stage2_conditioning",) if stage == 2 else ()))
     lines += [f"| {k} | `{t[k]}` |" for k in keys]
     if validation_images:
         lines += ["", "## Validation images (last)", ""]

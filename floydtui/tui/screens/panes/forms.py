@@ -9,6 +9,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from floydtui.config.resolution import describe_sizes, parse_validation_resolution
+from floydtui.config.schema import TIMESTEP_BIAS_KEYS
 from floydtui.errors import FloydError
 from floydtui.tui.screens.panes.base import PresetChanged, WizardPane
 
@@ -50,13 +51,10 @@ class TrainingPane(WizardPane):
 
     def state_changed(self) -> None:
         self.refresh_editors()
-        strategy = self.state.resolved("training", "timestep_bias_strategy")
+        read = TIMESTEP_BIAS_KEYS[self.state.resolved("training", "timestep_bias_strategy")]
         # a key shows when the strategy reads it (as in SimpleTuner's own form) or when it has a problem
-        read = {"timestep_bias_multiplier": strategy != "none",
-                "timestep_bias_portion": strategy in ("earlier", "later"),
-                "timestep_bias_begin": strategy == "range", "timestep_bias_end": strategy == "range"}
-        for key, shown in read.items():
-            self.field_editor(key).display = shown or bool(self.state.problems_for(key, None))
+        for key in {k for keys in TIMESTEP_BIAS_KEYS.values() for k in keys}:
+            self.field_editor(key).display = key in read or bool(self.state.problems_for(key, None))
         note = self.xformers_note
         xformers = self.wizard.xformers
         chosen = self.state.resolved("training", "attention_mechanism") == "xformers"
