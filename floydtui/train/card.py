@@ -65,7 +65,8 @@ def model_card(preset: Any, *, base_model: str, note: str, steps: int, world_siz
                   "`load_lora_weights` does not read. Apply them with "
                   "`floydtui.train.sampling.load_lora(pipe, OUTPUT_DIR)` (it loads both) or `floydtui generate`.", ""]
     lines += ["## Settings", "", "| key | value |", "| --- | --- |"]
-    keys = (*_SETTINGS, *TIMESTEP_BIAS_KEYS[t["timestep_bias_strategy"]], *(("stage2_conditioning",) if stage == 2 else ()))
+    bias = TIMESTEP_BIAS_KEYS[t["timestep_bias_strategy"]]
+    keys = (*_SETTINGS, *bias, *(("stage2_conditioning",) if stage == 2 else ()))
     lines += [f"| {k} | `{t[k]}` |" for k in keys]
     if validation_images:
         lines += ["", "## Validation images (last)", ""]
