@@ -104,7 +104,7 @@ def test_typing_slash_then_a_folder_scans_only_the_folder(tmp_path, monkeypatch)
     run(app, test, hook=hook)
 
 
-def test_enter_scans_at_once_and_the_next_edit_cancels(tmp_path):
+def test_enter_scans_at_once_and_the_next_edit_cancels(tmp_path, monkeypatch):
     real = images(tmp_path / "photos")
     app = create_app()
 
@@ -121,8 +121,13 @@ def test_enter_scans_at_once_and_the_next_edit_cancels(tmp_path):
         wizard = app.screen
         assert wizard.scanning is not None or scanned_current(app), "Enter starts the scan without waiting"
         await wait_for(pilot, lambda: scanned_current(app), "the scan after Enter", seen=lambda: panel(app))
+        # The next edit's own scan waits for the folder to settle: long enough here that the test sees the
+        # moment between the edit and that scan at any machine speed (on a busy one the poll missed it).
+        monkeypatch.setattr("floydtui.tui.screens.wizard.FOLDER_SETTLE_S", 3600.0)
+        scanned = wizard.state.preset
         await pilot.press("/")  # the path now ends in "/": a new preset, the old scan is stale
-        await wait_for(pilot, lambda: wizard.scans_for is not wizard.state.preset, "the edit to make a new preset")
+        await wait_for(pilot, lambda: wizard.state.preset is not scanned, "the edit to make a new preset")
+        assert wizard.scans_for is not wizard.state.preset and wizard.scanning is None
         assert "4 files" not in panel(app), "the panel never shows numbers for another version"
 
     run(app, test)
