@@ -62,6 +62,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--crop", type=int, default=64, help="stage II: training window of the 256px image")
+    p.add_argument("--low-levels", type=float, default=0.5,
+                   help="stage II: the share of the condition's noise levels drawn below 300 (the rest over 0-999)")
     p.add_argument("--cap-from", type=int, default=200, help="the step from which the loss weight's cap is 200")
     p.add_argument("--focus-from", type=int, default=None,
                    help="from this step on, half of each batch's timesteps are drawn from the noisiest fifth (800-999)")
@@ -115,13 +117,14 @@ class EMA:
                     self.shadow[k].copy_(v)
 
 
-def stage2_batch(x256: torch.Tensor, crop: int, gen: torch.Generator, noising):
+def stage2_batch(x256: torch.Tensor, crop: int, gen: torch.Generator, noising, low_levels: float = 0.5):
     """(target window, its noised upscaled condition, noise levels), as the pipeline builds them, cropped."""
     n = x256.shape[0]
     up = upscale_like_pipeline(low_res(x256), tuple(x256.shape[-2:]))
-    # Half the levels uniform over all, half below 300: users upscale at 250 (the pipeline's default),
-    # and a tiny model has little capacity to spare for heavily noised conditions.
-    levels = torch.where(torch.rand(n, generator=gen) < 0.5, torch.randint(0, 1000, (n,), generator=gen),
+    # A share of the levels (`low_levels`, half by default) below 300, the rest uniform over all: users
+    # upscale at 250 (the pipeline's default), and a tiny model has little capacity to spare for heavily
+    # noised conditions.
+    levels = torch.where(torch.rand(n, generator=gen) < 1 - low_levels, torch.randint(0, 1000, (n,), generator=gen),
                          torch.randint(0, 300, (n,), generator=gen))
     cond = noising.add_noise(up, torch.randn(up.shape, generator=gen), levels)
     ys = torch.randint(0, 256 - crop + 1, (n,), generator=gen)
@@ -223,7 +226,7 @@ def main() -> int:
         if stage == 1:
             x0, cond, levels = low_res(x), None, None
         else:
-            x0, cond, levels = stage2_batch(x, args.crop, gen, noising)
+            x0, cond, levels = stage2_batch(x, args.crop, gen, noising, args.low_levels)
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, 1000, (x0.shape[0],), generator=gen)
         if args.focus_from is not None and step >= args.focus_from:
