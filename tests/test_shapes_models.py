@@ -33,13 +33,14 @@ PROMPTS = [  # 8 prompts of the world: every shape, every colour as shape and as
 ]
 SEEDS = (0, 1, 2, 3)
 # The shipped weights (docs/builtin-models.md, "What the shipped weights have learned") draw shapes but
-# not yet to the bars: stage I 2/8 prompts as asked, stage II 26.9 dB against bicubic's 34.7,
-# and the demo's LoRA turns 7.8% of the pixels pink (1300x the base, the bar 10%). These tests state the
+# not yet to the bars: stage I 2/8 prompts as asked, stage II 28.1 dB against bicubic's 34.7
+# (25.2 on this test's images), and the demo's LoRA turns 7.8% of the pixels pink (1300x the base, the bar
+# 10%). The stage II demo's LoRA meets its bar (18.4 dB against the base's 17.6). These tests state the
 # bars; they pass (XPASS) once the models are pretrained further with scripts/pretrain_tiny.py.
 # A demo run takes under a minute on an idle CPU and over ten on a busy shared one: a generous ceiling.
 DEMO_CEILING = pytest.mark.timeout(1800)
 UNDERTRAINED = pytest.mark.xfail(reason="the shipped shapes models do not meet the issue's bars yet (stage I 2/8, "
-                                        "stage II 26.9 dB vs bicubic 34.7 dB, demo LoRA 7.8% pink, bar 10%): "
+                                        "stage II 28.1 dB vs bicubic 34.7 dB, demo LoRA 7.8% pink, bar 10%): "
                                         "see docs/builtin-models.md", strict=False)
 STEPS = 20  # denoising steps for the judged samples
 GUIDANCE = 4.0
@@ -352,7 +353,6 @@ def test_the_demo_validation_images_and_generate_turn_pink(demo_run, tmp_path):
 
 
 @pytest.mark.slow
-@UNDERTRAINED
 @DEMO_CEILING
 def test_the_stage2_demo_lora_upscales_no_worse_than_its_base(tmp_path):
     import torch
