@@ -117,7 +117,12 @@ class EMA:
                     self.shadow[k].copy_(v)
 
 
-def stage2_batch(x256: torch.Tensor, crop: int, gen: torch.Generator, noising, low_levels: float = 0.5):
+def model_name(stage: int) -> str:
+    """The package's folder (and model) name of the built-in shapes model of `stage`."""
+    return tiny.SHAPES_NAMES["builtin:shapes-if-i" if stage == 1 else "builtin:shapes-if-ii"]
+
+
+def stage2_batch(x256: torch.Tensor, crop: int, gen: torch.Generator, noising, low_levels: float):
     """(target window, its noised upscaled condition, noise levels), as the pipeline builds them, cropped."""
     n = x256.shape[0]
     up = upscale_like_pipeline(low_res(x256), tuple(x256.shape[-2:]))
@@ -157,8 +162,8 @@ def main() -> int:
     torch.use_deterministic_algorithms(True, warn_only=True)
     stage = args.stage
     steps = args.steps
-    name = f"shapes-if-{'i' * stage}"
-    out = args.out or ROOT / "floydtui" / "train" / "weights" / name
+    name = model_name(stage)
+    out = args.out or tiny.WEIGHTS_DIR / name
     work = args.work / name
     work.mkdir(parents=True, exist_ok=True)
     from floydtui.train.models import quiet_libraries
@@ -302,7 +307,7 @@ def save(stage: int, unet, tokenizer, text_encoder, out: Path) -> None:
     tiny.save_pipeline(stage, unet.half(), tokenizer, text_encoder, tmp)
     unet.float()
     (tmp / "floydtui-builtin.json").write_text(json.dumps({
-        "name": f"shapes-if-{'i' * stage}", "note": tiny.SHAPES_NOTE, "seed": SEED, "stage": stage,
+        "name": model_name(stage), "note": tiny.SHAPES_NOTE, "seed": SEED, "stage": stage,
         "trained_by": "scripts/pretrain_tiny.py", "command": "scripts/pretrain_tiny.py " + " ".join(sys.argv[1:])},
         indent=2) + "\n")
     for f in tmp.rglob("*"):

@@ -24,6 +24,11 @@ LATER = {"timestep_bias_strategy": "later", "timestep_bias_multiplier": 5, "time
 UNBIASED = {"timestep_bias_strategy": "none", "timestep_bias_multiplier": 1.0, "timestep_bias_portion": 0.25}
 
 
+def _demo(repo, **overrides):
+    """presets/demo.toml without its bias, with `overrides` loaded (and checked) as the preset's own."""
+    return load_preset(repo / "presets/demo.toml", {**UNBIASED, **overrides})
+
+
 @pytest.fixture(scope="module")
 def if_scheduler():
     """IF-I-M's own DDPMScheduler (the config shipped with floydtui; no weights)."""
@@ -33,11 +38,11 @@ def if_scheduler():
 
 
 def _training(repo, **overrides) -> dict:
-    return load_preset(repo / "presets/demo.toml", dict(UNBIASED)).with_overrides(overrides).training
+    return _demo(repo).with_overrides(overrides).training
 
 
 def test_the_keys_default_to_simpletuners_defaults_and_no_bias(repo):
-    t = load_preset(repo / "presets/demo.toml", dict(UNBIASED)).training
+    t = _demo(repo).training
     assert (t["timestep_bias_strategy"], t["timestep_bias_multiplier"], t["timestep_bias_portion"],
             t["timestep_bias_begin"], t["timestep_bias_end"]) == ("none", 1.0, 0.25, 0, 1000)
     assert timestep_bias_weights(t, N) is None
@@ -68,7 +73,7 @@ def test_the_trainers_draw_follows_the_bias(repo, if_scheduler, overrides, low, 
     """10k timesteps drawn the trainer's way (its input builder on IF's scheduler), one seed."""
     from floydtui.train.trainer import input_builder
 
-    preset = load_preset(repo / "presets/demo.toml", dict(UNBIASED)).with_overrides(overrides)
+    preset = _demo(repo).with_overrides(overrides)
     make_inputs = input_builder(preset, repo, if_scheduler)  # stage I reads nothing from the model folder
     inputs = make_inputs(torch.zeros(10_000, 3, 1, 1), if_scheduler, torch.Generator().manual_seed(1234))
     t = inputs.timesteps
@@ -132,15 +137,14 @@ BAD = [
 @pytest.mark.parametrize("overrides,key,message,hint", BAD, ids=[b[1] + "-" + b[2][:12] for b in BAD])
 def test_a_bad_value_is_a_clear_problem(repo, overrides, key, message, hint):
     with pytest.raises(FloydError) as e:
-        load_preset(repo / "presets/demo.toml", {**UNBIASED, **overrides})
+        _demo(repo, **overrides)
     problem = next(p for p in e.value.problems if p.key == key)
     assert message in problem.message and hint in problem.hint and "demo.toml [training]" in problem.where
 
 
 def test_a_multiplier_is_free_without_a_strategy(repo):
     """SimpleTuner reads the multiplier only with a strategy set; so does floydtui."""
-    assert load_preset(repo / "presets/demo.toml", {**UNBIASED, "timestep_bias_multiplier": 0}).training[
-        "timestep_bias_strategy"] == "none"
+    assert _demo(repo, timestep_bias_multiplier=0).training["timestep_bias_strategy"] == "none"
 
 
 def test_floydtui_check_names_the_bad_key(repo, capsys):
@@ -292,7 +296,7 @@ def test_the_model_card_lists_the_bias_in_force(repo):
     from floydtui.train.card import model_card
 
     def card(**overrides) -> str:
-        preset = load_preset(repo / "presets/demo.toml", dict(UNBIASED)).with_overrides(overrides)
+        preset = _demo(repo).with_overrides(overrides)
         return model_card(preset, base_model="b", note="", steps=1, world_size=1, validation_images=[])
 
     assert "| timestep_bias_strategy | `none` |" in card() and "timestep_bias_multiplier" not in card()
