@@ -108,16 +108,22 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--run", help="take the base model and LoRA from a finished run directory")
     gen.add_argument("--prompt", action="append", default=[], help="prompt (repeatable)")
     gen.add_argument("--negative-prompt", default="")
-    gen.add_argument("--steps", type=int, default=50)
-    gen.add_argument("--guidance", type=float, default=GUIDANCE[1], help="stage I guidance (IFPipeline's default)")
+    gen.add_argument("--steps", type=int, default=None,
+                     help="stage I denoising steps (default 50; with --run, the run's validation_num_inference_steps)")
+    gen.add_argument("--guidance", type=float, default=None,
+                     help=f"stage I guidance (default {GUIDANCE[1]:g}, IFPipeline's; with --run, the run's "
+                          "validation_guidance)")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--size", default=None, help="WxH of the stage I image (default: the native size)")
     gen.add_argument("--num-images", type=int, default=1)
     gen.add_argument("--stage2", help="stage II model to upscale with")
     gen.add_argument("--stage2-lora", help="LoRA for the stage II model")
-    gen.add_argument("--stage2-steps", type=int, default=50)
-    gen.add_argument("--stage2-guidance", type=float, default=GUIDANCE[2],
-                     help="stage II guidance (IFSuperResolutionPipeline's default)")
+    gen.add_argument("--stage2-steps", type=int, default=None,
+                     help="stage II denoising steps (default 50; with --run of a stage II run, its "
+                          "validation_num_inference_steps)")
+    gen.add_argument("--stage2-guidance", type=float, default=None,
+                     help=f"stage II guidance (default {GUIDANCE[2]:g}, IFSuperResolutionPipeline's; with --run of a "
+                          "stage II run, its validation_guidance)")
     gen.add_argument("--image", help="upscale this image with --stage2 alone, instead of a --base image")
     clean = gen.add_mutually_exclusive_group()
     clean.add_argument("--clean-caption", dest="clean_caption", action="store_true", default=None,

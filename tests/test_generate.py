@@ -256,6 +256,41 @@ def test_a_stage_two_run_upscales_a_stage_one_base(tmp_path, loras, capsys):
     assert Image.open(tmp_path / "0-x-stage2.png").size == (64, 64)
 
 
+def test_a_run_samples_as_its_validation_did_unless_a_flag_says_otherwise(tmp_path):
+    """`generate --run` takes steps and guidance from the run's [validation] (what the monitor showed); flags win;
+    without --run, and for the other stage, the pipelines' defaults."""
+    from floydtui.cli import build_parser
+    from floydtui.commands.generate import build_request
+
+    runs = {}
+    for stage, sampler in ((1, "validation_num_inference_steps = 20\nvalidation_guidance = 4\n"),
+                           (2, "validation_num_inference_steps = 12\n")):
+        run = make_run(tmp_path / f"run{stage}", stage)
+        (run / "pytorch_lora_weights.safetensors").write_bytes(b"only read later")
+        preset = run / "preset.toml"
+        preset.write_text(preset.read_text().replace("[validation]\n", "[validation]\n" + sampler))
+        runs[stage] = run
+
+    def request(*argv):
+        return build_request(build_parser().parse_args(["generate", "--prompt", "x", "-o", str(tmp_path / "o"),
+                                                        *argv]))
+
+    req = request("--run", str(runs[1]))
+    assert (req.steps, req.guidance, req.stage2_steps, req.stage2_guidance) == (20, 4.0, 50, 4.0)
+    assert req.notes == [f"steps 20 and guidance 4: the run's validation settings ({runs[1] / 'preset.toml'}); "
+                         "--steps / --guidance override them"]
+    req = request("--run", str(runs[1]), "--steps", "7")
+    assert (req.steps, req.guidance) == (7, 4.0) and req.notes[0].startswith("guidance 4: the run's")
+    req = request("--run", str(runs[1]), "--steps", "7", "--guidance", "6")
+    assert (req.steps, req.guidance, req.notes) == (7, 6.0, [])
+    req = request("--base", "builtin:tiny-if-i")
+    assert (req.steps, req.guidance, req.stage2_steps, req.stage2_guidance, req.notes) == (50, 7.0, 50, 4.0, [])
+    # a stage II run: its validation_guidance "auto" is IFSuperResolutionPipeline's 4; stage I keeps IFPipeline's
+    req = request("--run", str(runs[2]), "--base", "builtin:tiny-if-i")
+    assert (req.steps, req.guidance, req.stage2_steps, req.stage2_guidance) == (50, 7.0, 12, 4.0)
+    assert "--stage2-steps / --stage2-guidance override them" in req.notes[0]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--base", "builtin:tiny-if-i", "--size", "65x64"], "65 is not a positive multiple of 8"),
     (["--base", "builtin:tiny-if-i", "--size", "64by64"], "--size '64by64' is not WxH"),

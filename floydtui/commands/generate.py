@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from floydtui.config.flavours import GUIDANCE
 from floydtui.errors import FloydError, Problem
+
+DEFAULT_STEPS = 50  # IFPipeline's and IFSuperResolutionPipeline's num_inference_steps
 
 
 def build_request(args: argparse.Namespace):
@@ -32,10 +35,10 @@ def build_request(args: argparse.Namespace):
                                 hint='add --prompt "a red circle on a blue background" (repeat it for more)'))
     for flag, value in (("--steps", args.steps), ("--stage2-steps", args.stage2_steps),
                         ("--num-images", args.num_images)):
-        if value < 1:
+        if value is not None and value < 1:
             problems.append(Problem(f"{flag} {value} must be at least 1", where=flag, hint=f"e.g. {flag} 30"))
     for flag, value in (("--guidance", args.guidance), ("--stage2-guidance", args.stage2_guidance)):
-        if value < 0:
+        if value is not None and value < 0:
             problems.append(Problem(f"{flag} {value} is negative", where=flag,
                                     hint="IF's usual values are 7 (stage I) and 4 (stage II); 1 or less turns "
                                          "classifier-free guidance off"))
@@ -94,11 +97,28 @@ def build_request(args: argparse.Namespace):
     clean_caption = args.clean_caption
     if clean_caption is None:  # the setting the LoRA was trained with: the run's preset, else the file's header
         clean_caption = run.clean_caption if run else recorded_clean_caption(lora or stage2_lora)
+    # steps and guidance per stage: the flag, else (with --run) what the run's validation images used, else the
+    # pipeline's default
+    sampler = {1: [args.steps, args.guidance], 2: [args.stage2_steps, args.stage2_guidance]}
+    notes = []
+    if run and run.steps is not None:
+        flags_of = ("--steps", "--guidance") if run.stage == 1 else ("--stage2-steps", "--stage2-guidance")
+        taken = []
+        for i, (what, value) in enumerate((("steps", run.steps), ("guidance", run.guidance))):
+            if sampler[run.stage][i] is None:
+                sampler[run.stage][i] = value
+                taken.append(f"{what} {value:g}")
+        if taken:
+            notes.append(f"{' and '.join(taken)}: the run's validation settings ({run.folder / 'preset.toml'}); "
+                         f"{' / '.join(flags_of)} override them")
+    for stage, pair in sampler.items():
+        pair[:] = [(DEFAULT_STEPS, GUIDANCE[stage])[i] if value is None else value for i, value in enumerate(pair)]
     return Request(base=base, prompts=prompts, output=output, lora=lora, negative_prompt=args.negative_prompt,
-                   steps=args.steps, guidance=args.guidance, seed=args.seed, size=size, num_images=args.num_images,
-                   stage2=stage2, stage2_lora=stage2_lora, stage2_steps=args.stage2_steps,
-                   stage2_guidance=args.stage2_guidance, image=image, clean_caption=clean_caption, revision=revision,
-                   variant=variant, unet=unet, stage2_unet=stage2_unet, run=run.folder if run else None, flags=flags)
+                   steps=sampler[1][0], guidance=sampler[1][1], seed=args.seed, size=size, num_images=args.num_images,
+                   stage2=stage2, stage2_lora=stage2_lora, stage2_steps=sampler[2][0],
+                   stage2_guidance=sampler[2][1], image=image, clean_caption=clean_caption, revision=revision,
+                   variant=variant, unet=unet, stage2_unet=stage2_unet, run=run.folder if run else None, flags=flags,
+                   notes=notes)
 
 
 def main(args: argparse.Namespace) -> int:

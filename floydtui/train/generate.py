@@ -59,6 +59,7 @@ class Request:
     run: Path | None = None
     flags: dict[str, str] = field(default_factory=lambda: {
         "base": "--base", "lora": "--lora", "stage2": "--stage2", "stage2_lora": "--stage2-lora"})
+    notes: list[str] = field(default_factory=list)  # said before anything loads (where a setting came from)
 
 
 @dataclass
@@ -87,6 +88,10 @@ class RunInfo:
     lora: Path | None
     unet: Path | None
     clean_caption: bool = True
+    # the sampler its validation images used (None without a preset.toml): `generate --run` samples as the
+    # monitor showed unless --steps / --guidance say otherwise
+    steps: int | None = None
+    guidance: float | None = None
 
 
 # ---- small parsers --------------------------------------------------------------------
@@ -161,6 +166,7 @@ def read_run(run_dir: str | Path) -> RunInfo:
         base, stage = preset.base_model, preset.stage
         revision, variant = preset.model["revision"], preset.model["variant"]
         clean_caption = preset.training["clean_caption"]
+        sampler = (preset.validation["validation_num_inference_steps"], float(preset.validation["validation_guidance"]))
     else:
         start = next((e for e in events if e.get("type") == "run_start"), None)
         if start is None:
@@ -169,13 +175,13 @@ def read_run(run_dir: str | Path) -> RunInfo:
                                  hint="pass the output_dir of a `floydtui run`, or use --base and --lora")
         base = start.get("model_id") or start["base_model"]
         stage, revision, variant = FLAVOURS[start["flavour"]].stage, "main", "auto"
-        clean_caption = True
+        clean_caption, sampler = True, (None, None)
     lora = folder / LORA_FILE
     unet = folder / "unet"
     if lora.is_file():
-        return RunInfo(folder, base, stage, revision, variant, lora, None, clean_caption)
+        return RunInfo(folder, base, stage, revision, variant, lora, None, clean_caption, *sampler)
     if (unet / "config.json").is_file():
-        return RunInfo(folder, base, stage, revision, variant, None, unet, clean_caption)
+        return RunInfo(folder, base, stage, revision, variant, None, unet, clean_caption, *sampler)
     end = next((e for e in reversed(events) if e.get("type") == "run_end"), None)
     if end is None:
         state = "is still running or was interrupted"
@@ -463,6 +469,8 @@ def generate(req: Request, on_image: Callable[[Generated], None] | None = None,
     from floydtui.train.models import builtin_note, load_pipeline, resolve_text_encoder_dir
 
     say = say or (lambda _msg: None)
+    for note in req.notes:
+        say(note)
     flags = req.flags
     started = time.time()
     warnings: list[str] = []
