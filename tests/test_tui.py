@@ -131,11 +131,52 @@ def test_hardware_verdict_for_an_assumed_gpu(monkeypatch, card, share, expected)
         advice = app.screen.hardware.memory.advice
         assert advice, "a change that makes it fit is offered"
         await pilot.press("1")  # the first change, applied with its key
-        await settle(pilot)
-        for key, value in advice[0].overrides.items():
-            assert app.screen.state.resolved("training", key) == value
+        overrides = advice[0].overrides
+        await until(pilot, lambda: all(app.screen.state.resolved("training", k) == v for k, v in overrides.items()),
+                    what=f"the first change {overrides} applied",
+                    seen=lambda: {k: app.screen.state.resolved("training", k) for k in overrides})
 
     run(app, test)
+
+
+def test_the_number_keys_apply_advice_when_the_report_lands_after_the_step_opened(monkeypatch):
+    """On a busy machine the hardware step can open before its report: nothing has the cursor then, and the
+    report gives it to the list of changes, so "1" applies the first one."""
+    import threading
+
+    from floydtui.config.preset import preset_from_dict
+    from floydtui.hardware.estimate import estimate
+    from floydtui.tui.screens.panes import hardware
+
+    xl = preset_from_dict({"model": {"model_flavour": "i-xlarge-4.3b"}, "datasets": [
+        {"id": "images", "instance_data_dir": "."}, {"id": "te", "dataset_type": "text_embeds", "default": True}]})
+    monkeypatch.setenv("FLOYDTUI_ASSUME_GPU", f"RTX 3060:{int(estimate(xl).peak_mib * 0.8)}")
+    gate, real = threading.Event(), hardware.hardware_report
+    monkeypatch.setattr(hardware, "hardware_report", lambda *a, **k: gate.wait(WAIT_S) and real(*a, **k))
+    app = create_app()
+
+    async def test(pilot):
+        await pilot.click("#card-i-xlarge-4_3b")
+        while app.screen.current_step != "hardware":
+            await pilot.press("ctrl+n")
+        pane = app.screen.query_one(hardware.HardwarePane)
+        await until(pilot, lambda: pane.is_mounted, what="the hardware step")
+        app.screen.set_focus(None)  # where the step leaves the cursor when it opens with no report yet
+        assert pane.report is None
+        gate.set()
+        await until(pilot, lambda: pane.report is not None and pane.report.memory.advice, what="the report")
+        overrides = pane.report.memory.advice[0].overrides
+        await until(pilot, lambda: app.focused is pane.advice_list, what="the cursor on the list of changes",
+                    seen=lambda: app.focused)
+        await pilot.press("1")
+        await until(pilot, lambda: all(app.screen.state.resolved("training", k) == v for k, v in overrides.items()),
+                    what=f"the first change {overrides} applied",
+                    seen=lambda: {k: app.screen.state.resolved("training", k) for k in overrides})
+
+    try:
+        run(app, test)
+    finally:
+        gate.set()  # a report worker still waiting ends
 
 
 def test_xformers_not_offered_on_amd(monkeypatch):

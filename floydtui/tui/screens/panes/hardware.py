@@ -170,6 +170,10 @@ class HardwarePane(WizardPane):
         self.advice_list.extend(items)
         self.advice_title.display = bool(items)
         self.advice_list.display = bool(items)
+        if items and self.wizard.focused is None and self.wizard.current_step == "hardware":
+            # The step opened before this report landed, when it had nothing to put the cursor on: the
+            # number keys (bound here) would go nowhere.
+            self.advice_list.focus()
         self.xformers_line.update(self._xformers_text(report))
         self.disk_view.update(self._disk_text(report))
         notes = memory.estimate.notes if memory.estimate is not None else []
