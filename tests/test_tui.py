@@ -110,15 +110,21 @@ def test_choose_a_flavour_with_the_mouse():
     run(app, test)
 
 
-@pytest.mark.parametrize("card, share, expected", [("RTX 4090", 1.05, "TIGHT"), ("RTX 3060", 0.8, "DOES NOT FIT")])
-def test_hardware_verdict_for_an_assumed_gpu(monkeypatch, card, share, expected):
+def assume_a_gpu_for_the_xl(monkeypatch, card: str, share: float) -> str:
+    """FLOYDTUI_ASSUME_GPU set to `card` with `share` of the memory i-xlarge-4.3b's defaults need."""
     from floydtui.config.preset import preset_from_dict
     from floydtui.hardware.estimate import estimate
 
     xl = preset_from_dict({"model": {"model_flavour": "i-xlarge-4.3b"}, "datasets": [
         {"id": "images", "instance_data_dir": "."}, {"id": "te", "dataset_type": "text_embeds", "default": True}]})
-    gpu = f"{card}:{int(estimate(xl).peak_mib * share)}"  # a card just big enough, or too small, for the XL's defaults
+    gpu = f"{card}:{int(estimate(xl).peak_mib * share)}"
     monkeypatch.setenv("FLOYDTUI_ASSUME_GPU", gpu)
+    return gpu
+
+
+@pytest.mark.parametrize("card, share, expected", [("RTX 4090", 1.05, "TIGHT"), ("RTX 3060", 0.8, "DOES NOT FIT")])
+def test_hardware_verdict_for_an_assumed_gpu(monkeypatch, card, share, expected):
+    gpu = assume_a_gpu_for_the_xl(monkeypatch, card, share)  # a card just big enough, or too small, for the XL
     app = create_app()
 
     async def test(pilot):
@@ -144,13 +150,9 @@ def test_the_number_keys_apply_advice_when_the_report_lands_after_the_step_opene
     report gives it to the list of changes, so "1" applies the first one."""
     import threading
 
-    from floydtui.config.preset import preset_from_dict
-    from floydtui.hardware.estimate import estimate
     from floydtui.tui.screens.panes import hardware
 
-    xl = preset_from_dict({"model": {"model_flavour": "i-xlarge-4.3b"}, "datasets": [
-        {"id": "images", "instance_data_dir": "."}, {"id": "te", "dataset_type": "text_embeds", "default": True}]})
-    monkeypatch.setenv("FLOYDTUI_ASSUME_GPU", f"RTX 3060:{int(estimate(xl).peak_mib * 0.8)}")
+    assume_a_gpu_for_the_xl(monkeypatch, "RTX 3060", 0.8)
     gate, real = threading.Event(), hardware.hardware_report
     monkeypatch.setattr(hardware, "hardware_report", lambda *a, **k: gate.wait(WAIT_S) and real(*a, **k))
     app = create_app()
