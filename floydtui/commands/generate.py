@@ -13,12 +13,11 @@ from pathlib import Path
 from floydtui.config.flavours import GUIDANCE
 from floydtui.errors import FloydError, Problem
 
-DEFAULT_STEPS = 50  # IFPipeline's and IFSuperResolutionPipeline's num_inference_steps
-
 
 def build_request(args: argparse.Namespace):
     """The engine's Request from parsed flags; FloydError listing every problem found."""
     from floydtui.train.generate import Request, find_lora_file, parse_size, read_run, recorded_clean_caption
+    from floydtui.train.sampling import PIPELINE_STEPS
 
     problems: list[Problem] = []
 
@@ -99,24 +98,30 @@ def build_request(args: argparse.Namespace):
         clean_caption = run.clean_caption if run else recorded_clean_caption(lora or stage2_lora)
     # steps and guidance per stage: the flag, else (with --run) what the run's validation images used, else the
     # pipeline's default
-    sampler = {1: [args.steps, args.guidance], 2: [args.stage2_steps, args.stage2_guidance]}
+    from_run = {run.stage: {"steps": run.steps, "guidance": run.guidance}} if run and run.steps is not None else {}
+    taken: list[str] = []
+
+    def setting(stage: int, name: str, flag, default):
+        if flag is not None:
+            return flag
+        if stage in from_run:
+            taken.append(f"{name} {from_run[stage][name]:g}")
+            return from_run[stage][name]
+        return default
+
+    steps = setting(1, "steps", args.steps, PIPELINE_STEPS)
+    guidance = setting(1, "guidance", args.guidance, GUIDANCE[1])
+    stage2_steps = setting(2, "steps", args.stage2_steps, PIPELINE_STEPS)
+    stage2_guidance = setting(2, "guidance", args.stage2_guidance, GUIDANCE[2])
     notes = []
-    if run and run.steps is not None:
-        flags_of = ("--steps", "--guidance") if run.stage == 1 else ("--stage2-steps", "--stage2-guidance")
-        taken = []
-        for i, (what, value) in enumerate((("steps", run.steps), ("guidance", run.guidance))):
-            if sampler[run.stage][i] is None:
-                sampler[run.stage][i] = value
-                taken.append(f"{what} {value:g}")
-        if taken:
-            notes.append(f"{' and '.join(taken)}: the run's validation settings ({run.folder / 'preset.toml'}); "
-                         f"{' / '.join(flags_of)} override them")
-    for stage, pair in sampler.items():
-        pair[:] = [(DEFAULT_STEPS, GUIDANCE[stage])[i] if value is None else value for i, value in enumerate(pair)]
+    if taken:
+        flags_of = "--steps / --guidance" if run.stage == 1 else "--stage2-steps / --stage2-guidance"
+        notes.append(f"{' and '.join(taken)}: the run's validation settings ({run.folder / 'preset.toml'}); "
+                     f"{flags_of} override them")
     return Request(base=base, prompts=prompts, output=output, lora=lora, negative_prompt=args.negative_prompt,
-                   steps=sampler[1][0], guidance=sampler[1][1], seed=args.seed, size=size, num_images=args.num_images,
-                   stage2=stage2, stage2_lora=stage2_lora, stage2_steps=sampler[2][0],
-                   stage2_guidance=sampler[2][1], image=image, clean_caption=clean_caption, revision=revision,
+                   steps=steps, guidance=guidance, seed=args.seed, size=size, num_images=args.num_images,
+                   stage2=stage2, stage2_lora=stage2_lora, stage2_steps=stage2_steps,
+                   stage2_guidance=stage2_guidance, image=image, clean_caption=clean_caption, revision=revision,
                    variant=variant, unet=unet, stage2_unet=stage2_unet, run=run.folder if run else None, flags=flags,
                    notes=notes)
 

@@ -41,14 +41,14 @@ class Request:
     output: Path
     lora: Path | None = None
     negative_prompt: str = ""
-    steps: int = 50
+    steps: int = sampling.PIPELINE_STEPS
     guidance: float = 7.0
     seed: int = 0
     size: tuple[int, int] | None = None  # None: the UNet's native size
     num_images: int = 1
     stage2: str | None = None
     stage2_lora: Path | None = None
-    stage2_steps: int = 50
+    stage2_steps: int = sampling.PIPELINE_STEPS
     stage2_guidance: float = sampling.STAGE2_GUIDANCE
     image: Path | None = None  # upscale this image with stage II alone (no --base)
     clean_caption: bool = True  # the pipeline's caption cleaning; a run's own setting with --run

@@ -28,6 +28,7 @@ from typing import Any
 from floydtui.config.flavours import GUIDANCE, TEXT_MAX_LENGTH
 from floydtui.errors import FloydError
 
+PIPELINE_STEPS = 50  # IFPipeline's and IFSuperResolutionPipeline's default num_inference_steps
 STAGE2_GUIDANCE = GUIDANCE[2]  # IFSuperResolutionPipeline's own default guidance, as in the IF model card
 STAGE2_NOISE_LEVEL = 250  # IFSuperResolutionPipeline's default noise_level, what users upscale with
 UPSCALE = 4  # IF stage II: 64 -> 256
