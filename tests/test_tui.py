@@ -145,9 +145,11 @@ def test_hardware_verdict_for_an_assumed_gpu(monkeypatch, card, share, expected)
     run(app, test)
 
 
-def test_the_number_keys_apply_advice_when_the_report_lands_after_the_step_opened(monkeypatch):
-    """On a busy machine the hardware step can open before its report: nothing has the cursor then, and the
-    report gives it to the list of changes, so "1" applies the first one."""
+@pytest.mark.parametrize("left_on", [None, "#card-i-xlarge-4_3b"])
+def test_the_number_keys_apply_advice_when_the_report_lands_after_the_step_opened(monkeypatch, left_on):
+    """On a busy machine the hardware step can open before its report, with nothing of its own to put the cursor
+    on: the cursor is then nowhere, or still on the flavour card just clicked (hidden now; Textual moves it to a
+    hidden sibling card). Either way the report gives it to the list of changes, so "1" applies the first one."""
     import threading
 
     from floydtui.tui.screens.panes import hardware
@@ -163,7 +165,7 @@ def test_the_number_keys_apply_advice_when_the_report_lands_after_the_step_opene
             await pilot.press("ctrl+n")
         pane = app.screen.query_one(hardware.HardwarePane)
         await until(pilot, lambda: pane.is_mounted, what="the hardware step")
-        app.screen.set_focus(None)  # where the step leaves the cursor when it opens with no report yet
+        app.screen.set_focus(None if left_on is None else app.screen.query_one(left_on))
         assert pane.report is None
         gate.set()
         await until(pilot, lambda: pane.report is not None and pane.report.memory.advice, what="the report")
@@ -179,6 +181,39 @@ def test_the_number_keys_apply_advice_when_the_report_lands_after_the_step_opene
         run(app, test)
     finally:
         gate.set()  # a report worker still waiting ends
+
+
+def test_the_cursor_stays_on_the_hardware_step_when_the_changes_make_it_fit(monkeypatch):
+    """Applying changes until the XL fits empties the list of changes, which then hides: the cursor goes to the
+    step's body (the keys still reach the step, the arrows scroll it) instead of nowhere."""
+    from floydtui.tui.screens.panes.hardware import HardwarePane
+
+    assume_a_gpu_for_the_xl(monkeypatch, "RTX 3060", 0.8)
+    app = create_app()
+
+    async def test(pilot):
+        await pilot.click("#card-i-xlarge-4_3b")
+        await goto(pilot, "hardware")
+        pane = app.screen.query_one(HardwarePane)
+        applied = 0
+        while pane.report.memory.advice:
+            assert applied < 9, f"still does not fit after {applied} changes"
+            before = pane.report
+            await until(pilot, lambda: pane in app.focused.ancestors_with_self if app.focused else False,
+                        what="the cursor on the hardware step", seen=lambda: app.focused)
+            await pilot.press("1")
+            await until(pilot, lambda: pane.report is not before and app.screen.hardware is pane.report,
+                        what="the report after the change")
+            applied += 1
+        body = pane.query_one("#hardware-body")
+        await until(pilot, lambda: app.focused is body, what="the cursor on the step's body", seen=lambda: app.focused)
+        assert not pane.advice_list.display
+        assert body.max_scroll_y > 0, "the step is taller than the terminal, so the arrows have something to scroll"
+        await pilot.press("end")
+        await until(pilot, lambda: body.scroll_y == body.max_scroll_y, what="the body scrolled to its end",
+                    seen=lambda: body.scroll_y)
+
+    run(app, test)
 
 
 def test_xformers_not_offered_on_amd(monkeypatch):

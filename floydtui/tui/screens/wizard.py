@@ -149,7 +149,7 @@ class WizardScreen(WorkerFailures, Screen):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self.call_after_refresh(self.pane("flavour").focus_chosen)
+        self.call_after_refresh(self.pane("flavour").take_cursor)
         self.update_chrome()
 
     def go(self, step: str) -> None:
@@ -159,10 +159,8 @@ class WizardScreen(WorkerFailures, Screen):
         pane = self.pane(step)
         if step in ("datasets", "embeds") and self.scans is None and self.scanning is None:
             self.scan_now()
-        if step == "flavour":
-            self.call_after_refresh(pane.focus_chosen)
-        else:
-            self.call_after_refresh(self.focus_first, pane)
+        if pane.is_mounted:  # a pane built just now takes the cursor once mounted (WizardPane.on_mount)
+            self.call_after_refresh(pane.take_cursor)
 
     # ---- changes ----------------------------------------------------------
     @on(PresetChanged)
@@ -280,13 +278,6 @@ class WizardScreen(WorkerFailures, Screen):
     @on(StepBar.Chosen)
     def _step_clicked(self, event: StepBar.Chosen) -> None:
         self.go(event.step)
-
-    def focus_first(self, pane: WizardPane) -> None:
-        """Put the cursor on the pane's first field, so keys act on the step that is shown."""
-        for widget in pane.query("Input, Select, Checkbox, ListView, FlavourCard, Button"):
-            if widget.focusable and widget.display:
-                widget.focus()
-                return
 
     # ---- what the panes send up -------------------------------------------
     def on_hardware_report(self, report: HardwareReport) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar, Iterable
 
 from textual import on
-from textual.containers import Container
+from textual.containers import Container, ScrollableContainer
 from textual.message import Message
 
 from floydtui.config.schema import FIELD_BY_KEY
@@ -34,6 +34,8 @@ class WizardPane(WorkerFailures, Container):
     # problem at one of them to this step (its tab's count, the jump to the step of an error).
     KEYS: ClassVar[tuple[str, ...]] = ()
     DATASET_KEYS: ClassVar[tuple[str, ...]] = ()
+    # What can take the cursor when the step opens, the first one shown.
+    CURSOR_TARGETS: ClassVar[str] = "Input, Select, Checkbox, ListView, Button"
 
     def __init__(self, *, id: str) -> None:
         super().__init__(id=id)
@@ -43,6 +45,18 @@ class WizardPane(WorkerFailures, Container):
 
     def on_mount(self) -> None:
         self.call_after_refresh(self.state_changed)
+        if self.id == f"pane-{self.wizard.current_step}":
+            # Built for the step being opened (the screen puts the cursor only in panes already built).
+            self.call_after_refresh(self.take_cursor)
+
+    def take_cursor(self) -> None:
+        """Put the cursor on the pane's first field shown, else on its scrolling body, so the keys bound on the
+        pane act on the step that is shown. The step is not scrolled to it: what the step says first (the
+        hardware step's no-GPU line) stays in view."""
+        shown = [w for w in self.query(self.CURSOR_TARGETS) if w.focusable and w.display]
+        shown = shown or [w for w in self.query(ScrollableContainer) if w.focusable and w.display]
+        if shown:
+            shown[0].focus(scroll_visible=False)
 
     @property
     def wizard(self) -> "WizardScreen":

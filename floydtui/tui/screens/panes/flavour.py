@@ -102,7 +102,7 @@ class FlavourPane(WizardPane):
             text.append(f" • {note}\n")
         self.notes_view.update(text)
 
-    def focus_chosen(self) -> None:
+    def take_cursor(self) -> None:
         """Put the cursor on the chosen flavour's card."""
         for card in self.query(FlavourCard):
             if card.flavour.name == self.state.flavour:

@@ -170,10 +170,11 @@ class HardwarePane(WizardPane):
         self.advice_list.extend(items)
         self.advice_title.display = bool(items)
         self.advice_list.display = bool(items)
-        if items and self.wizard.focused is None and self.wizard.current_step == "hardware":
-            # The step opened before this report landed, when it had nothing to put the cursor on: the
-            # number keys (bound here) would go nowhere.
-            self.advice_list.focus()
+        if self.wizard.current_step == "hardware":
+            # The list of changes just appeared or went: the cursor goes to it, or to the step's body. Else it
+            # can stay on the last step's hidden widgets (the step opened before its first report, with nothing
+            # to put it on) or on the list just hidden, and the keys bound here (the numbers, x) go nowhere.
+            self.call_after_refresh(self.take_cursor)
         self.xformers_line.update(self._xformers_text(report))
         self.disk_view.update(self._disk_text(report))
         notes = memory.estimate.notes if memory.estimate is not None else []
