@@ -216,6 +216,30 @@ def test_the_cursor_stays_on_the_hardware_step_when_the_changes_make_it_fit(monk
     run(app, test)
 
 
+def test_every_step_puts_the_cursor_in_itself_when_it_opens(tmp_path, monkeypatch):
+    """Keys bound on a step reach it only from a widget of its own: each step, opened for the first time
+    (its pane built then) and again, has the cursor on one of its widgets, its first field where it has one."""
+    from floydtui.tui.screens.wizard import STEPS
+
+    monkeypatch.chdir(tmp_path)
+    app = create_app()
+
+    async def test(pilot):
+        for _ in range(2):
+            for step, _, _ in STEPS[1:] + STEPS[:1]:
+                await pilot.press("ctrl+n")
+                assert app.screen.current_step == step
+                pane = app.screen.pane(step)
+                await until(pilot, lambda: app.focused is not None and pane in app.focused.ancestors_with_self,
+                            what=f"the cursor on the {step} step", seen=lambda: app.focused)
+                first = [w for w in pane.query(pane.CURSOR_TARGETS) if w.focusable and w.display]
+                if first and step != "flavour":
+                    await until(pilot, lambda: app.focused is first[0], what=f"the {step} step's first field",
+                                seen=lambda: app.focused)
+
+    run(app, test)
+
+
 def test_xformers_not_offered_on_amd(monkeypatch):
     monkeypatch.setenv("FLOYDTUI_ASSUME_GPU", "AMD Instinct MI300X:196608")
     app = create_app()
