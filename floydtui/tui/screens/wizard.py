@@ -149,8 +149,7 @@ class WizardScreen(WorkerFailures, Screen):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self.call_after_refresh(self.pane("flavour").take_cursor)
-        self.update_chrome()
+        self.update_chrome()  # the flavour step's pane takes the cursor when it mounts
 
     def go(self, step: str) -> None:
         """Show a step: build its pane on first use, and put the cursor in it."""
