@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from floydtui import __version__
-from floydtui.config.flavours import FLAVOURS, classify_model, stage_name
+from floydtui.config.flavours import FLAVOURS, GUIDANCE, classify_model, stage_name
 from floydtui.errors import FloydError
 from floydtui.fsutil import atomic_path, atomic_write_text
 from floydtui.train import sampling
@@ -42,7 +42,7 @@ class Request:
     lora: Path | None = None
     negative_prompt: str = ""
     steps: int = sampling.PIPELINE_STEPS
-    guidance: float = 7.0
+    guidance: float = GUIDANCE[1]  # IFPipeline's own default
     seed: int = 0
     size: tuple[int, int] | None = None  # None: the UNet's native size
     num_images: int = 1
