@@ -149,7 +149,11 @@ class WizardScreen(WorkerFailures, Screen):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self.update_chrome()  # the flavour step's pane takes the cursor when it mounts
+        # The title now; the tabs' error counts once the first screen is drawn: routing a problem to its step
+        # reads every pane's keys, which imports the six panes not shown yet (and the hardware estimator).
+        # The flavour step's pane takes the cursor when it mounts.
+        self.update_title()
+        self.call_after_refresh(self.update_chrome)
 
     def go(self, step: str) -> None:
         """Show a step: build its pane on first use, and put the cursor in it."""
@@ -176,10 +180,18 @@ class WizardScreen(WorkerFailures, Screen):
         self.update_chrome()
 
     def on_resize(self) -> None:
-        self.update_chrome()  # the title's path is fitted to the width
+        self.update_title()  # the path is fitted to the width
 
     def update_chrome(self) -> None:
         """The title bar and each tab's count of errors at its fields."""
+        self.update_title()
+        counts: dict[str, int] = {}
+        for p in self.state.errors:
+            counts[pane_of(p)] = counts.get(pane_of(p), 0) + 1
+        self.steps.errors = counts
+
+    def update_title(self) -> None:
+        """The flavour, the preset's path fitted to the width, and whether it is modified."""
         modified = "  ● modified" if self.state.dirty else ""
         head = f"  {self.state.flavour}  ·  "
         room = self.app.size.width - len(" floydtui ") - len(head) - len(modified) - 1
@@ -189,10 +201,6 @@ class WizardScreen(WorkerFailures, Screen):
         title.append(head + source)
         title.append(modified, style="yellow")
         self.title_bar.update(title)
-        counts: dict[str, int] = {}
-        for p in self.state.errors:
-            counts[pane_of(p)] = counts.get(pane_of(p), 0) + 1
-        self.steps.errors = counts
 
     # ---- the datasets' scan ------------------------------------------------
     def schedule_scan(self, delay: float = SCAN_DELAY_S, folder_index: int | None = None) -> None:
