@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -185,10 +186,7 @@ class WizardScreen(WorkerFailures, Screen):
     def update_chrome(self) -> None:
         """The title bar and each tab's count of errors at its fields."""
         self.update_title()
-        counts: dict[str, int] = {}
-        for p in self.state.errors:
-            counts[pane_of(p)] = counts.get(pane_of(p), 0) + 1
-        self.steps.errors = counts
+        self.steps.errors = dict(Counter(pane_of(p) for p in self.state.errors))
 
     def update_title(self) -> None:
         """The flavour, the preset's path fitted to the width, and whether it is modified."""
