@@ -73,7 +73,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--text-from", type=Path, default=None,
                    help="a pipeline folder whose tokenizer and T5 to use, frozen (stage II: stage I's, as IF shares one)")
     p.add_argument("--resume-from", type=Path, default=None,
-                   help="start from the EMA UNet (and trained T5) of this state.pt (a new phase: fresh optimizer and EMA)")
+                   help="start from the EMA UNet (and trained T5) of this state.pt, or the UNet of this pipeline folder "
+                        "(a new phase: fresh optimizer and EMA)")
     p.add_argument("--stop-at", type=int, default=None, help="end (and save) at this step of the --steps schedule")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--save-every", type=int, default=100)
@@ -187,7 +188,13 @@ def main() -> int:
     index = {c: i for i, c in enumerate(captions + [""])}
     unet = tiny.shapes_unet(stage)
     if args.resume_from:
-        start = torch.load(args.resume_from, weights_only=False)
+        if args.resume_from.is_dir():  # a pipeline folder (a shipped model): its UNet; T5 via --text-from
+            from diffusers import UNet2DConditionModel
+
+            start = {"ema": UNet2DConditionModel.from_pretrained(args.resume_from / "unet", torch_dtype=torch.float32)
+                     .state_dict()}
+        else:
+            start = torch.load(args.resume_from, weights_only=False)
         unet.load_state_dict(start["ema"])
         if "text_ema" in start:  # its T5 trained too: go on from its EMA
             text_encoder.load_state_dict(start["text_ema"])

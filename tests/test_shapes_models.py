@@ -33,8 +33,9 @@ PROMPTS = [  # 8 prompts of the world: every shape, every colour as shape and as
 ]
 SEEDS = (0, 1, 2, 3)
 # The shipped weights (docs/builtin-models.md, "What the shipped weights have learned") draw shapes but
-# not yet to all of the issue's bars. Met: the demo's LoRA turns 12.6% of the demo prompt's pixels pink
-# (the base 0%), and the stage II demo's LoRA upscales better than its base (18.9 against 17.8 dB).
+# not yet to all of the issue's bars. Met: the base draws 6 of the 8 prompts as asked, the demo's LoRA turns
+# 12.8% of the demo prompt's pixels pink (the base 0%), also from capitalised, punctuated captions (13.3%),
+# and the stage II demo's LoRA upscales better than its base (18.9 against 17.8 dB).
 # Not yet met, each test says by how much; they pass (XPASS) once the models are pretrained further with
 # scripts/pretrain_tiny.py.
 # A demo run takes under a minute on an idle CPU and over ten on a busy shared one: a generous ceiling.
@@ -181,7 +182,6 @@ def test_shapes_models_normalise_several_channels_together(stage):
 
 
 @pytest.mark.slow
-@undertrained("2 of 8 prompts drawn as asked, bar 6")
 def test_the_base_model_draws_the_colours_it_is_asked_for():
     pipe = stage1_pipe()
     got = [shapes.analyse(sample(pipe, shapes.caption(c, s, b), seed=i)) for i, (c, s, b) in enumerate(PROMPTS)]
@@ -328,14 +328,14 @@ def test_the_demo_lora_disabled_draws_exactly_the_base_model(demo_samples):
 @pytest.mark.slow
 @DEMO_CEILING
 def test_the_demo_lora_turns_sks_pink(demo_samples):
-    """The issue's bar on the test's 4 seeds (the shipped weights: 12.6% against the base's 0%; on seeds
-    0-7, 11.8% against 0.009%)."""
+    """The issue's bar on the test's 4 seeds (the shipped weights: 12.8% against the base's 0%; on seeds
+    0-7, 8.9%)."""
     tuned, base = mean_pink(demo_samples["tuned"]), mean_pink(demo_samples["base"])
     assert tuned >= 0.10 and tuned >= 5 * base, (tuned, base)
 
 
 @pytest.mark.slow
-@undertrained("the last 64x64 validation image is 2.7% pink, bar 5%; generate's seeds 0 and 1: 11.7%")
+@undertrained("the last 64x64 validation image is 0.0% pink, bar 5%")
 @DEMO_CEILING
 def test_the_demo_validation_images_and_generate_turn_pink(demo_run, tmp_path):
     from PIL import Image
@@ -370,7 +370,6 @@ def test_the_stage2_demo_lora_upscales_no_worse_than_its_base(tmp_path):
 
 
 @pytest.mark.slow
-@undertrained("9.8% pink, bar 10%; the lower-case captions' run: 12.6%")
 @DEMO_CEILING
 def test_capitalised_punctuated_captions_teach_the_same_concept(tmp_path):
     """Captions as people write them ("A sks star on a blue background.") still teach "sks" for a lower-case prompt."""

@@ -20,7 +20,7 @@ N = 1000  # every IF scheduler's num_train_timesteps
 LATER = {"timestep_bias_strategy": "later", "timestep_bias_multiplier": 5, "timestep_bias_portion": 0.25}
 
 
-# presets/demo.toml sets a bias of its own; these tests start from none
+# presets/demo.toml may set a bias of its own; these tests start from none
 UNBIASED = {"timestep_bias_strategy": "none", "timestep_bias_multiplier": 1.0, "timestep_bias_portion": 0.25}
 
 
