@@ -415,3 +415,24 @@ def test_bitfit_with_lora_trains_in_bf16_and_loads_both_files(tmp_path):
     saved = load_file(str(tmp_path / BITFIT_FILE))
     torch.testing.assert_close(pipe.unet.conv_in.bias, saved["conv_in.bias"])
     torch.testing.assert_close(pipe.unet.conv_in.bias, before + 0.5, atol=0.01, rtol=0)  # bf16-rounded base + 0.5
+
+
+def test_lora_targets_follow_peft_suffix_rule(tmp_path):
+    """A target is a module's name or any dotted suffix of it, as peft matches; an absent one says so."""
+    from floydtui.config.schema import TRAINING_FIELDS
+    from floydtui.errors import FloydError
+    from floydtui.train.lora import setup_trainable
+    from floydtui.train.models import load_unet, resolve_model_dir
+
+    folder = resolve_model_dir("builtin:tiny-if-i", stage=1)
+    training = {f.key: f.default for f in TRAINING_FIELDS} | {"lora_rank": 2, "lora_alpha": 2,
+                                                             "lora_target_modules": ["add_embedding.pool.q_proj"]}
+    unet = load_unet(folder, torch.float32)
+    unet.requires_grad_(False)
+    setup_trainable(unet, training)
+    adapted = {n.split(".lora_")[0] for n, p in unet.named_parameters() if p.requires_grad}
+    assert adapted == {"add_embedding.pool.q_proj"}
+    unet = load_unet(folder, torch.float32)
+    with pytest.raises(FloydError) as err:
+        setup_trainable(unet, training | {"lora_target_modules": ["to_q", "pool.no_such_proj"]})
+    assert "['pool.no_such_proj']" in str(err.value) and "lora_target_modules" in str(err.value.problems[0].key)

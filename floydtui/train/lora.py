@@ -20,6 +20,11 @@ LORA_FILE = "pytorch_lora_weights.safetensors"
 BITFIT_FILE = "bitfit_biases.safetensors"
 
 
+def matches_target(module_name: str, target: str) -> bool:
+    """peft's rule for a list of target_modules: the name itself or any dotted suffix of it."""
+    return module_name == target or module_name.endswith("." + target)
+
+
 def setup_trainable(unet, training: dict[str, Any]) -> list:
     """Add adapters / unfreeze biases per the preset; returns the parameters that train (fp32)."""
     import torch
@@ -30,9 +35,7 @@ def setup_trainable(unet, training: dict[str, Any]) -> list:
         from peft import LoraConfig
 
         targets = list(training["lora_target_modules"])
-        present = {name.rsplit(".", 1)[-1] for name, _ in unet.named_modules()} | \
-            {".".join(name.split(".")[-2:]) for name, _ in unet.named_modules()}
-        absent = [t for t in targets if t not in present]
+        absent = [t for t in targets if not any(matches_target(name, t) for name, _ in unet.named_modules())]
         if absent:
             raise FloydError.one(f"lora_target_modules {absent} match no module of this UNet",
                                  key="lora_target_modules",
