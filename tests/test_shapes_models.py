@@ -33,10 +33,10 @@ PROMPTS = [  # 8 prompts of the world: every shape, every colour as shape and as
 ]
 SEEDS = (0, 1, 2, 3)
 # The shipped weights (docs/builtin-models.md, "What the shipped weights have learned") draw shapes but
-# not yet to all of the issue's bars. Met: the base draws 6 of the 8 prompts as asked, and the stage II demo's
-# LoRA upscales better than its base (18.9 against 17.8 dB). Short by a hair: the demo's LoRA turns 9.9% of the
-# demo prompt's pixels pink (the base 0%; bar 10%), also from capitalised, punctuated captions (9.9%); over five
-# training seeds the demo's preset averages 12.8% (9.9-16.4%), and its training seed stays 42.
+# not yet to all of the issue's bars. Met: the base draws 6 of the 8 prompts as asked, the demo's LoRA turns
+# 15.5% of the demo prompt's pixels pink (the base 0%; over five training seeds 10.1-15.5%), also from
+# capitalised, punctuated captions (15.4%), and the stage II demo's LoRA upscales better than its base (18.9
+# against 17.8 dB).
 # Not yet met, each test says by how much; they pass (XPASS) once the models are pretrained further with
 # scripts/pretrain_tiny.py.
 # A demo run takes under a minute on an idle CPU and over ten on a busy shared one: a generous ceiling.
@@ -327,16 +327,16 @@ def test_the_demo_lora_disabled_draws_exactly_the_base_model(demo_samples):
 
 
 @pytest.mark.slow
-@undertrained("9.9% of the pixels pink on the test's 4 seeds, bar 10%; 8.3% on seeds 0-7")
 @DEMO_CEILING
 def test_the_demo_lora_turns_sks_pink(demo_samples):
-    """The issue's bar on the test's 4 seeds (the shipped weights: 9.9% against the base's 0%)."""
+    """The issue's bar on the test's 4 seeds (the shipped weights: 15.5% against the base's 0%; on seeds
+    0-7, 14.6%)."""
     tuned, base = mean_pink(demo_samples["tuned"]), mean_pink(demo_samples["base"])
     assert tuned >= 0.10 and tuned >= 5 * base, (tuned, base)
 
 
 @pytest.mark.slow
-@undertrained("the last 64x64 validation image is 0.0% pink, bar 5%")
+@undertrained("the last 64x64 validation image is 0.1% pink, bar 5%; the 64x96 one 36.9%")
 @DEMO_CEILING
 def test_the_demo_validation_images_and_generate_turn_pink(demo_run, tmp_path):
     from PIL import Image
@@ -371,7 +371,6 @@ def test_the_stage2_demo_lora_upscales_no_worse_than_its_base(tmp_path):
 
 
 @pytest.mark.slow
-@undertrained("9.9% pink, as the lower-case captions' 9.9%; bar 10%")
 @DEMO_CEILING
 def test_capitalised_punctuated_captions_teach_the_same_concept(tmp_path):
     """Captions as people write them ("A sks star on a blue background.") still teach "sks" for a lower-case prompt."""
