@@ -262,7 +262,7 @@ def report() -> list[str]:
     from floydtui.hardware import calibration as cal
     from floydtui.hardware.archdata import arch, arch_counts
     from floydtui.hardware.estimate import (
-        ACTIVATION_BYTES_PER_ELEMENT, BF16_ACTIVATION_FACTOR, Settings, allocated_bytes, estimate_settings)
+        ACTIVATION_BYTES_PER_ELEMENT, BF16_ACTIVATION_FACTOR, Settings, allocated_bytes, estimate_settings, lora_params)
 
     data = json.loads(RESULTS.read_text())
     m = data["machine"]
@@ -313,7 +313,7 @@ def report() -> list[str]:
     counts = arch_counts()
     for name in [*counts["flavours"], *counts["builtin"]]:
         a = arch(name)
-        lora = 32 * sum(a["lora_per_rank"].get(t, 0) for t in counts["default_targets"])
+        lora = lora_params(name, 32, tuple(counts["default_targets"]))
         lines.append(f"| {name} | {a['unet_params']:,} | {lora:,} | {a['feature_elements'] / 1e6:.1f}M | "
                      f"{a['train_flops_per_sample'] / 1e9:,.0f} | {a['train_flops_per_sample_checkpointing'] / 1e9:,.0f} |")
     issue = [("fp32 b4 64px, checkpointing off", 3.28, False), ("fp32 b4 64px, checkpointing on", 2.55, True)]

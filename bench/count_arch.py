@@ -3,10 +3,11 @@ floydtui/hardware/arch_counts.json (package data, so doctor and check never buil
 
 For each of the five flavours (from floydtui/config/if_configs/) and the built-in tiny models:
 - the UNet's parameters;
-- the LoRA parameters per unit of rank for each module name a target can match: peft adds
-  r x (in + out) to every nn.Linear it wraps (lora_A is r x in, lora_B is out x r), summed
-  here over the modules whose name ends with the target, as peft matches `target_modules`;
-  checked against peft itself (setup_trainable at rank 32, on the meta device);
+- the LoRA parameters per unit of rank of every nn.Linear and nn.Conv2d, by full module name:
+  peft adds r x (in + out) to a Linear it wraps (lora_A is r x in, lora_B is out x r); the
+  estimator sums the modules a preset's targets match, each once, as peft matches
+  `target_modules` (the name or a dotted suffix), so any target, dotted or not, is counted;
+  checked against peft itself (tests/test_hardware_measured.py);
 - the FLOPs of one training step per sample at the flavour's native resolution, counted by
   torch.utils.flop_counter.FlopCounterMode around floydtui's LoRA step (forward, loss,
   backward) on the meta device, with and without gradient checkpointing. FLOPs grow with
@@ -29,27 +30,20 @@ from common import cpu_name  # noqa: F401  (puts the repository on sys.path)
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "floydtui" / "hardware" / "arch_counts.json"
-TARGET_NAMES = ("to_q", "to_k", "to_v", "to_out.0", "add_k_proj", "add_v_proj", "proj_in", "proj_out", "to_out",
-                "conv1", "conv2", "conv_in", "conv_out", "conv_shortcut", "time_emb_proj", "linear_1", "linear_2")
 
-
-def lora_per_rank(unet) -> dict[str, int]:
-    """Parameters per unit of rank for every module a target name matches: in + out for a Linear
-    (lora_A r x in, lora_B out x r), in x kernel + out for a Conv2d (lora_A a conv to r channels
-    with the layer's kernel, lora_B a 1x1 conv back)."""
+def lora_modules(unet) -> dict[str, int]:
+    """Parameters per unit of rank of every module peft can adapt, by its full name: in + out for
+    a Linear (lora_A r x in, lora_B out x r), in x kernel + out for a Conv2d (lora_A a conv to r
+    channels with the layer's kernel, lora_B a 1x1 conv back). The estimator sums the modules a
+    preset's targets match, by peft's rule (floydtui.train.lora.matches_target)."""
     import torch
 
     out: dict[str, int] = {}
     for name, module in unet.named_modules():
         if isinstance(module, torch.nn.Linear):
-            size = module.in_features + module.out_features
+            out[name] = module.in_features + module.out_features
         elif isinstance(module, torch.nn.Conv2d):
-            size = module.in_channels * module.kernel_size[0] * module.kernel_size[1] + module.out_channels
-        else:
-            continue
-        for target in TARGET_NAMES:
-            if name == target or name.endswith("." + target):
-                out[target] = out.get(target, 0) + size
+            out[name] = module.in_channels * module.kernel_size[0] * module.kernel_size[1] + module.out_channels
     return out
 
 
@@ -116,7 +110,7 @@ def count(unet_config: dict, stage: int, resolution: int, text_dim: int, check_p
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(unet_config)
     entry = {"stage": stage, "resolution": resolution, "unet_params": sum(p.numel() for p in unet.parameters()),
-             "lora_per_rank": lora_per_rank(unet)}
+             "lora_modules": lora_modules(unet)}
     train_off, ops = step_flops(unet_config, stage, resolution, False, text_dim=text_dim)
     train_on, _ = step_flops(unet_config, stage, resolution, True, text_dim=text_dim)
     entry |= {"train_flops_per_sample": train_off, "train_flops_per_sample_checkpointing": train_on,
@@ -140,7 +134,8 @@ def lora_only() -> None:
         for name, entry in data[table].items():
             with torch.device("meta"):
                 unet = UNet2DConditionModel.from_config(entry.get("unet_config") or unet_config(name))
-            entry["lora_per_rank"] = lora_per_rank(unet)
+            entry.pop("lora_per_rank", None)
+            entry["lora_modules"] = lora_modules(unet)
     atomic_write_text(OUT, json.dumps(data, indent=1) + "\n")
     print(f"wrote {OUT}")
 

@@ -54,6 +54,15 @@ def test_check_json_and_set(repo, capsys):
     assert out["ok"] is True and [s["title"] for s in out["sections"]][:2] == ["preset", "datasets"]
 
 
+def test_check_refuses_a_lora_target_that_matches_no_module(repo, capsys):
+    """Before any model is loaded: the built-in model's module names, matched as peft matches them."""
+    targets = '["to_q", "to_qq", "mid_block.attentions.0.to_k"]'
+    assert main(["check", str(repo / "presets/demo.toml"), "--json", "--set", f"lora_target_modules={targets}"]) == 1
+    problems = [p for p in json.loads(capsys.readouterr().out)["problems"] if p["key"] == "lora_target_modules"]
+    assert len(problems) == 1 and problems[0]["severity"] == "error"
+    assert "['to_qq']" in problems[0]["message"] and "builtin:shapes-if-i" in problems[0]["message"]
+
+
 @pytest.mark.parametrize("item", ["noequals", "=3"])
 def test_bad_set_flag(repo, capsys, item):
     assert main(["check", str(repo / "presets/demo.toml"), "--set", item]) == 2

@@ -106,3 +106,26 @@ def test_lora_size_matches_peft_on_the_builtin_model_with_conv_targets(repo):
     unet.requires_grad_(False)
     trained = sum(p.numel() for p in setup_trainable(unet, t))
     assert trained == lora_params("builtin:tiny-if-i", t["lora_rank"], tuple(t["lora_target_modules"]))
+
+
+def test_lora_size_matches_peft_for_dotted_and_overlapping_targets():
+    """A dotted target counts the modules peft adapts for it, and a module two targets match counts once."""
+    import torch
+
+    from floydtui.config.schema import TRAINING_FIELDS
+    from floydtui.hardware.estimate import unmatched_targets
+    from floydtui.train.lora import setup_trainable
+    from floydtui.train.models import load_unet
+    from floydtui.train.tiny import ensure_builtin
+
+    targets = ("add_embedding.pool.q_proj", "to_k", "mid_block.attentions.0.to_k", "down_blocks.1.resnets.0.conv1")
+    t = {f.key: f.default for f in TRAINING_FIELDS} | {"lora_rank": 4, "lora_alpha": 4, "lora_target_modules": targets}
+    unet = load_unet(ensure_builtin("builtin:tiny-if-i"), torch.float32)
+    unet.requires_grad_(False)
+    trained = sum(p.numel() for p in setup_trainable(unet, t))
+    assert trained == lora_params("builtin:tiny-if-i", 4, targets)
+    # each dotted target adds its module: none is counted as nothing, the overlapping one adds nothing
+    alone = lora_params("builtin:tiny-if-i", 4, ("to_k",))
+    assert lora_params("builtin:tiny-if-i", 4, targets[:1]) > 0
+    assert lora_params("builtin:tiny-if-i", 4, ("to_k", "mid_block.attentions.0.to_k")) == alone
+    assert unmatched_targets("builtin:tiny-if-i", (*targets, "pool.no_such_proj")) == ["pool.no_such_proj"]

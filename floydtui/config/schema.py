@@ -214,3 +214,8 @@ FIELD_BY_KEY: dict[str, tuple[str, Field]] = {
 DATASET_FIELD_BY_KEY: dict[str, Field] = {f.key: f for f in DATASET_FIELDS}
 
 TOP_LEVEL = (*TABLES, "datasets", "extra")
+
+
+def matches_target(module_name: str, target: str) -> bool:
+    """peft's rule for an entry of lora_target_modules: the module's name itself or any dotted suffix of it."""
+    return module_name == target or module_name.endswith("." + target)

@@ -5,7 +5,7 @@ encoder, model_index) with their provenance (SOURCES.md: IF-I-XL and IF-II-L are
 published files, IF-I-M, IF-I-L and IF-II-M are inferred and labelled so) and exact parameter
 counts (param_counts.json). arch_counts.json, next to this module, is what
 bench/count_arch.py counted on the meta device from those configs: the LoRA parameters each
-target module adds per unit of rank (exactly what peft adds), and the FLOPs of a training
+Linear and Conv2d adds per unit of rank, by module name (exactly what peft adds), and the FLOPs of a training
 step. Reading JSON only: doctor and check never import torch.
 """
 
@@ -86,7 +86,7 @@ def feature_elements(config: dict, resolution: int) -> int:
 
 def arch(name: str) -> dict:
     """What the estimator reads about a flavour or a built-in model: stage, native resolution,
-    UNet parameters, LoRA parameters per rank by target, feature elements, text width, FLOPs."""
+    UNet parameters, LoRA parameters per rank by module name, feature elements, text width, FLOPs."""
     counts = arch_counts()
     entry = counts["flavours"].get(name) or counts["builtin"].get(name)
     if entry is None:

@@ -32,7 +32,7 @@ from floydtui.config.flavours import (
     embed_bytes,
 )
 from floydtui.config.preset import Preset
-from floydtui.config.schema import FIELD_BY_KEY
+from floydtui.config.schema import FIELD_BY_KEY, matches_target
 from floydtui.hardware import archdata
 from floydtui.hardware.devices import Device
 
@@ -206,9 +206,17 @@ class Advice:
 
 # ---- the model ------------------------------------------------------------------------------
 def lora_params(flavour: str, rank: int, targets: tuple[str, ...] = DEFAULT_TARGETS) -> int:
-    """Exactly the parameters peft adds: rank x (in + out) of every Linear a target matches."""
-    per_rank = archdata.arch(flavour)["lora_per_rank"]
-    return rank * sum(per_rank.get(t, 0) for t in targets)
+    """Exactly the parameters peft adds: rank x (in + out) of every Linear and Conv2d a target
+    matches by peft's rule (the name or a dotted suffix of it), each module once."""
+    modules = archdata.arch(flavour)["lora_modules"]
+    return rank * sum(size for name, size in modules.items() if any(matches_target(name, t) for t in targets))
+
+
+def unmatched_targets(flavour: str, targets: tuple[str, ...]) -> list[str]:
+    """The targets that match no Linear or Conv2d of the flavour's UNet (peft would adapt nothing
+    for them, and the trainer refuses them)."""
+    names = archdata.arch(flavour)["lora_modules"]
+    return [t for t in targets if not any(matches_target(name, t) for name in names)]
 
 
 def activation_bytes(s: Settings, batch: int | None = None, size: float | None = None) -> float:

@@ -18,7 +18,8 @@ from floydtui.config.flavours import BUILTIN_MODELS
 from floydtui.config.preset import Preset
 from floydtui.errors import CheckSection, FloydError, Problem
 from floydtui.hardware.devices import Device, best_device, detect_devices, platform_problems
-from floydtui.hardware.estimate import Advice, Estimate, advice, estimate, gib, settings_from_preset, verdict
+from floydtui.hardware.estimate import (Advice, Estimate, advice, estimate, gib, settings_from_preset, unmatched_targets,
+                                        verdict)
 from floydtui.hardware.speed import TimeEstimate, estimate_time
 
 
@@ -120,6 +121,7 @@ def check_memory(preset: Preset | None, captions: int | None = None) -> MemoryRe
         report.no_gpu = no_gpu_message(preset, timing)
 
     problems = report.problems = platform_problems(device, preset.training["attention_mechanism"], where)
+    problems.extend(target_problems(preset, where))
     if not judged:
         problems.append(Problem(
             report.no_gpu, where=where, severity="warning",
@@ -132,6 +134,24 @@ def check_memory(preset: Preset | None, captions: int | None = None) -> MemoryRe
             f"{gib(device.total_mib - device.free_mib)}", where=where, severity="warning",
             hint="stop them before the run (nvidia-smi lists them)"))
     return report
+
+
+def target_problems(preset: Preset, where: str) -> list[Problem]:
+    """lora_target_modules entries that match no module of the model's UNet, found before a model is
+    loaded (the trainer refuses them too, after the load)."""
+    t = preset.training
+    if t["model_type"] != "lora":
+        return []
+    model_id = preset.model["pretrained_model_name_or_path"]
+    name = model_id if model_id in BUILTIN_MODELS else preset.flavour.name
+    absent = unmatched_targets(name, tuple(t["lora_target_modules"]))
+    if not absent:
+        return []
+    return [Problem(f"lora_target_modules {absent} match no module of {name}'s UNet", where=where,
+                    key="lora_target_modules",
+                    hint="a target is a module's name or its dotted end, as peft matches it: IF's attention "
+                         "modules are to_q, to_k, to_v, to_out.0, add_k_proj, add_v_proj; the ResNets' "
+                         "conv1, conv2, time_emb_proj")]
 
 
 def _fit_problem(peak: int, phase: str, result: str, device: Device, tips: list[Advice], where: str,

@@ -13,16 +13,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from floydtui.config.schema import matches_target
 from floydtui.errors import FloydError
 from floydtui.fsutil import atomic_dir, atomic_path
 
 LORA_FILE = "pytorch_lora_weights.safetensors"
 BITFIT_FILE = "bitfit_biases.safetensors"
-
-
-def matches_target(module_name: str, target: str) -> bool:
-    """peft's rule for a list of target_modules: the name itself or any dotted suffix of it."""
-    return module_name == target or module_name.endswith("." + target)
 
 
 def setup_trainable(unet, training: dict[str, Any]) -> list:
