@@ -436,3 +436,7 @@ def test_lora_targets_follow_peft_suffix_rule(tmp_path):
     with pytest.raises(FloydError) as err:
         setup_trainable(unet, training | {"lora_target_modules": ["to_q", "pool.no_such_proj"]})
     assert "['pool.no_such_proj']" in str(err.value) and "lora_target_modules" in str(err.value.problems[0].key)
+    # a whole block is a module but no layer peft can wrap: the same clear error, not peft's ValueError
+    with pytest.raises(FloydError) as err:
+        setup_trainable(unet, training | {"lora_target_modules": ["to_q", "attentions.0"]})
+    assert "['attentions.0']" in str(err.value)

@@ -137,8 +137,8 @@ def check_memory(preset: Preset | None, captions: int | None = None) -> MemoryRe
 
 
 def target_problems(preset: Preset, where: str) -> list[Problem]:
-    """lora_target_modules entries that match no module of the model's UNet, found before a model is
-    loaded (the trainer refuses them too, after the load)."""
+    """lora_target_modules entries that match no Linear or Conv2d layer of the model's UNet (the
+    layers peft wraps), found before a model is loaded; the trainer refuses them too, after the load."""
     t = preset.training
     if t["model_type"] != "lora":
         return []
@@ -147,9 +147,10 @@ def target_problems(preset: Preset, where: str) -> list[Problem]:
     absent = unmatched_targets(name, tuple(t["lora_target_modules"]))
     if not absent:
         return []
-    return [Problem(f"lora_target_modules {absent} match no module of {name}'s UNet", where=where,
+    return [Problem(f"lora_target_modules {absent} match no Linear or Conv2d layer of {name}'s UNet",
+                    where=where,
                     key="lora_target_modules",
-                    hint="a target is a module's name or its dotted end, as peft matches it: IF's attention "
+                    hint="a target is a layer's name or its dotted end, as peft matches it: IF's attention "
                          "modules are to_q, to_k, to_v, to_out.0, add_k_proj, add_v_proj; the ResNets' "
                          "conv1, conv2, time_emb_proj")]
 

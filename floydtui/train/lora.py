@@ -31,9 +31,11 @@ def setup_trainable(unet, training: dict[str, Any]) -> list:
         from peft import LoraConfig
 
         targets = list(training["lora_target_modules"])
-        absent = [t for t in targets if not any(matches_target(name, t) for name, _ in unet.named_modules())]
+        # peft wraps Linear and Conv2d layers (a target naming a whole block is an error in peft)
+        layers = [name for name, m in unet.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+        absent = [t for t in targets if not any(matches_target(name, t) for name in layers)]
         if absent:
-            raise FloydError.one(f"lora_target_modules {absent} match no module of this UNet",
+            raise FloydError.one(f"lora_target_modules {absent} match no Linear or Conv2d layer of this UNet",
                                  key="lora_target_modules",
                                  hint="IF's attention modules are to_q, to_k, to_v, to_out.0, add_k_proj, add_v_proj")
         unet.add_adapter(LoraConfig(r=training["lora_rank"], lora_alpha=training["lora_alpha"],
