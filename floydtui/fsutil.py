@@ -3,7 +3,8 @@
 A reader never sees a half-written checkpoint, cache entry, preset or export. The result has
 the permissions a plain write would give it: an existing file's own, else the umask's (mkstemp
 and mkdtemp make 0600 / 0700, which would hide a LoRA or a preset from the other users of a
-shared machine).
+shared machine). `private=True` (a preset holding an inline webhook URL, a secret) strips the
+group's and others' bits.
 """
 
 from __future__ import annotations
@@ -30,15 +31,17 @@ def current_umask() -> int:
     return mask
 
 
-def _mode_for(path: Path, directory: bool = False) -> int:
-    """What `path` would have written in place: its current mode if it exists, else the umask's."""
+def _mode_for(path: Path, directory: bool = False, private: bool = False) -> int:
+    """What `path` would have written in place: its current mode if it exists, else the umask's;
+    `private`: for its owner only."""
     try:
-        return stat.S_IMODE(os.stat(path).st_mode)
+        mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
-        return (0o777 if directory else 0o666) & ~current_umask()
+        mode = (0o777 if directory else 0o666) & ~current_umask()
+    return mode & 0o700 if private else mode
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, private: bool = False) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -47,7 +50,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _mode_for(path))
+        os.chmod(tmp, _mode_for(path, private=private))
         os.replace(tmp, path)
     except BaseException:
         _silent_unlink(tmp)
@@ -55,8 +58,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike, text: str, private: bool = False) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"), private=private)
 
 
 @contextmanager

@@ -51,3 +51,12 @@ def test_a_rewritten_file_or_folder_keeps_its_own_mode(tmp_path, umask_027):
     with atomic_dir(shared) as tmp:
         (tmp / "a").write_text("a")
     assert (shared / "a").read_text() == "a" and mode(shared) == 0o775
+
+
+def test_private_writes_are_for_the_owner_only_even_over_a_shared_file(tmp_path, umask_027):
+    atomic_write_text(tmp_path / "new.toml", "url = 1", private=True)
+    shared = tmp_path / "shared.toml"
+    shared.write_text("old")
+    shared.chmod(0o664)
+    atomic_write_text(shared, "url = 1", private=True)
+    assert mode(tmp_path / "new.toml") == 0o600 and mode(shared) == 0o600

@@ -384,6 +384,30 @@ def test_simpletuner_names_land_in_the_real_keys(tmp_path):
     assert preset.to_dict(absolute_paths=True)["output"]["webhook_config"] == str(tmp_path / "webhooks.json")
 
 
+def test_an_imported_preset_with_inline_webhook_urls_is_written_for_its_owner_only(tmp_path):
+    import os
+    import stat
+
+    from floydtui.config.simpletuner import import_simpletuner, write_preset_file
+
+    hooks = json.dumps({"webhook_type": "raw", "callback_url": f"https://example.invalid/{SECRET}"})
+    paths = []
+    for name, hook in (("file", "webhooks.json"), ("inline", hooks)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({
+            "--model_family": "deepfloyd", "--model_flavour": "i-medium-400m", "--webhook_config": hook,
+            "--data_backend_config": str(tmp_path / "multidatabackend.json")}))
+        (tmp_path / "multidatabackend.json").write_text(json.dumps([{"id": "d", "type": "local",
+                                                                     "instance_data_dir": "data"}]))
+        data, _ = import_simpletuner([tmp_path / f"{name}.json"])
+        old = os.umask(0o022)
+        try:
+            paths.append(write_preset_file(data, tmp_path / f"{name}.toml")[0])
+        finally:
+            os.umask(old)
+    assert SECRET in paths[1].read_text()
+    assert [stat.S_IMODE(p.stat().st_mode) for p in paths] == [0o644, 0o600]
+
+
 def test_a_preset_that_reports_nowhere_gets_no_reporter(tmp_path):
     from floydtui.train.reporting import Reporter
 

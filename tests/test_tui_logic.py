@@ -76,6 +76,28 @@ def test_save_rebases_relative_paths_and_check_loads_it(tmp_path, monkeypatch):
     assert not s.dirty and s.source == saved
 
 
+def test_save_keeps_a_preset_with_inline_webhook_urls_to_its_owner(tmp_path, monkeypatch):
+    """A URL inline in webhook_config is a secret: the preset is 0600 whatever the umask; without one, the umask's."""
+    import json as json_
+    import os
+    import stat
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imgs").mkdir()
+    old = os.umask(0o022)
+    try:
+        s = WizardState()
+        s.add_dataset("imgs")
+        plain = s.save(tmp_path / "plain.toml")
+        assert not s.set("output", "webhook_config",
+                         json_.dumps({"webhook_type": "raw", "callback_url": "https://example.invalid/hook"}))
+        hooked = s.save(tmp_path / "hooked.toml")
+    finally:
+        os.umask(old)
+    assert "example.invalid" in hooked.read_text()
+    assert stat.S_IMODE(plain.stat().st_mode) == 0o644 and stat.S_IMODE(hooked.stat().st_mode) == 0o600
+
+
 def test_save_refuses_an_invalid_preset(tmp_path):
     from floydtui.errors import FloydError
     s = WizardState()

@@ -86,6 +86,12 @@ def webhook_source(value: Any) -> str:
     return "inline"
 
 
+def holds_inline_webhook(data: dict[str, Any]) -> bool:
+    """Whether a preset's tables hold webhook URLs inline (secrets: its file is written for its owner only)."""
+    output = data.get("output")
+    return isinstance(output, dict) and webhook_source(output.get("webhook_config")) == "inline"
+
+
 def webhook_file(value: Any, base_dir: Path) -> Path | None:
     """The JSON file a webhook_config names (relative to the preset's folder), or None when inline."""
     if webhook_source(value) != "file":
