@@ -64,6 +64,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--crop", type=int, default=64, help="stage II: training window of the 256px image")
     p.add_argument("--low-levels", type=float, default=0.5,
                    help="stage II: the share of the condition's noise levels drawn below 300 (the rest over 0-999)")
+    p.add_argument("--widths", type=lambda v: tuple(int(w) for w in v.split(",")), default=None,
+                   help="block_out_channels, e.g. 16,16,32,48,64 (default: the shipped layout's)")
     p.add_argument("--cap-from", type=int, default=200, help="the step from which the loss weight's cap is 200")
     p.add_argument("--focus-from", type=int, default=None,
                    help="from this step on, half of each batch's timesteps are drawn from the noisiest fifth (800-999)")
@@ -186,7 +188,7 @@ def main() -> int:
     tokens = tokenizer(preprocess(captions + [""], True), padding="max_length", max_length=TEXT_MAX_LENGTH,
                        truncation=True, add_special_tokens=True, return_tensors="pt")
     index = {c: i for i, c in enumerate(captions + [""])}
-    unet = tiny.shapes_unet(stage)
+    unet = tiny.shapes_unet(stage, args.widths)
     if args.resume_from:
         if args.resume_from.is_dir():  # a pipeline folder (a shipped model): its UNet; T5 via --text-from
             from diffusers import UNet2DConditionModel
@@ -277,17 +279,17 @@ def main() -> int:
             torch.save(state, tmp)
             os.replace(tmp, ckpt)
         if step % args.eval_every == 0 and step < steps:
-            evaluate(stage, ema_unet(stage, ema), tokenizer, ema_text(text_encoder, text_ema), work / f"step-{step}",
-                     quick=True)
-    final = ema_unet(stage, ema)
+            evaluate(stage, ema_unet(stage, ema, args.widths), tokenizer, ema_text(text_encoder, text_ema),
+                     work / f"step-{step}", quick=True)
+    final = ema_unet(stage, ema, args.widths)
     text_encoder = ema_text(text_encoder, text_ema)
     save(stage, final, tokenizer, text_encoder, out)
     evaluate(stage, final, tokenizer, text_encoder, work / "final", quick=False)
     return 0
 
 
-def ema_unet(stage: int, ema: EMA):
-    unet = tiny.shapes_unet(stage)
+def ema_unet(stage: int, ema: EMA, widths: tuple[int, ...] | None = None):
+    unet = tiny.shapes_unet(stage, widths)
     unet.load_state_dict(ema.shadow)
     return unet.eval()
 

@@ -201,8 +201,9 @@ IF_POOLING_HEADS = 64  # addition_embed_type_num_heads of every IF UNet
 IF_II_SCALE = 1.4142271248762552  # IF-II's mid_block_scale_factor and resnet_out_scale_factor
 
 
-def shapes_unet(stage: int):
-    """A freshly initialised (seeded) UNet of the shapes models' layout, ready to pretrain.
+def shapes_unet(stage: int, widths: tuple[int, ...] | None = None):
+    """A freshly initialised (seeded) UNet of the shapes models' layout, ready to pretrain
+    (`widths`: block_out_channels other than the shipped SHAPES_WIDTHS, for experiments).
 
     Stage I: IF-I's block types at four levels (64, 32, 16, 8 px), cross-attention on the two
     lowest. Stage II: IF-II's switches (timestep class embedding, skip-time activation, the
@@ -222,13 +223,13 @@ def shapes_unet(stage: int):
         only_cross_attention=False,
     )
     if stage == 1:
-        widths = SHAPES_WIDTHS[1]
+        widths = widths or SHAPES_WIDTHS[1]
         unet = UNet2DConditionModel(
             sample_size=64, in_channels=3, block_out_channels=widths, cross_attention_dim=widths[-1],
             down_block_types=["ResnetDownsampleBlock2D"] * 2 + ["SimpleCrossAttnDownBlock2D"] * 2,
             up_block_types=["SimpleCrossAttnUpBlock2D"] * 2 + ["ResnetUpsampleBlock2D"] * 2, **common)
     else:
-        widths = SHAPES_WIDTHS[2]
+        widths = widths or SHAPES_WIDTHS[2]
         unet = UNet2DConditionModel(
             sample_size=256, in_channels=6, block_out_channels=widths, cross_attention_dim=widths[-1],
             down_block_types=["ResnetDownsampleBlock2D"] * 3 + ["SimpleCrossAttnDownBlock2D"] * 2,
