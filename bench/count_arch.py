@@ -35,7 +35,7 @@ def lora_modules(unet) -> dict[str, int]:
     """Parameters per unit of rank of every module peft can adapt, by its full name: in + out for
     a Linear (lora_A r x in, lora_B out x r), in x kernel + out for a Conv2d (lora_A a conv to r
     channels with the layer's kernel, lora_B a 1x1 conv back). The estimator sums the modules a
-    preset's targets match, by peft's rule (floydtui.train.lora.matches_target)."""
+    preset's targets match, by peft's rule (floydtui.config.schema.matches_target)."""
     import torch
 
     out: dict[str, int] = {}
@@ -134,7 +134,6 @@ def lora_only() -> None:
         for name, entry in data[table].items():
             with torch.device("meta"):
                 unet = UNet2DConditionModel.from_config(entry.get("unet_config") or unet_config(name))
-            entry.pop("lora_per_rank", None)
             entry["lora_modules"] = lora_modules(unet)
     atomic_write_text(OUT, json.dumps(data, indent=1) + "\n")
     print(f"wrote {OUT}")

@@ -25,7 +25,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from floydtui.config.flavours import BUILTIN_MODELS, FLAVOURS, GUIDANCE, Flavour, classify_model, stage_name
-from floydtui.config.reporting import read_webhook_config, webhook_file, webhook_source
+from floydtui.config.reporting import holds_inline_webhook, read_webhook_config, webhook_file, webhook_source
 from floydtui.config.resolution import (
     normalise_validation_resolution,
     parse_validation_resolution,
@@ -41,6 +41,7 @@ from floydtui.config.schema import (
     Field,
 )
 from floydtui.errors import FloydError, Problem
+from floydtui.fsutil import atomic_write_text
 
 DEFAULT_TEXT_EMBEDS_CACHE = "cache/text/deepfloyd"
 IF_NUM_TRAIN_TIMESTEPS = 1000  # every IF flavour's DDPMScheduler (and the built-in models')
@@ -162,6 +163,11 @@ def dump_toml(data: dict[str, Any]) -> str:
     if data.get("extra"):
         ordered["extra"] = data["extra"]
     return tomli_w.dumps(_drop_none(ordered))
+
+
+def write_preset_toml(path: str | Path, data: dict[str, Any]) -> Path:
+    """A preset's tables as TOML, written atomically; for its owner only when it holds webhook URLs inline."""
+    return atomic_write_text(path, dump_toml(data), private=holds_inline_webhook(data))
 
 
 def _drop_none(value: Any) -> Any:

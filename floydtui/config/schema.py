@@ -12,6 +12,7 @@ from typing import Any
 
 from floydtui.config.flavours import FLAVOUR_NAMES
 from floydtui.config.reporting import REPORT_TO
+from floydtui.errors import Problem
 
 AUTO = "auto"  # a default that depends on the flavour (resolved in Preset)
 
@@ -219,3 +220,18 @@ TOP_LEVEL = (*TABLES, "datasets", "extra")
 def matches_target(module_name: str, target: str) -> bool:
     """peft's rule for an entry of lora_target_modules: the module's name itself or any dotted suffix of it."""
     return module_name == target or module_name.endswith("." + target)
+
+
+def unmatched_targets(layers, targets) -> list[str]:
+    """The targets that match none of `layers` (the names of the Linear and Conv2d layers peft can wrap)."""
+    layers = list(layers)
+    return [t for t in targets if not any(matches_target(name, t) for name in layers)]
+
+
+def unmatched_targets_problem(absent: list[str], unet: str, where: str = "") -> Problem:
+    """The error for targets that match no layer of `unet` (check's, before a load; the trainer's, after)."""
+    return Problem(f"lora_target_modules {absent} match no Linear or Conv2d layer of {unet}", where=where,
+                   key="lora_target_modules",
+                   hint="a target is a layer's name or its dotted end, as peft matches it: IF's attention modules "
+                        "are to_q, to_k, to_v, to_out.0, add_k_proj, add_v_proj; the ResNets' conv1, conv2, "
+                        "time_emb_proj")

@@ -27,8 +27,8 @@ else:  # pragma: no cover
 
 from floydtui.config import simpletuner_4_10_1 as st
 from floydtui.config.flavours import stage_name
-from floydtui.config.preset import Preset, dump_toml, preset_from_dict
-from floydtui.config.reporting import holds_inline_webhook, webhook_source
+from floydtui.config.preset import Preset, preset_from_dict, write_preset_toml
+from floydtui.config.reporting import webhook_source
 from floydtui.config.schema import DATASET_FIELD_BY_KEY, FIELD_BY_KEY, Field
 from floydtui.errors import FloydError, Problem
 from floydtui.fsutil import atomic_write_text
@@ -395,7 +395,7 @@ def write_preset_file(data: dict[str, Any], path: str | Path) -> tuple[Path, lis
         problems: list[Problem] = []
     except FloydError as e:
         problems = [dataclasses.replace(p, severity="warning") if p.is_error else p for p in e.problems]
-    return atomic_write_text(path, dump_toml(data), private=holds_inline_webhook(data)), problems
+    return write_preset_toml(path, data), problems
 
 
 def relative_paths(preset: Preset) -> list[str]:

@@ -32,6 +32,7 @@ from floydtui.config.flavours import (
     embed_bytes,
 )
 from floydtui.config.preset import Preset
+from floydtui.config import schema
 from floydtui.config.schema import FIELD_BY_KEY, matches_target
 from floydtui.hardware import archdata
 from floydtui.hardware.devices import Device
@@ -215,8 +216,7 @@ def lora_params(flavour: str, rank: int, targets: tuple[str, ...] = DEFAULT_TARG
 def unmatched_targets(flavour: str, targets: tuple[str, ...]) -> list[str]:
     """The targets that match no Linear or Conv2d of the flavour's UNet (peft would adapt nothing
     for them, and the trainer refuses them)."""
-    names = archdata.arch(flavour)["lora_modules"]
-    return [t for t in targets if not any(matches_target(name, t) for name in names)]
+    return schema.unmatched_targets(archdata.arch(flavour)["lora_modules"], targets)
 
 
 def activation_bytes(s: Settings, batch: int | None = None, size: float | None = None) -> float:

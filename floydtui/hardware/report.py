@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from floydtui.config.flavours import BUILTIN_MODELS
 from floydtui.config.preset import Preset
+from floydtui.config.schema import unmatched_targets_problem
 from floydtui.errors import CheckSection, FloydError, Problem
 from floydtui.hardware.devices import Device, best_device, detect_devices, platform_problems
 from floydtui.hardware.estimate import (Advice, Estimate, advice, estimate, gib, settings_from_preset, unmatched_targets,
@@ -145,14 +146,7 @@ def target_problems(preset: Preset, where: str) -> list[Problem]:
     model_id = preset.model["pretrained_model_name_or_path"]
     name = model_id if model_id in BUILTIN_MODELS else preset.flavour.name
     absent = unmatched_targets(name, tuple(t["lora_target_modules"]))
-    if not absent:
-        return []
-    return [Problem(f"lora_target_modules {absent} match no Linear or Conv2d layer of {name}'s UNet",
-                    where=where,
-                    key="lora_target_modules",
-                    hint="a target is a layer's name or its dotted end, as peft matches it: IF's attention "
-                         "modules are to_q, to_k, to_v, to_out.0, add_k_proj, add_v_proj; the ResNets' "
-                         "conv1, conv2, time_emb_proj")]
+    return [unmatched_targets_problem(absent, f"{name}'s UNet", where)] if absent else []
 
 
 def _fit_problem(peak: int, phase: str, result: str, device: Device, tips: list[Advice], where: str,

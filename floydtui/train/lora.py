@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from floydtui.config.schema import matches_target
+from floydtui.config.schema import unmatched_targets, unmatched_targets_problem
 from floydtui.errors import FloydError
 from floydtui.fsutil import atomic_dir, atomic_path
 
@@ -33,11 +33,9 @@ def setup_trainable(unet, training: dict[str, Any]) -> list:
         targets = list(training["lora_target_modules"])
         # peft wraps Linear and Conv2d layers (a target naming a whole block is an error in peft)
         layers = [name for name, m in unet.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
-        absent = [t for t in targets if not any(matches_target(name, t) for name in layers)]
+        absent = unmatched_targets(layers, targets)
         if absent:
-            raise FloydError.one(f"lora_target_modules {absent} match no Linear or Conv2d layer of this UNet",
-                                 key="lora_target_modules",
-                                 hint="IF's attention modules are to_q, to_k, to_v, to_out.0, add_k_proj, add_v_proj")
+            raise FloydError([unmatched_targets_problem(absent, "this UNet")])
         unet.add_adapter(LoraConfig(r=training["lora_rank"], lora_alpha=training["lora_alpha"],
                                     lora_dropout=training["lora_dropout"], use_dora=training["use_dora"],
                                     init_lora_weights="gaussian", target_modules=targets))

@@ -16,11 +16,10 @@ from typing import Any
 
 from floydtui.config.flavours import (BUILTIN_MODELS, BUILTIN_PREFIX, FLAVOURS, TEXT_MAX_LENGTH, builtin_family,
                                       classify_model, embed_bytes, text_dim)
-from floydtui.config.preset import DEFAULT_TEXT_EMBEDS_CACHE, Preset, dump_toml, preset_from_dict, read_toml
-from floydtui.config.reporting import holds_inline_webhook
+from floydtui.config.preset import (DEFAULT_TEXT_EMBEDS_CACHE, Preset, dump_toml, preset_from_dict, read_toml,
+                                    write_preset_toml)
 from floydtui.config.schema import AUTO, DATASET_FIELD_BY_KEY, FIELD_BY_KEY, Field
 from floydtui.errors import FloydError, Problem
-from floydtui.fsutil import atomic_write_text
 
 DATASETS = "datasets"
 PATH_KEYS = ("instance_data_dir", "cache_dir")
@@ -305,7 +304,7 @@ class WizardState:
         path = Path(path).expanduser().resolve()
         data = rebase_paths(self.data, self.base_dir, path.parent)
         preset_from_dict(copy.deepcopy(data), source=path)  # refuse to write what `run` would refuse
-        atomic_write_text(path, dump_toml(data), private=holds_inline_webhook(data))
+        write_preset_toml(path, data)
         self.data, self.source, self.dirty = data, path, False
         self.validate()
         return path
