@@ -1,34 +1,54 @@
-"""GPU benchmark (issue 4); writes bench/results/gpu.md. Skips, and says so, without CUDA.
+"""The measurements only a GPU can make, as one prepared script for a lent GPU (issues 4, 20).
 
-1. LoRA training memory and speed: UNets of the i-medium-400m and i-xlarge-4.3b sizes built
-   from config with random weights (IF's layout: four levels with widths c, 2c, 3c, 4c,
-   cross-attention in the lower three and the middle, three resnet blocks a level, T5-XXL
-   (4096) text input; c = 192 gives 372M parameters, c = 704 gives 4.30B), LoRA rank 32 on
-   IF's six attention projections, batch 4, 64px, bf16 weights, pure-bf16 optimizer states,
-   through the trainer's own functions (setup_trainable, make_optimizer, stage1_inputs,
-   diffusion_loss). Peak VRAM (torch.cuda.max_memory_allocated) and samples/s, with and
-   without gradient checkpointing. The guide's figure to beat: 22-24G for a rank-32 batch-4
-   LoRA; the goal: i-medium-400m under 8 GiB.
-2. The embed cache on a T5-XXL-encoder-sized model (24 layers, d_model 4096, 64 heads,
-   d_ff 10240; 4.76B parameters) with random weights in bf16: prompts/s and peak VRAM with
-   the encoder on the GPU and streamed from CPU memory (accelerate's cpu_offload), through
-   floydtui.train.sampling.encode_prompts. The guide's figure: 9-10 embeds/s on an
-   A6000; the goal: above half the GPU's bf16 peak (the achieved TFLOP/s are reported).
+Run on the GPU box (each section writes its results to OUT/gpu.json as it finishes, so a run
+cut short keeps what it measured; --budget-s starts no section after that long):
 
-3. The memory benchmark's settings on the GPU (issue 20): every (flavour, precision, rank, batch,
-   resolution, checkpointing) of bench_memory.PLAN, plus IF-I-XL (which the CPU machine cannot
-   hold), through the same functions (bench_memory.Group), recording torch.cuda.max_memory_allocated
-   (what the estimator's allocated figure is fitted to) and max_memory_reserved, in
-   bench/results/memory_gpu.json; `bench_memory.py --report` puts them in the table beside the
-   CPU's measurement and the estimate.
+    python bench/bench_gpu.py --out OUT [--budget-s 480] [--sections doctor,demo,memory,embed,run_real]
 
-Run: .venv/bin/python bench/bench_gpu.py [--quick] [--memory-only]
+then, on any machine, turn the results into bench/results/gpu.md and memory_gpu.json (the
+committed results: three runs on a lent H200, 2026-12-04, kept in bench/results/gpu-run*/):
+
+    .venv/bin/python bench/bench_gpu.py --report bench/results/gpu-run1/gpu.json \
+        bench/results/gpu-run2/gpu.json bench/results/gpu-run3/gpu.json
+
+On a box without floydtui installed, the packages it needs can travel as wheels and be put on
+PYTHONPATH (what the runs above did); `pip install -e .` is the plain way.
+
+Sections:
+  doctor    `floydtui doctor --json` on the GPU: what floydtui detects and its verdicts there.
+  demo      `floydtui run presets/demo.toml` (the built-in shapes model, fp32) and
+            `floydtui generate --run` on CUDA: the product's GPU path end to end (exit codes,
+            phases, the pink share of the generated images) with the process's peak from NVML.
+  memory    bench_memory.PLAN's settings, IF-I-XL's (which the CPU machine cannot hold) and
+            batch-4 bf16 ones, on UNets built from the flavours' configs (random weights),
+            through bench_memory.Group (floydtui's setup_trainable, make_optimizer, inputs and
+            loss): torch.cuda.max_memory_allocated / max_memory_reserved of a step beside the
+            estimator's allocated figure, and samples/s; plus the CUDA context's size (NVML's
+            used memory minus what torch reserved), which the estimator adds as a constant.
+  embed     T5-XXL's encoder at its real size (the package's text_encoder config: 24 layers,
+            d_model 4096, 4.76B parameters) with random bf16 weights, through the embed
+            cache's own loop (encode_prompts + TextEmbedCache.save, caption cleaning on):
+            prompts/s on the GPU at batch 16 and 64 and streamed from CPU memory (floydtui's
+            place_encoder "stream"), the achieved TFLOP/s and peak memory.
+  run_real  `floydtui run` on a real-size IF-I-M folder (the 372M UNet and the 24-layer T5,
+            random weights) in bf16, batch 4: each phase's peak of NVML's used memory beside
+            what `floydtui check` estimated for that phase on the same GPU.
+
+`--smoke` runs every section on the CPU with shrunken models, to check the script itself
+before spending GPU time on it.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import json
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -38,193 +58,742 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 RESULTS = REPO / "bench" / "results" / "gpu.md"
-UNET_WIDTH = {"i-medium-400m": 192, "i-xlarge-4.3b": 704}
-T5_XXL = dict(d_model=4096, d_kv=64, num_heads=64, d_ff=10240, num_layers=24, vocab_size=32128,
-              feed_forward_proj="gated-gelu", relative_attention_num_buckets=32, relative_attention_max_distance=128)
+SECTIONS = ("doctor", "demo", "memory", "embed", "run_real")  # and memory_holdout (HOLDOUT_PLAN)
 # Dense bf16 tensor-core peaks (no sparsity), TFLOP/s, from the vendors' data sheets.
 BF16_PEAK = {"H200": 989, "H100": 989, "A100": 312, "A6000": 155, "L40S": 362, "4090": 165, "A10": 125}
+# Beyond bench_memory.PLAN: IF-I-XL, and the batch-4 bf16 settings of the guide's "22-24G" figure.
+GPU_EXTRA_PLAN = [
+    ("i-xlarge-4.3b", "bf16", 32, [(1, 64, False), (4, 64, False), (4, 64, True)]),
+    ("i-medium-400m", "bf16", 32, [(4, 64, False), (4, 64, True)]),
+    ("i-large-900m", "bf16", 32, [(4, 64, False), (4, 64, True)]),
+    ("ii-medium-450m", "bf16", 32, [(4, 256, False), (4, 256, True)]),
+    ("ii-large-1.2b", "bf16", 32, [(4, 256, False), (1, 256, False)]),
+]
+# Settings none of the above has, measured to test the estimator fitted to the rows above (held out).
+HOLDOUT_PLAN = [
+    ("i-medium-400m", "bf16", 16, [(8, 64, False), (2, 96, True)]),
+    ("i-medium-400m", "bf16", 64, [(2, 64, False)]),
+    ("i-large-900m", "fp32", 32, [(4, 64, False)]),
+    ("i-large-900m", "bf16", 32, [(8, 64, True)]),
+    ("i-xlarge-4.3b", "bf16", 32, [(2, 64, False), (8, 64, True)]),
+    ("ii-medium-450m", "fp32", 32, [(2, 256, False)]),
+    ("ii-medium-450m", "bf16", 32, [(2, 256, False), (8, 256, True)]),
+    ("ii-large-1.2b", "bf16", 32, [(2, 256, True)]),
+]
+TIMED_STEPS = 4
+MIB = 2 ** 20
 
 
-def if_unet_config(c: int) -> dict:
-    """An IF stage I UNet's config at width c (the real models' layout, not their published widths)."""
-    return dict(
-        sample_size=64, in_channels=3, out_channels=6, layers_per_block=3, block_out_channels=[c, 2 * c, 3 * c, 4 * c],
-        down_block_types=["ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D", "SimpleCrossAttnDownBlock2D",
-                          "SimpleCrossAttnDownBlock2D"],
-        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
-        up_block_types=["SimpleCrossAttnUpBlock2D", "SimpleCrossAttnUpBlock2D", "SimpleCrossAttnUpBlock2D",
-                        "ResnetUpsampleBlock2D"],
-        attention_head_dim=64, cross_attention_dim=4 * c, encoder_hid_dim=4096, addition_embed_type="text",
-        addition_embed_type_num_heads=64, cross_attention_norm="group_norm", resnet_time_scale_shift="scale_shift",
-        act_fn="gelu")
+# ---- the GPU's own counters ------------------------------------------------------------------
 
-
-def training_run(width: int, device, *, steps: int, checkpointing: bool, batch: int = 4, rank: int = 32) -> dict:
-    """Peak memory and samples/s of LoRA steps through the trainer's functions."""
+def cuda() -> bool:
     import torch
-    from diffusers import DDPMScheduler, UNet2DConditionModel
 
-    from floydtui.config.schema import TRAINING_FIELDS
-    from floydtui.train.lora import setup_trainable
-    from floydtui.train.optim import make_optimizer
-    from floydtui.train.trainer import diffusion_loss, stage1_inputs
-
-    training = {f.key: f.default for f in TRAINING_FIELDS} | {"lora_rank": rank, "lora_alpha": rank,
-                                                              "optimizer": "adamw_bf16"}
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    with torch.device(device):
-        unet = UNet2DConditionModel(**if_unet_config(width)).to(dtype)
-    unet.requires_grad_(False)
-    params_total = sum(p.numel() for p in unet.parameters())
-    if checkpointing:
-        unet.enable_gradient_checkpointing()
-    params = setup_trainable(unet, training)
-    optimizer = make_optimizer(params, training)
-    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", variance_type="learned_range")
-    gen = torch.Generator().manual_seed(0)
-    cond = torch.randn(batch, 77, 4096, device=device, dtype=dtype)  # what the embed cache supplies
-    unet.train()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for _ in range(steps):
-        x0 = torch.rand(batch, 3, 64, 64, device=device) * 2 - 1
-        inputs = stage1_inputs(x0, scheduler, gen)
-        with torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda"):
-            pred = unet(inputs.sample.to(dtype), inputs.timesteps, encoder_hidden_states=cond).sample
-            loss = diffusion_loss(pred, inputs, scheduler.alphas_cumprod, 0.0)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter())
-    warm = min(3, steps - 2)
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
-    del unet, optimizer, params
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return {"params": params_total, "peak_gib": peak / 2**30,
-            "samples_per_s": (len(times) - 1 - warm) * batch / (times[-1] - times[warm])}
+    return torch.cuda.is_available()
 
 
-def embed_run(device, *, placement: str, prompts: int, batch: int, layers: int = 24) -> dict:
-    """Prompts/s and peak memory of encode_prompts on a T5-XXL-sized encoder with random weights."""
+def sync() -> None:
     import torch
-    from transformers import AutoTokenizer, T5Config, T5EncoderModel
 
-    from floydtui.train.sampling import encode_prompts
-    from floydtui.train.tiny import ensure_builtin
-    from bench_embed import prompts as make_prompts
-
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    tokenizer = AutoTokenizer.from_pretrained(ensure_builtin("builtin:tiny-if-i"), subfolder="tokenizer")
-    config = T5Config(**{**T5_XXL, "num_layers": layers})
-    with torch.device(device):  # random init on the GPU: seconds instead of minutes on the CPU
-        encoder = T5EncoderModel(config).to(dtype).eval()
-    params = sum(p.numel() for p in encoder.parameters())
-    if placement == "stream":
-        from accelerate import cpu_offload
-
-        encoder.to("cpu")
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        cpu_offload(encoder, execution_device=device)
-    texts = make_prompts(prompts)
-    encode_prompts(tokenizer, encoder, texts[:batch], device, clean_caption=True)  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    for i in range(0, len(texts), batch):
-        out, _ = encode_prompts(tokenizer, encoder, texts[i:i + batch], device, clean_caption=True)
-        out.cpu()
-    seconds = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
-    matmul_params = params - config.vocab_size * config.d_model  # the embedding is a lookup, not a product
-    rate = len(texts) / seconds
-    del encoder
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return {"params": params, "prompts_per_s": rate, "peak_gib": peak / 2**30,
-            "tflops": rate * 77 * 2 * matmul_params / 1e12}
+    if cuda():
+        torch.cuda.synchronize()
 
 
-GPU_EXTRA_PLAN = [("i-xlarge-4.3b", "bf16", 32, [(1, 64, False), (4, 64, False), (4, 64, True)])]
+def reset_peak() -> None:
+    import torch
+
+    if cuda():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
 
 
-def memory_rows() -> None:
-    """bench_memory.PLAN's settings (and IF-I-XL's) on the GPU: max_memory_allocated per step."""
-    import gc
-    import json
+def peaks() -> tuple[int | None, int | None]:
+    import torch
 
+    if not cuda():
+        return None, None
+    return torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()
+
+
+def nvml_used_mib() -> int | None:
+    """The GPU's used memory as nvidia-smi shows it (every process's), or None without NVML."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0)).used // MIB
+    except Exception:  # no NVML (the CPU smoke run) or no device
+        return None
+
+
+class Poller:
+    """Samples NVML's used memory every 20 ms in a thread: (unix time, MiB) pairs."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            used = nvml_used_mib()
+            if used is None:
+                return
+            self.samples.append((time.time(), used))
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> "Poller":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak(self, start: float = 0.0, end: float = float("inf")) -> int | None:
+        inside = [m for t, m in self.samples if start <= t <= end]
+        return max(inside) if inside else None
+
+
+# ---- results ---------------------------------------------------------------------------------
+
+class Results:
+    """OUT/gpu.json, rewritten atomically after every result."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / "gpu.json"
+        self.data: dict = {"sections": {}, "errors": {}}
+
+    def put(self, section: str, value) -> None:
+        self.data["sections"][section] = value
+        self.save()
+
+    def save(self) -> None:
+        from floydtui.fsutil import atomic_write_text
+
+        atomic_write_text(self.path, json.dumps(self.data, indent=1, default=str) + "\n")
+
+
+def env_for(root: Path) -> dict:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+            "FLOYDTUI_CACHE": str(root / "floydtui-cache"), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def run_cmd(args: list[str], root: Path, timeout: float, log: Path) -> tuple[int, float]:
+    """A floydtui command in `root`, its output in `log`; (exit code, seconds). Killed after `timeout`."""
+    started = time.time()
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "floydtui", *args], cwd=root, env=env_for(root), stdout=fh,
+                                stderr=subprocess.STDOUT)
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            code = -9
+    return code, time.time() - started
+
+
+def read_events(path: Path) -> list[dict]:
+    out = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass  # a cut last line
+    return out
+
+
+def phase_spans(events: list[dict]) -> list[tuple[str, float, float]]:
+    """(phase, start, end) from the phase events and run_end."""
+    marks = [(e.get("name", e["type"]), e["t"]) for e in events if e["type"] in ("phase", "run_end")]
+    return [(name, t, end) for (name, t), (_, end) in zip(marks, marks[1:])]
+
+
+# ---- smoke mode: shrunken models on the CPU ---------------------------------------------------
+
+def shrink_for_smoke() -> None:
+    """Every UNet config and the T5 config at a tiny size, so the CPU runs each section in seconds."""
+    import floydtui.hardware.archdata as archdata
+
+    real = archdata.unet_config
+
+    def small(flavour: str) -> dict:
+        c = dict(real(flavour))
+        c["block_out_channels"] = [64 * (i + 1) for i in range(len(c["block_out_channels"]))]
+        c["layers_per_block"] = 1
+        c["cross_attention_dim"] = 64
+        return c
+
+    archdata.unet_config = small
+
+
+def t5_config(smoke: bool):
+    from transformers import T5Config
+
+    from floydtui.hardware.archdata import config_dir
+
+    data = json.loads((config_dir("i-medium-400m") / "text_encoder" / "config.json").read_text())
+    data = {k: v for k, v in data.items() if not k.startswith("_")}
+    if smoke:
+        data |= {"num_layers": 1, "d_ff": 256, "num_heads": 2, "d_kv": 32}  # the UNet's text input stays 4096 wide
+    return T5Config(**data)
+
+
+def random_t5(smoke: bool, device: str, dtype):
+    """T5-XXL's encoder from its config with random weights, made on `device` directly."""
+    import torch
+    from transformers import T5EncoderModel
+
+    with torch.device("meta"):
+        encoder = T5EncoderModel(t5_config(smoke))
+    encoder = encoder.to(dtype=dtype).to_empty(device=device)
+    with torch.no_grad():
+        for name, p in encoder.named_parameters():
+            if "layer_norm" in name:
+                p.fill_(1.0)
+            else:
+                p.normal_(0.0, 0.05 if "shared" not in name else 1.0)
+        for b in encoder.buffers():
+            b.zero_()
+    encoder.requires_grad_(False).eval()
+    return encoder
+
+
+# ---- sections --------------------------------------------------------------------------------
+
+def section_doctor(res: Results, root: Path, smoke: bool) -> None:
+    log = root / "doctor.log"
+    code, seconds = run_cmd(["doctor", "--json"], root, 120, log)
+    text = log.read_text()
+    start = text.find("{")
+    data = json.loads(text[start:]) if code == 0 and start >= 0 else {"output": text[-3000:]}
+    res.put("doctor", {"exit": code, "seconds": round(seconds, 1), "report": data})
+
+
+def pink_share(path: Path) -> float:
+    import numpy as np
+    from PIL import Image
+
+    a = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    return float((np.abs(a - np.array([255, 60, 180])) <= 40).all(axis=-1).mean())
+
+
+def section_demo(res: Results, root: Path, out: Path, smoke: bool) -> None:
+    from PIL import Image
+
+    shutil.copytree(REPO / "presets", root / "presets")
+    shutil.copytree(REPO / "examples" / "demo-data", root / "examples" / "demo-data")
+    base = nvml_used_mib()
+    with Poller() as poll:
+        code, seconds = run_cmd(["run", "presets/demo.toml", "--json"], root, 180, root / "demo_run.log")
+    events = read_events(root / "output" / "demo" / "events.jsonl")
+    end = next((e for e in events if e["type"] == "run_end"), {})
+    steps = [e for e in events if e["type"] == "step"]
+    result = {
+        "exit": code, "seconds": round(seconds, 1), "status": end.get("status"), "error": end.get("error"),
+        "device": next((e.get("device") for e in events if e["type"] == "run_start"), None),
+        "steps": len(steps), "last_loss": steps[-1]["loss"] if steps else None,
+        "samples_per_s": steps[-1].get("samples_per_s") if steps else None,
+        "phases": [(n, round(b - a, 2)) for n, a, b in phase_spans(events)],
+        "warnings": [e["message"] for e in events if e["type"] == "warning"][:10],
+        "nvml_base_mib": base, "nvml_peak_mib": poll.peak(),
+        "log_tail": (root / "demo_run.log").read_text()[-6000:] if code else "",
+    }
+    res.put("demo", result)
+    shares = {}
+    tiles = []
+    for label, args in (("lora", ["--run", "output/demo"]),
+                        ("base", ["--base", "builtin:shapes-if-i", "--steps", "20", "--guidance", "4"])):
+        dest = root / f"gen-{label}"
+        code, seconds = run_cmd(["generate", *args, "--prompt", "a sks circle on a blue background", "--seed", "0",
+                                 "--num-images", "4", "--no-preview", "-o", str(dest)], root, 120,
+                                root / f"gen_{label}.log")
+        images = sorted(dest.glob("*.png")) if dest.is_dir() else []
+        shares[label] = {"exit": code, "seconds": round(seconds, 1), "images": len(images),
+                         "pink": [round(pink_share(p), 4) for p in images],
+                         "log_tail": (root / f"gen_{label}.log").read_text()[-4000:] if code else ""}
+        tiles += [Image.open(p).convert("RGB").resize((128, 128), Image.NEAREST) for p in images]
+    if tiles:
+        grid = Image.new("RGB", (128 * 4, 128 * ((len(tiles) + 3) // 4)))
+        for i, tile in enumerate(tiles):
+            grid.paste(tile, (128 * (i % 4), 128 * (i // 4)))
+        grid.save(out / "demo_generate.png")
+    result["generate"] = shares
+    res.put("demo", result)
+
+
+def section_memory(res: Results, smoke: bool, which: str = "fit") -> None:
     import torch
 
     from bench_memory import PLAN, Group
-    from floydtui.fsutil import atomic_write_text
+    from floydtui.hardware.estimate import Settings, allocated_bytes
 
-    out = REPO / "bench" / "results" / "memory_gpu.json"
-    rows = []
-    for flavour, precision, rank, settings in PLAN + GPU_EXTRA_PLAN:
-        group = Group(flavour, precision, rank, device="cuda")
+    device = "cuda" if cuda() else "cpu"
+    plan = PLAN + GPU_EXTRA_PLAN if which == "fit" else HOLDOUT_PLAN
+    if smoke:
+        plan = [("i-medium-400m", "fp32", 32, [(1, 64, False), (2, 64, True)]), ("ii-medium-450m", "fp32", 8, [(1, 64, False)])]
+    rows, context = [], []
+    for flavour, precision, rank, settings in plan:
+        try:
+            group = Group(flavour, precision, rank, device=device)
+        except Exception as e:  # noqa: BLE001 - a row that cannot be built is reported, not fatal
+            rows.append({"flavour": flavour, "precision": precision, "error": f"{type(e).__name__}: {e}"})
+            continue
         for batch, resolution, ckpt in settings:
-            rows.append(group.measure_gpu(batch, resolution, ckpt))
-            atomic_write_text(out, json.dumps({"rows": rows}, indent=1) + "\n")
-            print(rows[-1], flush=True)
+            try:
+                (group.unet.enable_gradient_checkpointing if ckpt else group.unet.disable_gradient_checkpointing)()
+                group.step(batch, resolution)  # the optimizer's states, and the kernels' first use
+                gc.collect()
+                if cuda():
+                    torch.cuda.empty_cache()  # the reserve measured is this row's, not the cached blocks of the last
+                reset_peak()
+                started = time.perf_counter()
+                group.step(batch, resolution)
+                sync()
+                first = time.perf_counter() - started
+                allocated, reserved = peaks()
+                times = []
+                for _ in range(TIMED_STEPS - 1):
+                    t0 = time.perf_counter()
+                    group.step(batch, resolution)
+                    sync()
+                    times.append(time.perf_counter() - t0)
+                step_s = sorted(times + [first])[len(times) // 2]
+                estimate = allocated_bytes(Settings(flavour=flavour, lora_rank=rank, batch_size=batch,
+                                                    resolution=resolution, gradient_checkpointing=ckpt,
+                                                    weight_dtype=precision, optimizer=group.training["optimizer"]))
+                used = nvml_used_mib()
+                states = [v for st in group.optimizer.state.values() for v in st.values() if hasattr(v, "numel")]
+                row = {"set": which, "flavour": flavour, "stage": group.stage, "precision": precision,
+                       "optimizer": group.training["optimizer"], "lora_rank": rank, "batch": batch,
+                       "params_bytes": sum(t.numel() * t.element_size()
+                                           for t in [*group.unet.parameters(), *group.unet.buffers()]),
+                       "gradient_bytes": sum(p.numel() * p.element_size() for p in group.params),
+                       "optimizer_bytes": sum(t.numel() * t.element_size() for t in states),
+                       "resolution": resolution, "gradient_checkpointing": ckpt,
+                       "max_memory_allocated": allocated, "max_memory_reserved": reserved,
+                       "estimate_allocated": int(sum(estimate.values())),
+                       "estimate_parts": {k: int(v) for k, v in estimate.items()},
+                       "step_s": round(step_s, 4), "samples_per_s": round(batch / step_s, 2),
+                       "gpu": torch.cuda.get_device_name() if cuda() else "cpu (smoke)"}
+                if used is not None and cuda():
+                    context.append(used - torch.cuda.memory_reserved() // MIB)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+            except Exception as e:  # noqa: BLE001 - an out-of-memory row is a result too
+                rows.append({"flavour": flavour, "precision": precision, "batch": batch, "resolution": resolution,
+                             "gradient_checkpointing": ckpt, "error": f"{type(e).__name__}: {str(e)[:300]}"})
+                print(rows[-1], flush=True)
+            res.put("memory" if which == "fit" else "memory_holdout", {"rows": rows, "cuda_context_mib": context})
         del group
         gc.collect()
+        if cuda():
+            torch.cuda.empty_cache()
+
+
+def section_embed(res: Results, root: Path, smoke: bool) -> None:
+    import torch
+    from transformers import AutoTokenizer
+
+    from bench_embed import prompts as make_prompts
+    from floydtui.train.embed_cache import TextEmbedCache, encode_into, place_encoder
+    from floydtui.train.sampling import encode_prompts, preprocess
+    from floydtui.train.tiny import ensure_builtin
+
+    device = torch.device("cuda" if cuda() else "cpu")
+    dtype = torch.bfloat16 if cuda() else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(ensure_builtin("builtin:tiny-if-i"), subfolder="tokenizer")
+    started = time.perf_counter()
+    encoder = random_t5(smoke, str(device), dtype)
+    build_s = time.perf_counter() - started
+    config = encoder.config
+    params = sum(p.numel() for p in encoder.parameters())
+    matmul_params = params - config.vocab_size * config.d_model  # the embedding is a lookup, not a product
+    texts = make_prompts(1024 if not smoke else 32)
+    t0 = time.perf_counter()
+    preprocess(texts[:256], True)
+    clean_s_per_prompt = (time.perf_counter() - t0) / min(256, len(texts))
+    runs = []
+    peak_tflops = next((v for k, v in BF16_PEAK.items() if k in torch.cuda.get_device_name()), None) if cuda() else None
+
+    def measure(label: str, batch: int, n: int, *, writes: str) -> None:
+        """writes: "none" (encoding alone), "inline" (each batch's entries written before the next batch
+        is encoded: the loop before 2026-12-04) or "overlapped" (embed_cache.encode_into, the product's loop)."""
+        cache = TextEmbedCache(root / f"cache-{label}-{batch}-{writes}", "bench", dtype)
+        encode_prompts(tokenizer, encoder, texts[:batch], device, True)  # warm-up: kernels, the allocator
+        reset_peak()
+        encode_s = save_s = 0.0
+        start = time.perf_counter()
+        if writes == "overlapped":
+            encode_into(cache, texts[:n], tokenizer, encoder, device, batch)
+        else:
+            for i in range(0, n, batch):
+                chunk = texts[i:i + batch]
+                t = time.perf_counter()
+                embeds, tokens = encode_prompts(tokenizer, encoder, chunk, device, True)
+                embeds = embeds.cpu()
+                encode_s += time.perf_counter() - t
+                if writes == "inline":
+                    t = time.perf_counter()
+                    for prompt, e, k in zip(chunk, embeds, tokens):
+                        cache.save(prompt, e, k)
+                    save_s += time.perf_counter() - t
+        seconds = time.perf_counter() - start
+        allocated, _ = peaks()
+        if writes != "none":
+            assert all(cache.path(t).is_file() for t in texts[:n]), "an entry was not written"
+        runs.append({"placement": label, "batch": batch, "prompts": n, "writes": writes,
+                     "prompts_per_s": round(n / seconds, 2), "seconds": round(seconds, 3),
+                     "encode_s": round(encode_s, 3) if writes != "overlapped" else None,
+                     "save_s": round(save_s, 3) if writes == "inline" else None,
+                     "tflops": round(n / (encode_s or seconds) * 77 * 2 * matmul_params / 1e12, 1),
+                     "peak_allocated_gib": round(allocated / 2**30, 2) if allocated else None})
+        print(json.dumps(runs[-1]), flush=True)
+        res.put("embed", {"params": params, "build_s": round(build_s, 1),
+                          "clean_caption_ms": round(clean_s_per_prompt * 1e3, 3),
+                          "bf16_peak_tflops": peak_tflops, "runs": runs})
+
+    n = 32 if smoke else 512
+    for batch in (16, 64):
+        for writes in ("none", "inline", "overlapped"):
+            measure("gpu", batch, n, writes=writes)
+    if cuda():
+        encoder.to("cpu")
         torch.cuda.empty_cache()
+        place_encoder(encoder, "stream")
+        for batch in (16, 64, 256):
+            measure("stream", batch, batch * 4, writes="overlapped")
+    del encoder
+    gc.collect()
+    if cuda():
+        torch.cuda.empty_cache()
+
+
+def build_real_folder(dest: Path, smoke: bool) -> float:
+    """IF-I-M's folder at its real size: the 372M UNet (fp32, as published) and the 24-layer T5 (bf16)."""
+    import torch
+    from diffusers import DDPMScheduler, IFPipeline
+    from transformers import AutoTokenizer
+
+    from bench_memory import build_unet
+    from floydtui.hardware.archdata import config_dir
+    from floydtui.train.tiny import ensure_builtin
+
+    started = time.perf_counter()
+    device = "cuda" if cuda() else "cpu"
+    tokenizer = AutoTokenizer.from_pretrained(ensure_builtin("builtin:tiny-if-i"), subfolder="tokenizer")
+    encoder = random_t5(smoke, device, torch.bfloat16 if cuda() else torch.float32)
+    unet = build_unet("i-medium-400m", torch.float32, device)
+    with torch.no_grad():
+        unet.conv_out.weight.mul_(0.1)  # near-zero noise predictions: random weights, not chaos
+    scheduler = DDPMScheduler.from_pretrained(config_dir("i-medium-400m"), subfolder="scheduler")
+    IFPipeline(tokenizer=tokenizer, text_encoder=encoder, unet=unet, scheduler=scheduler, safety_checker=None,
+               feature_extractor=None, watermarker=None, requires_safety_checker=False).save_pretrained(dest)
+    del encoder, unet
+    gc.collect()
+    if cuda():
+        torch.cuda.empty_cache()
+    return time.perf_counter() - started
+
+
+def section_run_real(res: Results, root: Path, smoke: bool) -> None:
+    from bench_train import make_images
+
+    model = root / "IF-I-M-random"
+    build_s = build_real_folder(model, smoke)
+    make_images(root / "images", count=16)
+    steps = 3 if smoke else 30
+    out: dict = {"build_s": round(build_s, 1), "runs": {}}
+    for mp in (("bf16", "no") if cuda() else ("no",)):
+        preset = root / f"real-{mp}.toml"
+        preset.write_text(f"""
+[model]
+model_flavour = "i-medium-400m"
+pretrained_model_name_or_path = "{model}"
+[training]
+train_batch_size = 4
+max_train_steps = {steps}
+mixed_precision = "{mp}"
+checkpointing_steps = 0
+[validation]
+validation_resolution = "64"
+validation_steps = 0
+validation_num_inference_steps = 20
+[output]
+output_dir = "out-{mp}"
+[[datasets]]
+id = "photos"
+instance_data_dir = "images"
+caption_strategy = "textfile"
+[[datasets]]
+id = "text-embeds"
+dataset_type = "text_embeds"
+default = true
+cache_dir = "cache-{mp}"
+""")
+        code, _ = run_cmd(["check", str(preset), "--json"], root, 300, root / f"check-{mp}.log")
+        text = (root / f"check-{mp}.log").read_text()
+        try:
+            report = json.loads(text[text.find("{"):])
+            memory = next(s for s in report["sections"] if s["title"] == "memory")["data"]
+        except (ValueError, StopIteration, KeyError):
+            memory = {"output": text[-2000:]}
+        base = nvml_used_mib()
+        with Poller() as poll:
+            code, seconds = run_cmd(["run", str(preset), "--json"], root, 300, root / f"run-{mp}.log")
+        events = read_events(root / f"out-{mp}" / "events.jsonl")
+        end = next((e for e in events if e["type"] == "run_end"), {})
+        step_events = [e for e in events if e["type"] == "step"]
+        phases = [{"phase": n, "seconds": round(b - a, 2),
+                   "nvml_peak_mib": (poll.peak(a, b) - base) if poll.peak(a, b) is not None and base is not None
+                   else None} for n, a, b in phase_spans(events)]
+        embed_rates = [e["rate"] for e in events if e["type"] == "progress" and e.get("phase") == "embed_cache"]
+        out["runs"][mp] = {
+            "exit": code, "seconds": round(seconds, 1), "status": end.get("status"), "error": end.get("error"),
+            "steps": len(step_events), "samples_per_s": step_events[-1].get("samples_per_s") if step_events else None,
+            "embed_rate": embed_rates[-1] if embed_rates else None, "nvml_base_mib": base,
+            "nvml_whole_run_peak_mib": (poll.peak() - base) if poll.peak() is not None and base is not None else None,
+            "phases": phases, "check_memory": memory,
+            "log_tail": (root / f"run-{mp}.log").read_text()[-6000:] if code else "",
+        }
+        res.put("run_real", out)
+
+
+# ---- the report, on any machine --------------------------------------------------------------
+
+def gpu_rows(sections: dict) -> list[dict]:
+    """The memory rows of a run (fit and held-out), as calibration.MeasuredRow reads them."""
+    out = []
+    for name in ("memory", "memory_holdout"):
+        for r in sections.get(name, {}).get("rows", []):
+            if not r.get("max_memory_allocated") or "params_bytes" not in r:
+                continue  # the smoke run's, an error, or a run from before the tensors were counted live
+            counted = r["params_bytes"] + r["gradient_bytes"] + r["optimizer_bytes"]
+            row = {k: v for k, v in r.items() if k not in ("estimate_allocated", "estimate_parts")}
+            row |= {"set": r.get("set", "fit"), "peak_bytes": r["max_memory_allocated"],
+                    "activation_bytes": r["max_memory_allocated"] - counted}
+            out.append(row)
+    return out
+
+
+def report(paths: list[Path]) -> None:
+    """bench/results/gpu.md and memory_gpu.json from one or more gpu.json (a later one's sections win)."""
+    from floydtui.fsutil import atomic_write_text
+    from floydtui.hardware import calibration as cal
+    from floydtui.hardware.estimate import ALLOCATOR_RESERVE, CUDA_CONTEXT_MIB
+
+    data: dict = {"sections": {}, "errors": {}}
+    dates = []
+    for path in paths:
+        d = json.loads(Path(path).read_text())
+        data["sections"] |= d["sections"]
+        data["errors"] |= d.get("errors", {})
+        data["machine"] = d.get("machine", {})
+        dates.append(data["machine"].get("date", "?") + " (" + ", ".join(d["sections"]) + ")")
+    s = data["sections"]
+    info = data["machine"]
+    gib = 2 ** 30
+    lines = ["## GPU (bench/bench_gpu.py)", "",
+             f"{info.get('date', '?')}; {info.get('gpu', '?')}, {info.get('gpu_gib', 0):.0f} GiB, driver "
+             f"{info.get('driver', '?')}; torch {info.get('torch', '?')}, CUDA {info.get('cuda', '?')}, "
+             f"{info.get('cpus', '?')} CPUs. `python bench/bench_gpu.py` on a lent GPU box, each run on a fresh "
+             f"machine of that kind: " + "; ".join(dates) + ". A later run's section replaces an earlier one's. "
+             "Random weights throughout: values change neither memory nor time."]
+    rows = gpu_rows(s)
+    if rows:
+        atomic_write_text(REPO / "bench" / "results" / "memory_gpu.json",
+                          json.dumps({"machine": info, "rows": rows}, indent=1) + "\n")
+        ctx = s.get("memory", {}).get("cuda_context_mib") or []
+        lines += ["", "### LoRA step memory and speed, real-config UNets (bench_memory.Group on CUDA)", "",
+                  "One step after a first one made the optimizer's states (the allocator's cache emptied between "
+                  "them); floydtui's defaults (the six attention projections, optimizer adamw_bf16). bf16 = "
+                  "floydtui's mixed_precision = \"bf16\" (bf16 frozen weights, fp32 LoRA, CUDA autocast). The "
+                  "estimator's activation constants are fitted to the \"fit\" rows "
+                  "(calibration.fit_activation_constants, fit_bf16_factor); the \"held out\" rows are settings "
+                  "none of those has, measured to test it. Estimate: floydtui.hardware.estimate.allocated_bytes as "
+                  "it is now, the figure `floydtui check` adds the allocator's reserve "
+                  f"({ALLOCATOR_RESERVE:.0%}) and the CUDA context ({CUDA_CONTEXT_MIB} MiB) to.", "",
+                  "| rows | setting | max_memory_allocated | estimate | error | max_memory_reserved "
+                  "| reserve over allocated | step | samples/s |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        measured = [cal.MeasuredRow(r) for r in rows]
+        for m in measured:
+            r = m.row
+            lines.append(f"| {'fit' if r['set'] == 'fit' else 'held out'} | {m.label} | {r['peak_bytes'] / gib:.2f} GiB | "
+                         f"{m.estimated_bytes() / gib:.2f} GiB | {m.error():+.1%} | "
+                         f"{r['max_memory_reserved'] / gib:.2f} GiB | "
+                         f"{r['max_memory_reserved'] / r['peak_bytes'] - 1:+.1%} | {r['step_s'] * 1000:.0f} ms | "
+                         f"{r['samples_per_s']:.1f} |")
+        for name in ("memory", "memory_holdout"):
+            for r in s.get(name, {}).get("rows", []):
+                if "error" in r:
+                    lines.append(f"| | {r['flavour']} {r['precision']} b{r.get('batch', '?')} "
+                                 f"{r.get('resolution', '?')}px: {r['error']} | | | | | | | |")
+        gaps = [r["max_memory_reserved"] / r["peak_bytes"] - 1 for r in rows]
+        summary = []
+        for label, subset in (("fit", [m for m in measured if m.row["set"] == "fit"]),
+                              ("held out", [m for m in measured if m.row["set"] != "fit"])):
+            errors = [m.error() for m in subset]
+            if errors:
+                summary.append(f"{label}: {min(errors):+.1%} to {max(errors):+.1%} over {len(errors)} settings "
+                               f"(mean {sum(errors) / len(errors):+.1%})")
+        lines += ["", "Estimate against max_memory_allocated: " + "; ".join(summary) + ". The allocator's reserve "
+                  f"over allocated: {min(gaps):+.1%} to {max(gaps):+.1%} (mean {sum(gaps) / len(gaps):+.1%}; the "
+                  f"estimator adds {ALLOCATOR_RESERVE:.0%})."
+                  + (f" CUDA context in the benchmark's process, which by then had run every kind of step "
+                     f"(NVML's used memory minus torch's reserved): {min(ctx)}-{max(ctx)} MiB (the estimator adds "
+                     f"{CUDA_CONTEXT_MIB}; the trainer's own processes below)." if ctx else "")]
+    if "embed" in s:
+        e = s["embed"]
+        peak = e.get("bf16_peak_tflops")
+        lines += ["", "### Text-embed cache, T5-XXL's encoder at its real size", "",
+                  f"{e['params'] / 1e9:.2f}B parameters from the package's text_encoder config, random bf16 weights; "
+                  f"the embed cache's own loop (encode_prompts with caption cleaning, then TextEmbedCache.save: "
+                  f"hash, safetensors, atomic rename) over distinct prompts of 8-40 words. Caption cleaning alone: "
+                  f"{e['clean_caption_ms']:.2f} ms a prompt on the CPU. The guide: 9-10 embeds/s on an A6000.", "",
+                  "| placement | batch | prompts | cache writes | prompts/s | encoding | writing | T5's TFLOP/s "
+                  "| peak allocated |", "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+        for r in e["runs"]:
+            share = f" ({r['tflops'] / peak:.0%} of {peak})" if peak else ""
+            writes = r.get("writes", "inline" if r.get("save") else "none")
+            encoding = "-" if r.get("encode_s") is None else f"{r['encode_s']:.1f} s"
+            writing = "-" if r.get("save_s") is None else f"{r['save_s']:.1f} s"
+            lines.append(f"| {r['placement']} | {r['batch']} | {r['prompts']} | {writes} | {r['prompts_per_s']:.1f} | "
+                         f"{encoding} | {writing} | {r['tflops']:.0f}{share} | {r['peak_allocated_gib']} GiB |")
+    if "demo" in s:
+        d = s["demo"]
+        lines += ["", "### The demo on CUDA (`floydtui run presets/demo.toml`, then `floydtui generate`)", "",
+                  f"Exit {d['exit']}, run_end {d['status']}, device {d['device']}, {d['steps']} steps in "
+                  f"{d['seconds']:.0f} s (process start to exit), last loss {d['last_loss']}, "
+                  f"{d['samples_per_s']} samples/s. Phases: "
+                  + ", ".join(f"{n} {t:.1f} s" for n, t in d["phases"])
+                  + (f". GPU memory used at its peak (NVML, all processes): {d['nvml_peak_mib']} MiB, "
+                     f"{d['nvml_peak_mib'] - d['nvml_base_mib']} MiB over the {d['nvml_base_mib']} MiB before it started"
+                     if d.get("nvml_peak_mib") is not None else "") + "."]
+        for label, g in (d.get("generate") or {}).items():
+            pink = ", ".join(f"{p:.1%}" for p in g["pink"])
+            lines.append(f"- `generate` ({label}, 'a sks circle on a blue background', seeds 0-3): exit {g['exit']}, "
+                         f"{g['images']} images in {g['seconds']:.0f} s, pink share {pink or '-'}.")
+        if d.get("warnings"):
+            lines.append("- Warnings: " + "; ".join(d["warnings"]))
+    if "run_real" in s:
+        rr = s["run_real"]
+        lines += ["", "### `floydtui run` on a real-size IF-I-M (372M UNet, 24-layer T5-XXL, random weights), batch 4, "
+                      "64px, 30 steps", "",
+                  f"The folder took {rr['build_s']:.0f} s to build. Peak GPU memory per phase: NVML's used memory "
+                  "over what was in use before the process started (so it includes the process's CUDA context and "
+                  "what its allocator keeps cached from an earlier phase), beside `floydtui check`'s estimate "
+                  "for the same preset on this GPU, made there by the estimator of that time.", ""]
+        from floydtui.config.preset import preset_from_dict
+        from floydtui.hardware.estimate import estimate
+
+        for mp, r in rr["runs"].items():
+            phases = r.get("check_memory", {}).get("estimate", {}).get("phases", {})
+            now = estimate(preset_from_dict({  # the same preset, estimated by the estimator as it is now
+                "model": {"model_flavour": "i-medium-400m"},
+                "training": {"train_batch_size": 4, "mixed_precision": mp, "max_train_steps": 30},
+                "validation": {"validation_resolution": "64"},
+                "datasets": [{"id": "photos", "instance_data_dir": "."},
+                             {"id": "text-embeds", "dataset_type": "text_embeds", "default": True}]})).phases
+            lines += [f"mixed_precision = \"{mp}\": exit {r['exit']}, run_end {r['status']}, {r['steps']} steps, "
+                      f"{r['samples_per_s']} samples/s, embed cache {r['embed_rate']} prompts/s, {r['seconds']:.0f} s "
+                      "in all." + (f" Error: {r['error']}" if r.get("error") else ""), "",
+                      "| phase | time | measured peak | check's estimate there | the estimate now |",
+                      "| --- | ---: | ---: | ---: | ---: |"]
+            names = {"embed_cache": "embed_cache", "train": "train", "validate": "validation"}
+            for p in r["phases"]:
+                est, est_now = phases.get(names.get(p["phase"], "")), now.get(names.get(p["phase"], ""))
+                peak = p["nvml_peak_mib"]
+                lines.append(f"| {p['phase']} | {p['seconds']:.1f} s | {'-' if peak is None else peak} MiB | "
+                             f"{'-' if est is None else f'{est} MiB'} | {'-' if est_now is None else f'{est_now} MiB'} |")
+            lines.append("")
+    if "doctor" in s:
+        rep = s["doctor"].get("report", {})
+        lines += ["", f"`floydtui doctor --json` there: exit {s['doctor']['exit']}; devices: "
+                      + json.dumps(rep.get("devices", rep.get("output", "?")))[:600]]
+    if data.get("errors"):
+        lines += ["", "Sections that failed: " + "; ".join(f"{k}: {v}" for k, v in data["errors"].items())]
+    publish(RESULTS, lines)
+
+
+def machine_info() -> dict:
+    import platform
+    from datetime import datetime, timezone
+
+    import torch
+
+    info = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "torch": torch.__version__,
+            "cuda": torch.version.cuda, "cpus": os.cpu_count(), "python": platform.python_version()}
+    if cuda():
+        info |= {"gpu": torch.cuda.get_device_name(), "gpu_gib": torch.cuda.get_device_properties(0).total_memory / 2**30}
+        try:
+            info["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                            capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return info
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="fewer steps and prompts")
-    parser.add_argument("--memory-only", action="store_true", help="only the memory benchmark's settings")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "gpu-run",
+                        help="folder for gpu.json and the generated images (then --report is run on it)")
+    parser.add_argument("--sections", default=",".join(SECTIONS))
+    parser.add_argument("--budget-s", type=float, default=480, help="start no section after this long")
+    parser.add_argument("--smoke", action="store_true", help="the CPU, shrunken models: checks the script")
+    parser.add_argument("--report", type=Path, nargs="+", help="write bench/results/gpu.md from gpu.json files")
     args = parser.parse_args()
-    import torch
-
-    from bench_embed import machine
-
-    if not torch.cuda.is_available():
-        publish(RESULTS, ["## GPU (bench/bench_gpu.py)", "", machine() + ".", "",
-                          "Skipped: no CUDA device on this machine. Run `bash bench/run.sh gpu` on a GPU box to fill "
-                          "this in."])
+    if args.report:
+        report(args.report)
         return
-    memory_rows()
-    if args.memory_only:
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.smoke:
+        shrink_for_smoke()
+    elif not cuda():
+        print("no CUDA device: nothing measured, bench/results/gpu.md kept (--smoke checks the script on the CPU)")
         return
-    device = torch.device("cuda", 0)
-    name = torch.cuda.get_device_name(device)
-    total = torch.cuda.get_device_properties(device).total_memory / 2**30
-    peak_tflops = next((v for k, v in BF16_PEAK.items() if k in name), None)
-    steps = 8 if args.quick else 20
-    rows = []
-    for flavour, width in UNET_WIDTH.items():
-        for checkpointing in (False, True):
-            r = training_run(width, device, steps=steps, checkpointing=checkpointing)
-            rows.append(f"| {flavour} ({r['params'] / 1e6:,.0f}M) | {'on' if checkpointing else 'off'} | "
-                        f"{r['peak_gib']:.2f} GiB | {r['samples_per_s']:.1f} |")
-            print(rows[-1], flush=True)
-    embeds = []
-    n = 64 if args.quick else 256
-    for placement, batch in (("gpu", 16), ("gpu", 64), ("stream", 16)):
-        r = embed_run(device, placement=placement, prompts=n if placement == "gpu" else n // 4, batch=batch)
-        share = f"{r['tflops'] / peak_tflops:.0%} of {peak_tflops} TFLOP/s" if peak_tflops else "peak unknown"
-        embeds.append(f"| {placement} | {batch} | {r['prompts_per_s']:.1f} | {r['tflops']:.0f} TFLOP/s ({share}) | "
-                      f"{r['peak_gib']:.2f} GiB |")
-        print(embeds[-1], flush=True)
-    lines = [
-        "## GPU (bench/bench_gpu.py)", "", machine() + f"; {name}, {total:.0f} GiB.", "",
-        "LoRA rank 32 (IF's six attention projections), batch 4, 64px, bf16 weights, pure-bf16 AdamW states, "
-        "random-weight UNets of the flavours' sizes in IF's layout (see the script). The guide: 22-24G for a "
-        "rank-32 batch-4 LoRA; goal: i-medium-400m under 8 GiB.", "",
-        "| UNet | gradient checkpointing | peak VRAM | samples/s |", "| --- | --- | --- | --- |", *rows, "",
-        "Embed cache on a T5-XXL-encoder-sized model (4.76B parameters, random bf16 weights), through "
-        "encode_prompts. The guide: 9-10 embeds/s on an A6000; goal: above half the GPU's bf16 peak.", "",
-        "| placement | batch | prompts/s | achieved | peak VRAM |", "| --- | --- | --- | --- | --- |", *embeds,
-    ]
-    publish(RESULTS, lines)
+    res = Results(args.out)
+    res.data["machine"] = machine_info()
+    res.save()
+    started = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.sections.split(","):
+            if time.time() - started > args.budget_s:
+                res.data["errors"][name] = "skipped: the time budget was spent"
+                res.save()
+                continue
+            root = Path(tmp) / name
+            root.mkdir()
+            t0 = time.time()
+            print(f"== {name}", flush=True)
+            try:
+                if name == "doctor":
+                    section_doctor(res, root, args.smoke)
+                elif name == "demo":
+                    section_demo(res, root, args.out, args.smoke)
+                elif name in ("memory", "memory_holdout"):
+                    section_memory(res, args.smoke, "fit" if name == "memory" else "holdout")
+                elif name == "embed":
+                    section_embed(res, root, args.smoke)
+                elif name == "run_real":
+                    section_run_real(res, root, args.smoke)
+            except Exception as e:  # noqa: BLE001 - one section's failure must not lose the others
+                import traceback
+
+                res.data["errors"][name] = f"{type(e).__name__}: {e}\n{traceback.format_exc()[-2500:]}"
+                traceback.print_exc()
+            res.data.setdefault("section_s", {})[name] = round(time.time() - t0, 1)
+            res.save()
+            print(f"== {name} done in {time.time() - t0:.0f} s", flush=True)
+            shutil.rmtree(root, ignore_errors=True)
+    if not args.smoke:
+        try:
+            report([res.path])
+        except Exception:  # noqa: BLE001 - gpu.json holds everything; --report can be rerun on it
+            import traceback
+
+            traceback.print_exc()
 
 
 if __name__ == "__main__":
