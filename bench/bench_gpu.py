@@ -747,12 +747,12 @@ def main() -> None:
     if args.report:
         report(args.report)
         return
-    args.out.mkdir(parents=True, exist_ok=True)
     if args.smoke:
         shrink_for_smoke()
     elif not cuda():
         print("no CUDA device: nothing measured, bench/results/gpu.md kept (--smoke checks the script on the CPU)")
         return
+    args.out.mkdir(parents=True, exist_ok=True)
     res = Results(args.out)
     res.data["machine"] = machine_info()
     res.save()

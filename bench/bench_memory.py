@@ -296,16 +296,21 @@ def report() -> list[str]:
                      f"{r['activation_bytes'] / gib:.2f} | {row.estimated_bytes() / gib:.2f} GiB | {row.error():+.1%} | "
                      + (f"{g['max_memory_allocated'] / gib:.2f} GiB" if g else "no GPU") + f" | {r['step_s_profiled']:.0f} s |")
     fitted = cal.fit_activation_constants(cal.measured_rows(RESULTS))
+    gpu_fit = [m for m in cal.measured_rows(gpu_file) if m.row["set"] == "fit"] if gpu_file.is_file() else []
     lines += [
-        "", "Fitted (floydtui/hardware/estimate.py): activation bytes per feature element (archdata.feature_elements: "
+        "", "Fitted to these CPU rows: activation bytes per feature element (archdata.feature_elements: "
         "channels x pixels over the ResNet and attention blocks), fp32, by (stage, gradient checkpointing): "
         + ", ".join(f"{k}: {v:.2f}" for k, v in sorted(fitted.items()))
-        + "; in the estimator: " + ", ".join(f"{k}: {v}" for k, v in sorted(ACTIVATION_BYTES_PER_ELEMENT.items()))
-        + f". bf16 activations over fp32's (measured, IF-I-M): {cal.fit_bf16_factor(cal.measured_rows(RESULTS)):.3f} "
-        f"(estimator: {BF16_ACTIVATION_FACTOR}).",
-        "", "Not measured here, derived: IF-I-XL (17 GiB of fp32 weights, over the 8 GiB a process may use on this "
-        "machine) follows the IF-I-M/IF-I-L fit, the same layout at width 704; bf16 for the other flavours applies "
-        "IF-I-M's measured factor. bench_gpu.py fills the GPU column (and adds IF-I-XL) where a GPU is lent.",
+        + "; bf16 over fp32 by checkpointing (CPU autocast): " + ", ".join(
+            f"{k}: {v:.3f}" for k, v in cal.fit_bf16_factor(cal.measured_rows(RESULTS)).items())
+        + ". The estimator (floydtui/hardware/estimate.py) is fitted to the GPU's rows instead (bench/results/"
+        "gpu.md" + (", fitted there: " + ", ".join(f"{k}: {v:.2f}" for k, v in sorted(
+            cal.fit_activation_constants(gpu_fit).items())) if gpu_fit else "") + "): "
+        + ", ".join(f"{k}: {v}" for k, v in sorted(ACTIVATION_BYTES_PER_ELEMENT.items()))
+        + f", bf16 {BF16_ACTIVATION_FACTOR}. The CPU's kernels and autocast keep less than CUDA's, which is why "
+        "the errors above are mostly positive: the estimate is for a GPU.",
+        "", "Not measured here: IF-I-XL (17 GiB of fp32 weights, over the 8 GiB a process may use on this "
+        "machine); bench_gpu.py measured it on a GPU (the GPU column, and bench/results/gpu.md).",
         "", "Counted FLOPs of a LoRA step per sample at the native size (bench/count_arch.py, FlopCounterMode on the "
         "meta device; checkpointing adds the recomputed forward):", "",
         "| flavour | UNet parameters | LoRA r32 | feature elements | GFLOP / sample | with checkpointing |",

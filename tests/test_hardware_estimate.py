@@ -49,7 +49,8 @@ def test_the_savings_the_guide_names_are_what_separates_22g_from_28g():
     d, s = estimate_settings(diffusers.settings), estimate_settings(simpletuner.settings)
     # diffusers encodes the prompts with T5 and the UNet both loaded: that moment is its peak
     assert d.peak_phase == "embed_cache" and s.peak_phase == "train"
-    assert d.peak_mib - s.peak_mib > 4 * GIB  # the published gap is 6G
+    # the published gap is 6G (whole processes); the GPU-measured model puts 3.3 GiB of it on the two savings
+    assert d.peak_mib - s.peak_mib > 3 * GIB
     assert d.breakdown["embed_cache"]["unet_weights"] > 0 and "unet_weights" not in s.breakdown["embed_cache"]
     assert any("autocast" in n for n in d.notes) and any("pure bf16" in n for n in s.notes)
     assert any("UNet is loaded while captions are encoded" in n for n in d.notes)
@@ -77,8 +78,9 @@ def test_phases_add_up_and_the_peak_is_the_largest():
 # What a user expects from the cards people own.
 @pytest.mark.parametrize("flavour, method, expected", [
     ("i-medium-400m", "lora", {8: "fits", 12: "fits", 16: "fits", 24: "fits", 48: "fits", 80: "fits"}),
-    # measured activations: the XL's LoRA step at batch 4 is about 14 GiB, T5 in bf16 under 11
-    ("i-xlarge-4.3b", "lora", {8: "does_not_fit", 12: "does_not_fit", 16: "fits", 24: "fits",
+    # measured on an H200: the XL's LoRA step at batch 4 allocates 13.6 GiB and the allocator holds 15.2, with
+    # the CUDA context past a 16G card's; T5 in bf16 under 11
+    ("i-xlarge-4.3b", "lora", {8: "does_not_fit", 12: "does_not_fit", 16: "does_not_fit", 24: "fits",
                                48: "fits", 80: "fits"}),
     # a full tune trains fp32 weights (setup_trainable) with their gradients and bf16 AdamW states
     ("i-xlarge-4.3b", "full", {8: "does_not_fit", 24: "does_not_fit", 48: "does_not_fit", 80: "fits"}),

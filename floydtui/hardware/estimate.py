@@ -75,22 +75,25 @@ TINY_TEXT_ENCODER_PARAMS = 5_000_000
 # parameters; 1/1000 is the share at IF's widths (192-2816). Not counted exactly (yet).
 BITFIT_SHARE = 0.001
 
-# ---- activations (fitted to bench/results/memory.json) ---------------------------------
+# ---- activations (fitted to bench/results/memory_gpu.json) -------------------------------
 # What backward keeps per sample follows the feature maps the UNet's blocks leave
 # (archdata.feature_elements: channels x pixels summed over the ResNet and attention blocks;
 # it grows with the width and with the pixels). Bytes per such element, fp32, by (stage,
-# gradient checkpointing), fitted by least squares (relative error) to every measured fp32 CPU
-# step (bench/bench_memory.py, bench/results/memory.json; calibration.fit_activation_constants):
-# stage I on IF-I-M (batch 1 and 2) and IF-I-L at 64px, stage II on IF-II-M at 256px. The same
-# cost per element came out of both stages and both widths (27-31 bytes without checkpointing),
-# which is what lets IF-I-XL (IF-I-M's layout at width 704, too large for the benchmark machine)
-# be derived from it; IF-II-L, measured in bf16 with checkpointing only, agrees within 5%.
-ACTIVATION_BYTES_PER_ELEMENT = {(1, False): 28.11, (1, True): 16.37, (2, False): 26.94, (2, True): 14.14}
-# mixed_precision bf16 (floydtui: bf16 frozen weights, fp32 LoRA, autocast): most saved tensors
-# are bf16, the norms' and the loss's fp32. Measured on IF-I-M under CPU autocast (the geometric
-# mean of bf16 rows over the same fp32 rows: 0.58 without checkpointing, 0.66 with);
-# CUDA's autocast lists are close, not equal.
-BF16_ACTIVATION_FACTOR = 0.621
+# gradient checkpointing), fitted by least squares (relative error) to
+# torch.cuda.max_memory_allocated of LoRA steps on a GPU (an H200, torch 2.11, CUDA 13:
+# bench/bench_gpu.py, the "fit" rows of bench/results/memory_gpu.json;
+# calibration.fit_activation_constants): stage I on IF-I-M (batch 1 and 2, 64 and 128px) and
+# IF-I-L, stage II on IF-II-M at 256px. The same cost per element comes out of both widths,
+# which is what carries the fit to the other flavours: IF-I-XL and IF-II-L in bf16 are met
+# within 3.5%, and 11 held-out settings (other batches, ranks and sizes) within -3.3..+6.8%.
+# The CPU's measurement (bench/results/memory.json, the first fit) was 5-30% lower: CUDA's
+# kernels and autocast keep more than the CPU's.
+ACTIVATION_BYTES_PER_ELEMENT = {(1, False): 32.19, (1, True): 21.48, (2, False): 28.00, (2, True): 15.47}
+# mixed_precision bf16 (floydtui: bf16 frozen weights, fp32 LoRA, CUDA autocast): most saved
+# tensors are bf16, the norms' and the loss's fp32. bf16 activations over the fp32 model's, by
+# gradient checkpointing, fitted to the bf16 GPU rows (calibration.fit_bf16_factor); the CPU's
+# autocast gave 0.62, which under-estimated a GPU's bf16 step by up to 28%.
+BF16_ACTIVATION_FACTOR = {False: 0.852, True: 0.709}
 # peft's DoRA keeps each adapted layer's base output for the magnitude's backward: one more
 # output per adapted projection, about a fifth more activation memory. Not measured.
 DORA_ACTIVATION_FACTOR = 1.2
@@ -108,13 +111,17 @@ CFG_BATCH = 2
 BATCH_PIXEL_TENSORS = 4
 
 # ---- framework ----------------------------------------------------------------------------
-# CUDA context, cuBLAS/cuDNN workspaces and kernels loaded on first use: 0.5-1 GiB on current
-# NVIDIA drivers with lazy loading (nvidia-smi before any tensor is allocated); 0.75 GiB.
-# Not in torch.cuda.max_memory_allocated, nor in the CPU measurement.
+# CUDA context and the kernels loaded on first use, with lazy loading: NVML's used memory
+# minus torch's reserved. Measured on an H200 (driver 580, CUDA 13) in `floydtui run`'s own
+# processes: about 660-700 MiB in a real-size IF-I-M run (its train and embed phases), about
+# 850 MiB in the demo's; a process that had run every kind of step reached 1.4 GiB
+# (bench/results/gpu.md). Not in torch.cuda.max_memory_allocated, nor in the CPU measurement.
 CUDA_CONTEXT_MIB = 768
 # The caching allocator holds more than is allocated (block rounding, fragmentation): the
-# gap between torch.cuda.max_memory_reserved and max_memory_allocated, typically 5-10%.
-ALLOCATOR_RESERVE = 0.07
+# gap between torch.cuda.max_memory_reserved and max_memory_allocated of a LoRA step, measured
+# on the GPU over 34 settings: 1-34%, mean 10.6%, the most with gradient checkpointing at
+# 256px (bench/results/gpu.md).
+ALLOCATOR_RESERVE = 0.10
 
 # ---- verdicts -----------------------------------------------------------------------------
 GRADIENT_ACCUMULATION_MAX = int(FIELD_BY_KEY["gradient_accumulation_steps"][1].max)  # the schema's limit
@@ -143,6 +150,11 @@ class Settings:
     trainable_dtype: str = "fp32"
     foreach_optimizer: bool = False  # torch's foreach AdamW (the diffusers scripts), not floydtui's
     text_encoder_placement: str = "gpu"  # gpu | stream | cpu (auto is resolved before)
+    # T5 on a GPU: floydtui's embed cache runs it in bf16 whatever mixed_precision says
+    # (embed_cache.encoder_dtype: fp16 overflows in T5, fp32 would double it), measured on an H200
+    # with mixed_precision = "no" (bench/results/gpu.md); the diffusers scripts' fp16 is the same size.
+    # GPUs without bf16 (before Ampere) get fp32 there, and place_encoder streams it when it does not fit.
+    text_encoder_dtype: str = "bf16"
     embed_batch_size: int = 16
     unet_resident_while_embedding: bool = False  # diffusers' scripts encode with the UNet loaded
     text_encoder_resident_while_training: bool = False  # T5 kept on the GPU after caching (not floydtui)
@@ -223,7 +235,7 @@ def activation_bytes(s: Settings, batch: int | None = None, size: float | None =
     """Bytes backward keeps for a batch (fitted; see ACTIVATION_BYTES_PER_ELEMENT)."""
     side = size or s.size
     elements = s.arch["feature_elements"] * (side / s.arch["resolution"]) ** 2
-    factor = BF16_ACTIVATION_FACTOR if s.weight_dtype != "fp32" else 1.0
+    factor = BF16_ACTIVATION_FACTOR[s.gradient_checkpointing] if s.weight_dtype != "fp32" else 1.0
     if s.method == "lora" and s.use_dora:
         factor *= DORA_ACTIVATION_FACTOR
     if s.math_attention:
@@ -284,12 +296,12 @@ def estimate_settings(s: Settings) -> Estimate:
         "optimizer_states": parts["optimizer"],
         "activations": parts["activations"],
         "batch": parts["batch"],
-        "text_encoder": s.text_encoder_params * DTYPE_BYTES[s.weight_dtype] / MIB
+        "text_encoder": s.text_encoder_params * DTYPE_BYTES[s.text_encoder_dtype] / MIB
         if s.text_encoder_resident_while_training else 0.0,
     })
 
     # Text-embed caching.
-    te_bytes = DTYPE_BYTES[s.weight_dtype]
+    te_bytes = DTYPE_BYTES[s.text_encoder_dtype]
     te_live = s.embed_batch_size * TEXT_MAX_LENGTH * T5_LIVE_WIDTHS * te_bytes / MIB
     block_mib = s.text_encoder_params * (1 - T5_EMBED_PARAMS / TEXT_ENCODER_PARAMS) / T5_BLOCKS * te_bytes / MIB
     embed_parts: dict[str, float] = {}
@@ -320,7 +332,7 @@ def estimate_settings(s: Settings) -> Estimate:
 
     # Why: the lines a user reads next to the number.
     if s.text_encoder_placement == "gpu":
-        notes.append(f"text encoder (T5) on the GPU in {s.weight_dtype} while caching embeds: "
+        notes.append(f"text encoder (T5) on the GPU in {s.text_encoder_dtype} while caching embeds: "
                      f"{gib(embed_parts['text_encoder'])}")
     elif s.text_encoder_placement == "stream":
         notes.append(f"text encoder streamed from CPU memory, {T5_STREAM_RESIDENT_BLOCKS} of its {T5_BLOCKS} "
@@ -347,7 +359,7 @@ def estimate_settings(s: Settings) -> Estimate:
         notes.append("mixed_precision = \"no\": weights and activations in fp32")
     elif s.trainable_dtype == "fp32":
         notes.append(f"{s.weight_dtype} weights under autocast, trainables in fp32: activations "
-                     f"x{BF16_ACTIVATION_FACTOR} of fp32's (measured)")
+                     f"x{BF16_ACTIVATION_FACTOR[s.gradient_checkpointing]} of fp32's (measured on a GPU)")
     else:
         notes.append(f"pure {s.weight_dtype}: trainables, gradients and optimizer states in {s.weight_dtype}")
     without = activation_bytes(replace(s, gradient_checkpointing=not s.gradient_checkpointing)) / MIB
