@@ -11,6 +11,7 @@ from floydtui.config.flavours import FLAVOURS
 from floydtui.config.preset import load_preset, preset_from_dict
 from floydtui.hardware import report
 from floydtui.hardware.devices import Device
+from floydtui.hardware.speed import GPU_STEP_OVERHEAD_S
 
 
 def _xl(**training):
@@ -47,10 +48,12 @@ def test_doctor_json_shape(repo):
         assert bool(r["advice"]) == (r["verdict"] != "fits")
     by = {(r["flavour"], r["method"]): r for r in rows}
     assert by[("i-medium-400m", "lora")]["verdict"] == "fits"  # on the 24G card, the best device
-    assert by[("i-xlarge-4.3b", "lora")]["verdict"] == "fits"  # measured activations: about 14 GiB
+    assert by[("i-xlarge-4.3b", "lora")]["verdict"] == "fits"  # measured on an H200: 13.6 GiB allocated at batch 4
     assert by[("i-xlarge-4.3b", "full")]["verdict"] == "does_not_fit"
-    # counted work: the XL's step is several times the medium's (12x the FLOPs, plus a fixed launch overhead)
-    assert by[("i-xlarge-4.3b", "lora")]["time"]["step_s"] > 4 * by[("i-medium-400m", "lora")]["time"]["step_s"]
+    # counted work: the XL's step is 12x the medium's FLOPs, beside the same launch overhead (0.2 s a step,
+    # measured on an H200, where it hid the FLOPs of every flavour)
+    xl, medium = (by[(f, "lora")]["time"]["step_s"] - GPU_STEP_OVERHEAD_S for f in ("i-xlarge-4.3b", "i-medium-400m"))
+    assert xl > 10 * medium
     assert by[("i-medium-400m", "full")]["time"]["step_s"] > by[("i-medium-400m", "lora")]["time"]["step_s"]
 
 

@@ -34,7 +34,8 @@ def preset_time(preset: Preset, device: Device | None, captions: int | None = No
     return estimate_time(s.flavour, batch=s.batch_size, resolution=s.size, checkpointing=s.gradient_checkpointing,
                          accumulation=t["gradient_accumulation_steps"], steps=steps,
                          weight_dtype=s.weight_dtype, device=device, captions=captions,
-                         text_encoder_placement=s.text_encoder_placement, method=s.method)
+                         text_encoder_placement=s.text_encoder_placement, method=s.method,
+                         embed_batch_size=s.embed_batch_size)
 
 
 def no_gpu_message(preset: Preset, timing: TimeEstimate) -> str:

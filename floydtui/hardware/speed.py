@@ -27,13 +27,16 @@ GPU_BF16_TFLOPS = {
     "MI250X": 383, "MI300X": 1307, "Radeon RX 7900 XTX": 123,
 }
 # A LoRA step of a UNet at batch 4 reaches about a third of a GPU's peak: small matrices at
-# the low-resolution levels, group norms and elementwise work between them. Stated, not
-# measured here (no GPU on the benchmark machine); bench_gpu.py measures it where one is.
+# the low-resolution levels, group norms and elementwise work between them. Stated: on the
+# H200 that bench_gpu.py ran on, no step was long enough for its FLOPs to show (below).
 GPU_EFFICIENCY = 0.35
-# What a step costs on a GPU beside its FLOPs: a few thousand kernel launches (the UNet's
-# forward and backward, and the optimizer's loop over each LoRA tensor) at about 10 us each.
-# Stated, not measured here; it matters only for the small flavours on fast cards.
-GPU_STEP_OVERHEAD_S = 0.05
+# What a step costs on a GPU beside its FLOPs: thousands of kernel launches (the UNet's forward
+# and backward, autocast's casts, peft's adapters, the optimizer's loop over each LoRA tensor)
+# and the Python that issues them. Measured on an H200 (bench/results/gpu.md): 0.14-0.41 s a
+# step through the trainer's functions for every flavour, batch 1-8, 0.4-55 TFLOP a step, the
+# same within noise (a least-squares fit: 0.22 s plus the FLOPs); `floydtui run` itself took
+# 0.22 s (fp32) and 0.28 s (bf16) a step of IF-I-M at batch 4. It dominates on fast cards.
+GPU_STEP_OVERHEAD_S = 0.2
 # A full tune's backward also computes every weight's gradient: another forward's worth of
 # FLOPs. The counted LoRA step is 1.93x its forward (i-medium-400m: 448 vs 232 GFLOP a
 # sample, bench/count_arch.py), a full one about 2.9x: 1.5x the LoRA step.
@@ -50,12 +53,20 @@ CPU_GFLOPS_PER_CORE = 67.0
 # mixed_precision bf16 on a CPU: autocast runs bf16 kernels (AVX512-BF16 where present),
 # about as fast as fp32 on the benchmark machine (its measured bf16 step over its fp32 step).
 CPU_BF16_FACTOR = 1.0
-# Embed cache: T5-XXL's encoder over a 77-token prompt (arch_counts.json). On a GPU at the
-# share of peak the guide's rate implies: 9-10 prompts/s on an A6000 (155 TFLOP/s) is about
-# 4.5% of it (one prompt at a time, the tokenizer and the writes between). On a CPU, T5 is all
-# matrix products: bench_embed.py's 8.46 prompts/s for one T5-XXL-width layer (30 GFLOP a
-# prompt) is 1.9x the UNet step's rate per core on the same machine.
-EMBED_GPU_EFFICIENCY = 0.045
+# Embed cache: T5-XXL's encoder over a 77-token prompt (arch_counts.json). On a GPU, floydtui's
+# own cache loop (embed_cache.encode_into) was measured on an H200 with T5-XXL at its real size
+# (bench/results/gpu.md): encoding alone ran at 28-32% of the bf16 peak (374-431 prompts/s at
+# batch 16 and 64); the entries' writes (hash, safetensors, fsync, rename: 2.3-2.5 ms each),
+# made by a thread while the next batch encodes, leave 0.7 ms a prompt unhidden (289-333
+# prompts/s in all; written in line, 181-198). The guide's SimpleTuner figure is 9-10 prompts/s
+# on an A6000. Streamed (accelerate's cpu_offload), every batch moves T5's weights from CPU
+# memory: 4.3 GB/s there (2.2-2.7 s a batch: 6.5, 29 and 95 prompts/s at batch 16, 64 and
+# 256). On a CPU, T5 is all matrix products: bench_embed.py's 8.46 prompts/s for one
+# T5-XXL-width layer (30 GFLOP a prompt) is 1.9x the UNet step's rate per core on the same machine.
+EMBED_GPU_EFFICIENCY = 0.28
+EMBED_WRITE_S = 0.0007
+STREAM_BYTES_PER_S = 4.3e9
+T5_BF16_BYTES = 4.76e9 * 2  # T5-XXL's encoder in bf16, as the embed cache runs it on a GPU
 CPU_EMBED_FACTOR = 1.9
 
 
@@ -137,7 +148,8 @@ def device_rate(device: Device | None, weight_dtype: str) -> tuple[float, str]:
 
 def estimate_time(flavour: str, *, batch: int, resolution: int, checkpointing: bool, accumulation: int = 1,
                   steps: int, weight_dtype: str = "bf16", device: Device | None, captions: int | None = None,
-                  text_encoder_placement: str = "gpu", method: str = "lora") -> TimeEstimate:
+                  text_encoder_placement: str = "gpu", method: str = "lora",
+                  embed_batch_size: int = 16) -> TimeEstimate:
     """Seconds per optimizer step (batch x accumulation samples), for `steps`, and the embed cache."""
     rate, basis = device_rate(device, weight_dtype)
     step_s = step_flops(flavour, batch * accumulation, resolution, checkpointing, method) / rate
@@ -145,12 +157,16 @@ def estimate_time(flavour: str, *, batch: int, resolution: int, checkpointing: b
         step_s += GPU_STEP_OVERHEAD_S * accumulation
     embed_s = None
     if captions is not None:
-        per_prompt = archdata.arch_counts()["t5_xxl_flops_per_prompt"]
+        per_prompt, t5_bytes = archdata.arch_counts()["t5_xxl_flops_per_prompt"], T5_BF16_BYTES
         if flavour in archdata.arch_counts()["builtin"]:
-            per_prompt *= 0.0001  # the tiny T5 is about 1/10,000 of T5-XXL's work
+            per_prompt, t5_bytes = per_prompt * 0.0001, t5_bytes * 0.0001  # the tiny T5: 1/10,000 of T5-XXL
         on_gpu = device is not None and device.is_gpu
-        embed_rate = rate / GPU_EFFICIENCY * EMBED_GPU_EFFICIENCY if on_gpu else rate * CPU_EMBED_FACTOR
-        if text_encoder_placement == "stream" and on_gpu:
-            embed_rate /= 4  # each block's weights cross PCIe for every batch: the guide's "slower"
-        embed_s = captions * per_prompt / embed_rate
+        if on_gpu:
+            peak = (gpu_peak_tflops(device.name) or UNKNOWN_GPU_TFLOPS) * 1e12
+            per_prompt_s = per_prompt / (peak * EMBED_GPU_EFFICIENCY) + EMBED_WRITE_S
+            if text_encoder_placement == "stream":  # each batch moves every block's weights to the GPU
+                per_prompt_s += t5_bytes / STREAM_BYTES_PER_S / embed_batch_size
+        else:
+            per_prompt_s = per_prompt / (rate * CPU_EMBED_FACTOR)
+        embed_s = captions * per_prompt_s
     return TimeEstimate(step_s, step_s * steps, steps, embed_s, rate / 1e12, basis)
