@@ -285,6 +285,18 @@ def test_embed_cache_matches_the_pipeline_and_rebuilds_damaged_entries(tmp_path)
         torch.testing.assert_close(fresh.get(prompt), expected[0])
     assert cache.key("x") != TextEmbedCache(cache.folder, "other-encoder", torch.float32).key("x")
 
+    # Entries are written by a thread while the next batch encodes: every batch lands, and progress
+    # counts what is written, in order.
+    many = [f"a shape number {i}" for i in range(5)]
+    overlapped = TextEmbedCache(tmp_path / "overlapped", cache.encoder_id, torch.float32)
+    with EventWriter(tmp_path / "events2.jsonl") as events:
+        assert build_cache(overlapped, many, folder, placement="cpu", batch_size=2, events=events)["encoded"] == 5
+    done = [e["done"] for e in read_events(tmp_path / "events2.jsonl") if e["type"] == "progress"]
+    assert done == [0, 2, 4, 5]
+    for prompt in many:
+        expected, _ = pipe.encode_prompt(prompt, do_classifier_free_guidance=False, device="cpu", clean_caption=False)
+        torch.testing.assert_close(overlapped.get(prompt), expected[0])
+
 
 # ---- model folders -----------------------------------------------------------------
 @pytest.mark.slow
