@@ -595,7 +595,7 @@ def report(paths: list[Path]) -> None:
     info = data["machine"]
     gib = 2 ** 30
     lines = ["## GPU (bench/bench_gpu.py)", "",
-             f"{info.get('date', '?')}; {info.get('gpu', '?')}, {info.get('gpu_gib', 0):.0f} GiB, driver "
+             f"{info.get('gpu', '?')}, {info.get('gpu_gib', 0):.0f} GiB, driver "
              f"{info.get('driver', '?')}; torch {info.get('torch', '?')}, CUDA {info.get('cuda', '?')}, "
              f"{info.get('cpus', '?')} CPUs. `python bench/bench_gpu.py` on a lent GPU box, each run on a fresh "
              f"machine of that kind: " + "; ".join(dates) + ". A later run's section replaces an earlier one's. "
