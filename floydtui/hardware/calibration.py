@@ -25,7 +25,6 @@ enough, "about" within TOLERANCE. "G" in the sources is read as GiB (a "24G" RTX
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
