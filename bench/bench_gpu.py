@@ -30,6 +30,9 @@ Sections:
             cache's own loop (encode_prompts + TextEmbedCache.save, caption cleaning on):
             prompts/s on the GPU at batch 16 and 64 and streamed from CPU memory (floydtui's
             place_encoder "stream"), the achieved TFLOP/s and peak memory.
+  memory_holdout  settings none of the above has (HOLDOUT_PLAN), to test the fit (not in the default list).
+  overhead  (not in the default list; not run yet) one IF-I-M bf16 step queued, with the loss read each
+            step, and with the trainer's per-step copies: where `floydtui run` loses a quarter.
   run_real  `floydtui run` on a real-size IF-I-M folder (the 372M UNet and the 24-layer T5,
             random weights) in bf16, batch 4: each phase's peak of NVML's used memory beside
             what `floydtui check` estimated for that phase on the same GPU.
@@ -58,7 +61,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 RESULTS = REPO / "bench" / "results" / "gpu.md"
-SECTIONS = ("doctor", "demo", "memory", "embed", "run_real")  # and memory_holdout (HOLDOUT_PLAN)
+SECTIONS = ("doctor", "demo", "memory", "embed", "run_real")  # and memory_holdout (HOLDOUT_PLAN), overhead
 # Dense bf16 tensor-core peaks (no sparsity), TFLOP/s, from the vendors' data sheets.
 BF16_PEAK = {"H200": 989, "H100": 989, "A100": 312, "A6000": 155, "L40S": 362, "4090": 165, "A10": 125}
 # Beyond bench_memory.PLAN: IF-I-XL, and the batch-4 bf16 settings of the guide's "22-24G" figure.
@@ -392,6 +395,49 @@ def section_memory(res: Results, smoke: bool, which: str = "fit") -> None:
             torch.cuda.empty_cache()
 
 
+def section_overhead(res: Results, smoke: bool) -> None:
+    """Where `floydtui run`'s step loses time beside the bare step (0.28 s against 0.21 s on the H200).
+
+    The same IF-I-M bf16 batch-4 step, 20 times each way: queued back to back with one sync at the
+    end (the CPU runs ahead of the GPU), with the loss read (`.item()`, a sync) after every step as
+    train_step does, and with that plus the batch built as the trainer builds it (uint8 pixels and
+    cached embeds copied from pageable CPU memory each step).
+    """
+    import numpy as np
+    import torch
+
+    from bench_memory import Group
+
+    device = "cuda" if cuda() else "cpu"
+    group = Group("i-medium-400m", "bf16" if cuda() else "fp32", 32, device=device)
+    n, batch = (3 if smoke else 20), 4
+    pixels = np.random.default_rng(0).integers(0, 256, (batch, 64, 64, 3), dtype=np.uint8)
+    embeds = torch.randn(batch, 77, 4096)
+
+    def trainer_like() -> float:
+        x0 = (torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0).contiguous()
+        cond = embeds.to(device, group.dtype)
+        del x0, cond  # the copies and their syncs are what is timed; the step below makes its own
+        return group.step(batch, 64).item()
+
+    ways = {"queued": lambda: group.step(batch, 64), "item": lambda: group.step(batch, 64).item(),
+            "trainer_like": trainer_like}
+    out = {}
+    for name, fn in ways.items():
+        for _ in range(3):
+            fn()
+        sync()
+        started = time.perf_counter()
+        for _ in range(n):
+            fn()
+        sync()
+        out[name] = round((time.perf_counter() - started) / n, 4)
+        print(name, out[name], flush=True)
+        res.put("overhead", {"step_s": out, "setting": f"i-medium-400m {group.precision} r32 b{batch} 64px"})
+    del group
+    gc.collect()
+
+
 def section_embed(res: Results, root: Path, smoke: bool) -> None:
     import torch
     from transformers import AutoTokenizer
@@ -708,6 +754,12 @@ def report(paths: list[Path]) -> None:
                 lines.append(f"| {p['phase']} | {p['seconds']:.1f} s | {'-' if peak is None else peak} MiB | "
                              f"{'-' if est is None else f'{est} MiB'} | {'-' if est_now is None else f'{est_now} MiB'} |")
             lines.append("")
+    if "overhead" in s:
+        o = s["overhead"]
+        lines += ["", f"### A step's overhead ({o['setting']}, 20 steps each way)", "",
+                  ", ".join(f"{k}: {v * 1000:.0f} ms a step" for k, v in o["step_s"].items())
+                  + " (queued: one sync at the end; item: the loss read after each step, as train_step does; "
+                  "trainer_like: that plus the batch's copies from pageable memory)."]
     if "doctor" in s:
         rep = s["doctor"].get("report", {})
         lines += ["", f"`floydtui doctor --json` there: exit {s['doctor']['exit']}; devices: "
@@ -776,6 +828,8 @@ def main() -> None:
                     section_memory(res, args.smoke, "fit" if name == "memory" else "holdout")
                 elif name == "embed":
                     section_embed(res, root, args.smoke)
+                elif name == "overhead":
+                    section_overhead(res, args.smoke)
                 elif name == "run_real":
                     section_run_real(res, root, args.smoke)
             except Exception as e:  # noqa: BLE001 - one section's failure must not lose the others

@@ -155,8 +155,8 @@ class Group:
         self.build_s = time.perf_counter() - started
         self.warm = False
 
-    def step(self, batch: int, resolution: int) -> None:
-        """One training step as the trainer takes it (trainer.py's loop, one micro-batch)."""
+    def step(self, batch: int, resolution: int):
+        """One training step as the trainer takes it (trainer.py's loop, one micro-batch); returns the loss tensor."""
         import torch
 
         from floydtui.train.trainer import diffusion_loss
@@ -173,6 +173,7 @@ class Group:
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
 
     def measure_gpu(self, batch: int, resolution: int, checkpointing: bool) -> dict:
         """torch.cuda.max_memory_allocated over one step (after a first step made the optimizer's states)."""
