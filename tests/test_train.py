@@ -298,6 +298,37 @@ def test_embed_cache_matches_the_pipeline_and_rebuilds_damaged_entries(tmp_path)
         torch.testing.assert_close(overlapped.get(prompt), expected[0])
 
 
+@pytest.mark.slow
+def test_unusable_folders_are_refused_up_front_and_a_failed_write_mid_run_says_what(tmp_path):
+    from floydtui.train.embed_cache import TextEmbedCache, encoder_identity
+    from floydtui.train.models import resolve_model_dir
+
+    preset = write_preset(tmp_path, steps=2)
+    (tmp_path / "blocker").write_text("a file where a folder should go")
+    for key, old, new in (("output_dir", 'output_dir = "out"', 'output_dir = "blocker/out"'),
+                          ("cache_dir", 'cache_dir = "cache"', 'cache_dir = "blocker/cache"')):
+        bad = tmp_path / f"bad-{key}.toml"
+        bad.write_text(preset.read_text().replace(old, new))
+        code, out, _ = finish(floydtui("check", str(bad)))
+        assert code == 1 and f"{key} = " in out and "blocker is a file" in out, out
+        code, out, err = finish(floydtui("run", str(bad)))
+        assert code == 2 and f"{key} = " in err and "blocker is a file" in err, err
+        assert "internal error" not in err + out and "Traceback" not in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()  # nothing was started
+
+    # Mid-run: a file stands where one cache entry's folder goes (as a full disk or a lost permission would
+    # stop a write): the run fails with the file and the fix, not as a bug, and its events say so.
+    cache = TextEmbedCache(tmp_path / "cache", encoder_identity(resolve_model_dir("builtin:tiny-if-i", stage=1)),
+                           torch.float32)
+    cache.path("").parent.parent.mkdir(parents=True)
+    cache.path("").parent.write_text("in the way")
+    code, out, err = finish(floydtui("run", str(preset)))
+    assert code == 2 and f"could not write {cache.path('').parent}" in err, err
+    assert "internal error" not in err + out and "Traceback" not in err
+    end = [e for e in read_events(tmp_path / "out" / "events.jsonl") if e["type"] == "run_end"]
+    assert end[-1]["status"] == "failed" and "could not write" in end[-1]["error"]
+
+
 # ---- model folders -----------------------------------------------------------------
 @pytest.mark.slow
 def test_model_folders_local_copy_trains_and_bad_folders_say_what_to_do(tmp_path):

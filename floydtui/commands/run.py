@@ -11,6 +11,7 @@ it trains as the rank it was given. Never imports textual.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -159,6 +160,30 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+# What the disk or the file system says when a write cannot happen: the user's to fix, not a bug.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR,
+                errno.EEXIST}
+
+
+def write_problem(e: OSError) -> Problem:
+    """A write that failed mid-run, said as what, where and how to fix."""
+    what = e.filename or "a file"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return Problem(f"the disk filled up writing {what}", where=str(what),
+                       hint="free space there and run the same command again: it resumes from the last checkpoint "
+                            "(min_free_disk_mib stops a run cleanly before the disk is full: raise it)")
+    return Problem(f"could not write {what}: {e.strerror}", where=str(what),
+                   hint="make output_dir and the text-embed cache_dir folders this user can write, then run the "
+                        "same command again: it resumes from the last checkpoint")
+
+
+def _internal(events, end, e: Exception) -> None:
+    """A bug: recorded in the events; the caller re-raises it for cli's internal-error message."""
+    events.emit("error", message=f"internal error: {type(e).__name__}: {e}",
+                hint="this is a bug in floydtui; rerun with FLOYDTUI_DEBUG=1 for the traceback")
+    end("failed", error=f"{type(e).__name__}: {e}")
+
+
 def run(preset, args) -> int:
     """Train in this process (one of N under the launcher); events, exit code."""
     from floydtui.events import EventWriter
@@ -167,6 +192,11 @@ def run(preset, args) -> int:
     # Ctrl-C, and the run still ends with a run_end event that a watcher can see.
     signal.signal(signal.SIGTERM, _interrupt)
     main_process = int(os.environ.get("RANK", "0")) == 0  # accelerate's launcher sets RANK per process
+    from floydtui.hub import folder_problems
+
+    problems = folder_problems(preset)  # before the events file, which lives in output_dir
+    if problems:
+        raise FloydError(problems)
     events = EventWriter(preset.output_dir / "events.jsonl", echo_json=args.json, enabled=main_process)
     view = reporter = None
     if main_process and not args.json:
@@ -208,10 +238,18 @@ def run(preset, args) -> int:
             events.emit("error" if p.is_error else "warning", message=p.message, hint=p.hint)
         end("failed", error=e.problems[0].message if e.problems else str(e))
         return 2
+    except OSError as e:  # a full disk or an unwritable folder mid-run: the user's to fix
+        if e.errno not in WRITE_ERRNOS:
+            _internal(events, end, e)
+            raise
+        problem = write_problem(e)
+        if not main_process:
+            sys.stderr.write(f"rank {os.environ.get('RANK')}: {problem.format()}\n")
+        events.emit("error", message=problem.message, hint=problem.hint)
+        end("failed", error=problem.message)
+        return 2
     except Exception as e:  # a bug: recorded in the events, re-raised for cli's internal-error message
-        events.emit("error", message=f"internal error: {type(e).__name__}: {e}",
-                    hint="this is a bug in floydtui; rerun with FLOYDTUI_DEBUG=1 for the traceback")
-        end("failed", error=f"{type(e).__name__}: {e}")
+        _internal(events, end, e)
         raise
     finally:
         if reporter:

@@ -19,11 +19,11 @@ from floydtui.hub.download import (
     text_encoder_source,
     weights_variant,
 )
-from floydtui.hub.plan import DiskRoom, DownloadPlan, disk_section, plan_download, preflight_disk
+from floydtui.hub.plan import DiskRoom, DownloadPlan, disk_section, folder_problems, plan_download, preflight_disk
 from floydtui.hub.repo import PlannedFile, RepoPlan, plan_repo
 
 __all__ = [
     "DiskGuard", "DiskRoom", "DownloadPlan", "PlannedFile", "RepoPlan", "disk_section", "fetch_model",
     "fetch_text_encoder", "format_size", "hub_cache_dir", "is_offline", "plan_download",
-    "plan_repo", "preflight_disk", "redact", "text_encoder_source", "weights_variant",
+    "plan_repo", "folder_problems", "preflight_disk", "redact", "text_encoder_source", "weights_variant",
 ]

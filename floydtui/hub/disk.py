@@ -34,6 +34,19 @@ def existing_ancestor(path: str | os.PathLike) -> Path:
     return p
 
 
+def folder_problem(path: str | os.PathLike) -> str | None:
+    """Why floydtui could not make or write a folder at `path`, or None when it can."""
+    p = Path(path).expanduser().absolute()
+    if p.exists() and not p.is_dir():
+        return f"{p} is a file, not a folder"
+    base = existing_ancestor(p)
+    if not base.is_dir():
+        return f"{base} is a file, so no folder can be made under it"
+    if not os.access(base, os.W_OK | os.X_OK):
+        return f"{base} is not writable by this user"
+    return None
+
+
 def mount_point(path: str | os.PathLike) -> Path:
     """The mount point of the filesystem holding `path`, to name it in messages."""
     p = existing_ancestor(path).resolve()

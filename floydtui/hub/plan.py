@@ -155,7 +155,24 @@ def _check_local(folder: Path, plan: DownloadPlan) -> None:
         plan.notes.append(f"local folder {folder}: nothing to download")
 
 
+def folder_problems(preset) -> list[Problem]:
+    """The folders a run writes (output_dir, the text-embed cache) that cannot be made or written."""
+    where = str(preset.source) if preset.source else "preset"
+    embeds = preset.text_embeds_dataset
+    places = [(preset.output_dir, "output_dir", f"{where} [output]", "output_dir"),
+              (preset.text_embeds_cache_dir, "cache_dir", f"{where} [[datasets]] {embeds['id']!r}",
+               "the text-embed cache's cache_dir")]
+    problems = []
+    for path, key, place, name in places:
+        reason = disk.folder_problem(path)
+        if reason:
+            problems.append(Problem(f"{key} = {str(path)!r} cannot be used: {reason}", where=place, key=key,
+                                    hint=f"point {name} at a folder this user can create and write"))
+    return problems
+
+
 def _check_room(preset, plan: DownloadPlan) -> None:
+    plan.problems.extend(folder_problems(preset))
     places = [("output_dir", preset.output_dir), ("text embeds cache", preset.text_embeds_cache_dir)]
     if plan.kind == "hub":
         places.insert(0, ("hub cache", plan.cache_dir))
@@ -190,7 +207,7 @@ def disk_section(preset) -> CheckSection:
 def preflight_disk(preset, plan: DownloadPlan | None = None) -> DownloadPlan:
     """Refuse a run, before any work, when a disk it writes to lacks room; return the plan."""
     plan = plan or plan_download(preset)
-    errors = [p for p in plan.disk_problems if p.is_error]
+    errors = [p for p in plan.disk_problems + folder_problems(preset) if p.is_error]
     if errors:
         raise FloydError(errors)
     return plan
