@@ -371,3 +371,12 @@ def test_full_finetune_runs_use_their_unet(tmp_path):
                "--prompt", "x", *FAST, "-o", str(tmp_path / "up")) == 0
     side = json.loads((tmp_path / "up/0-x-stage2.json").read_text())
     assert side["stage2"]["unet"] == str(run2 / "unet") and side["stage2"]["lora"] is None
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_before_any_model_loads(tmp_path, capsys):
+    (tmp_path / "blocker").write_text("a file where the folder should go")
+    for out, why in ((tmp_path / "blocker", "is a file, not a folder"),
+                     (tmp_path / "blocker" / "pngs", "is a file, so no folder can be made under it")):
+        assert gen("--base", "builtin:tiny-if-i", "--prompt", "x", *FAST, "-o", str(out)) == 2
+        err = capsys.readouterr().err
+        assert "-o/--output" in err and why in err and "internal error" not in err

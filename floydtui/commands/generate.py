@@ -12,6 +12,7 @@ from pathlib import Path
 
 from floydtui.config.flavours import GUIDANCE
 from floydtui.errors import FloydError, Problem
+from floydtui.hub.disk import folder_problem
 
 
 def build_request(args: argparse.Namespace):
@@ -51,9 +52,10 @@ def build_request(args: argparse.Namespace):
                                 "compete with it", where=flag, hint=f"drop {flag}, or drop --image"))
     size = attempt(parse_size, args.size) if args.size is not None else None
     output = Path(args.output).expanduser()
-    if output.exists() and not output.is_dir():
-        problems.append(Problem(f"{output} is a file, not a folder", where="-o/--output",
-                                hint="give a folder for the PNGs (it is created if missing)"))
+    reason = folder_problem(output)  # before any model loads: a sampled image is never lost to a bad -o
+    if reason:
+        problems.append(Problem(f"-o {output} cannot be used: {reason}", where="-o/--output",
+                                hint="give a folder this user can write for the PNGs (it is created if missing)"))
 
     base, lora, stage2, stage2_lora = args.base, None, args.stage2, None
     unet, stage2_unet, revision, variant = None, None, "main", "auto"
