@@ -517,26 +517,14 @@ def section_embed(res: Results, root: Path, smoke: bool) -> None:
 
 
 def build_real_folder(dest: Path, smoke: bool) -> float:
-    """IF-I-M's folder at its real size: the 372M UNet (fp32, as published) and the 24-layer T5 (bf16)."""
+    """bench_run_real's IF-I-M folder with the whole 24-layer T5 (bf16), made on the GPU; seconds taken."""
     import torch
-    from diffusers import DDPMScheduler, IFPipeline
-    from transformers import AutoTokenizer
 
-    from bench_memory import build_unet
-    from floydtui.hardware.archdata import config_dir
-    from floydtui.train.tiny import ensure_builtin
+    from bench_run_real import build_model
 
     started = time.perf_counter()
     device = "cuda" if cuda() else "cpu"
-    tokenizer = AutoTokenizer.from_pretrained(ensure_builtin("builtin:tiny-if-i"), subfolder="tokenizer")
-    encoder = random_t5(smoke, device, torch.bfloat16 if cuda() else torch.float32)
-    unet = build_unet("i-medium-400m", torch.float32, device)
-    with torch.no_grad():
-        unet.conv_out.weight.mul_(0.1)  # near-zero noise predictions: random weights, not chaos
-    scheduler = DDPMScheduler.from_pretrained(config_dir("i-medium-400m"), subfolder="scheduler")
-    IFPipeline(tokenizer=tokenizer, text_encoder=encoder, unet=unet, scheduler=scheduler, safety_checker=None,
-               feature_extractor=None, watermarker=None, requires_safety_checker=False).save_pretrained(dest)
-    del encoder, unet
+    build_model(dest, random_t5(smoke, device, torch.bfloat16 if cuda() else torch.float32), device)
     gc.collect()
     if cuda():
         torch.cuda.empty_cache()
@@ -544,6 +532,7 @@ def build_real_folder(dest: Path, smoke: bool) -> float:
 
 
 def section_run_real(res: Results, root: Path, smoke: bool) -> None:
+    from bench_run_real import write_preset
     from bench_train import make_images
 
     model = root / "IF-I-M-random"
@@ -552,32 +541,7 @@ def section_run_real(res: Results, root: Path, smoke: bool) -> None:
     steps = 3 if smoke else 30
     out: dict = {"build_s": round(build_s, 1), "runs": {}}
     for mp in (("bf16", "no") if cuda() else ("no",)):
-        preset = root / f"real-{mp}.toml"
-        preset.write_text(f"""
-[model]
-model_flavour = "i-medium-400m"
-pretrained_model_name_or_path = "{model}"
-[training]
-train_batch_size = 4
-max_train_steps = {steps}
-mixed_precision = "{mp}"
-checkpointing_steps = 0
-[validation]
-validation_resolution = "64"
-validation_steps = 0
-validation_num_inference_steps = 20
-[output]
-output_dir = "out-{mp}"
-[[datasets]]
-id = "photos"
-instance_data_dir = "images"
-caption_strategy = "textfile"
-[[datasets]]
-id = "text-embeds"
-dataset_type = "text_embeds"
-default = true
-cache_dir = "cache-{mp}"
-""")
+        preset = write_preset(root, model, steps, 4, mixed_precision=mp, inference_steps=20, tag=f"-{mp}")
         code, _ = run_cmd(["check", str(preset), "--json"], root, 300, root / f"check-{mp}.log")
         text = (root / f"check-{mp}.log").read_text()
         try:

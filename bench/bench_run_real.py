@@ -30,8 +30,9 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "run_real.md"
 
 
-def build_model(dest: Path) -> None:
-    """The real-size IF-I-M folder, random weights, 1-layer T5-XXL-width stand-in."""
+def build_model(dest: Path, encoder=None, device: str = "cpu") -> None:
+    """The real-size IF-I-M folder, random weights: its UNet (fp32, made on `device`) and `encoder`, by
+    default a 1-layer T5-XXL-width stand-in (bench_gpu.py passes the whole 24-layer T5)."""
     import torch
     from diffusers import DDPMScheduler, IFPipeline
     from transformers import AutoTokenizer, T5Config, T5EncoderModel
@@ -43,11 +44,12 @@ def build_model(dest: Path) -> None:
     torch.manual_seed(0)
     folder = config_dir("i-medium-400m")
     tokenizer = AutoTokenizer.from_pretrained(ensure_builtin("builtin:tiny-if-i"), subfolder="tokenizer")
-    t5 = json.loads((folder / "text_encoder" / "config.json").read_text())
-    config = T5Config(**{k: v for k, v in t5.items() if not k.startswith("_")} | {
-        "num_layers": 1, "vocab_size": len(tokenizer)})
-    encoder = T5EncoderModel(config).eval()
-    unet = build_unet("i-medium-400m", torch.float32)
+    if encoder is None:
+        t5 = json.loads((folder / "text_encoder" / "config.json").read_text())
+        config = T5Config(**{k: v for k, v in t5.items() if not k.startswith("_")} | {
+            "num_layers": 1, "vocab_size": len(tokenizer)})
+        encoder = T5EncoderModel(config).eval()
+    unet = build_unet("i-medium-400m", torch.float32, device)
     with torch.no_grad():
         unet.conv_out.weight.mul_(0.1)  # near-zero noise predictions: random weights, not chaos
     scheduler = DDPMScheduler.from_pretrained(folder, subfolder="scheduler")
@@ -55,8 +57,10 @@ def build_model(dest: Path) -> None:
                feature_extractor=None, watermarker=None, requires_safety_checker=False).save_pretrained(dest)
 
 
-def write_preset(root: Path, model: Path, steps: int, batch: int) -> Path:
-    path = root / "real.toml"
+def write_preset(root: Path, model: Path, steps: int, batch: int, *, mixed_precision: str = "no",
+                 inference_steps: int = 2, tag: str = "") -> Path:
+    """The preset, its output in out{tag} and its cache in cache{tag} under `root`."""
+    path = root / f"real{tag}.toml"
     path.write_text(f"""
 [model]
 model_flavour = "i-medium-400m"
@@ -64,14 +68,14 @@ pretrained_model_name_or_path = "{model}"
 [training]
 train_batch_size = {batch}
 max_train_steps = {steps}
-mixed_precision = "no"
+mixed_precision = "{mixed_precision}"
 checkpointing_steps = 0
 [validation]
 validation_resolution = "64"
 validation_steps = 0
-validation_num_inference_steps = 2
+validation_num_inference_steps = {inference_steps}
 [output]
-output_dir = "out"
+output_dir = "out{tag}"
 [[datasets]]
 id = "photos"
 instance_data_dir = "images"
@@ -80,7 +84,7 @@ caption_strategy = "textfile"
 id = "text-embeds"
 dataset_type = "text_embeds"
 default = true
-cache_dir = "cache"
+cache_dir = "cache{tag}"
 """)
     return path
 

@@ -42,24 +42,25 @@ def test_the_gpu_benchmark_measured_every_flavour_both_ways_and_held_settings_ou
                 m.row["gradient_checkpointing"]) not in fitted for m in held)
 
 
+def assert_counted_parts_match(m):
+    """The categories the benchmark counts from the live tensors match the estimator's counts."""
+    parts = allocated_bytes(m.settings)
+    assert parts["params"] == pytest.approx(m.row["params_bytes"], rel=0.001)
+    assert parts["gradients"] == m.row["gradient_bytes"]
+    assert parts["optimizer"] == m.row["optimizer_bytes"]
+
+
 @pytest.mark.parametrize("m", GPU_ROWS, ids=lambda m: f"{m.row['set']}: {m.label}")
 def test_estimate_within_10_percent_of_each_gpu_step(m):
     est, peak = m.estimated_bytes(), m.row["peak_bytes"]
     assert abs(est - peak) <= GPU_TOLERANCE * peak, \
         f"{m.label}: measured {peak / 2**30:.2f} GiB, estimated {est / 2**30:.2f} GiB ({m.error():+.1%})"
-    parts = allocated_bytes(m.settings)
-    # the categories the benchmark counts from the live tensors match the estimator's counts
-    assert parts["params"] == pytest.approx(m.row["params_bytes"], rel=0.001)
-    assert parts["gradients"] == m.row["gradient_bytes"]
-    assert parts["optimizer"] == m.row["optimizer_bytes"]
+    assert_counted_parts_match(m)
 
 
 @pytest.mark.parametrize("m", CPU_ROWS, ids=lambda m: m.label)
 def test_the_cpu_measurement_counts_the_same_tensors_and_fp32_steps_stay_within_20_percent(m):
-    parts = allocated_bytes(m.settings)
-    assert parts["params"] == pytest.approx(m.row["params_bytes"], rel=0.001)
-    assert parts["gradients"] == m.row["gradient_bytes"]
-    assert parts["optimizer"] == m.row["optimizer_bytes"]
+    assert_counted_parts_match(m)
     if m.row["precision"] == "fp32":  # CPU autocast keeps less than CUDA's: its bf16 rows are not the judge
         assert abs(m.error()) <= MEASURED_TOLERANCE, f"{m.label}: {m.error():+.1%}"
 

@@ -14,6 +14,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from floydtui.config.flavours import TEXT_ENCODER_PARAMS
 from floydtui.hardware import archdata
 from floydtui.hardware.devices import Device
 
@@ -66,7 +67,7 @@ CPU_BF16_FACTOR = 1.0
 EMBED_GPU_EFFICIENCY = 0.28
 EMBED_WRITE_S = 0.0007
 STREAM_BYTES_PER_S = 4.3e9
-T5_BF16_BYTES = 4.76e9 * 2  # T5-XXL's encoder in bf16, as the embed cache runs it on a GPU
+T5_BF16_BYTES = TEXT_ENCODER_PARAMS * 2  # T5-XXL's encoder in bf16, as the embed cache runs it on a GPU
 CPU_EMBED_FACTOR = 1.9
 
 

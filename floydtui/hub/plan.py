@@ -207,7 +207,7 @@ def disk_section(preset) -> CheckSection:
 def preflight_disk(preset, plan: DownloadPlan | None = None) -> DownloadPlan:
     """Refuse a run, before any work, when a disk it writes to lacks room; return the plan."""
     plan = plan or plan_download(preset)
-    errors = [p for p in plan.disk_problems + folder_problems(preset) if p.is_error]
+    errors = [p for p in plan.disk_problems if p.is_error]
     if errors:
         raise FloydError(errors)
     return plan
