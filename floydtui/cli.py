@@ -113,9 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--guidance", type=float, default=None,
                      help=f"stage I guidance (default {GUIDANCE[1]:g}, IFPipeline's; with --run, the run's "
                           "validation_guidance)")
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--seed", type=int, default=None,
+                     help="seed of the first image; the next ones take seed + 1, ... (default 0; with --run, the "
+                          "run's validation_seed)")
     gen.add_argument("--size", default=None, help="WxH of the stage I image (default: the native size)")
-    gen.add_argument("--num-images", type=int, default=1)
+    gen.add_argument("--num-images", type=int, default=None,
+                     help="images per prompt (default 1; with --run, the run's num_validation_images)")
     gen.add_argument("--stage2", help="stage II model to upscale with")
     gen.add_argument("--stage2-lora", help="LoRA for the stage II model")
     gen.add_argument("--stage2-steps", type=int, default=None,

@@ -127,12 +127,12 @@ def test_scan_of_a_file_name_that_is_not_utf8(tmp_path, preset_file):
     write_image(tmp_path / "imgs" / name, 64, 64)
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONIOENCODING": "utf-8",
            "FLOYDTUI_CACHE": str(tmp_path / "cache")}
+    outs = {}
     for args in (["scan", str(preset_file), "--json"], ["scan", str(preset_file)]):
         out = subprocess.run([sys.executable, "-m", "floydtui", *args], capture_output=True, text=True, env=env,
                              errors="replace")
         assert out.returncode == 0 and "internal error" not in out.stderr, out.stderr
-    records = [json.loads(line) for line in subprocess.run(
-        [sys.executable, "-m", "floydtui", "scan", str(preset_file), "--json"], capture_output=True, text=True,
-        env=env, check=True).stdout.splitlines()]
+        outs[args[-1]] = out.stdout
+    records = [json.loads(line) for line in outs["--json"].splitlines()]
     (record,) = [r for r in records if r["path"].endswith("_cat.png")]
     assert record["path"] == str(tmp_path / "imgs" / name) and record["caption"] == "caf\ufffd cat"

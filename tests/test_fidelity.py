@@ -111,31 +111,39 @@ def _pixels(path: Path) -> np.ndarray:
 
 @pytest.mark.slow
 def test_a_stage_one_validation_image_is_what_generate_makes_from_that_checkpoint(tmp_path, capsys):
+    """Each of a run's validation images (two seeds: num_validation_images = 2) is what `generate` makes with that
+    seed from the checkpoint of that step."""
     preset = write_preset(tmp_path, steps=4, training="embed_batch_size = 1")
     text = preset.read_text().replace('validation_prompt = "a red circle on a blue background"',
                                       'validation_prompt = "A Red Circle <b>on</b> a Blue Background!"\n'
                                       'validation_negative_prompt = "Blurry, Low Quality"\n'
-                                      "validation_guidance = 5.5\nvalidation_seed = 11")
+                                      "validation_guidance = 5.5\nvalidation_seed = 11\nnum_validation_images = 2")
     preset.write_text(text)
     assert main(["run", str(preset), "--json"]) == 0
     run = tmp_path / "out"
     step2 = next(e for e in read_events(run / "events.jsonl") if e["type"] == "validation" and e["step"] == 2)
-    image = next(i for i in step2["images"] if (i["width"], i["height"]) == (32, 48))
+    images = {i["seed"]: i for i in step2["images"] if (i["width"], i["height"]) == (32, 48)}
+    assert sorted(images) == [11, 12] and all(f"-seed{s}-32x48.png" in i["path"] for s, i in images.items())
+    prompt = images[11]["prompt"]
     checkpoint = run / "checkpoints" / "checkpoint-000002"
     assert (checkpoint / "pytorch_lora_weights.safetensors").is_file()
 
-    def generate(lora: Path, out: Path) -> np.ndarray:
-        assert main(["generate", "--base", "builtin:tiny-if-i", "--lora", str(lora), "--prompt", image["prompt"],
+    def generate(lora: Path, out: Path) -> dict[int, np.ndarray]:
+        assert main(["generate", "--base", "builtin:tiny-if-i", "--lora", str(lora), "--prompt", prompt,
                      "--negative-prompt", "Blurry, Low Quality", "--size", "32x48", "--steps", "2",
-                     "--guidance", "5.5", "--seed", "11", "--no-preview", "-o", str(out)]) == 0
-        made = next(out.glob("11-*.png"))
-        assert json.loads(made.with_suffix(".json").read_text())["clean_caption"] is True  # from the LoRA's header
-        return _pixels(made)
+                     "--guidance", "5.5", "--seed", "11", "--num-images", "2", "--no-preview", "-o", str(out)]) == 0
+        made = {seed: next(out.glob(f"{seed}-*.png")) for seed in (11, 12)}
+        assert all(json.loads(m.with_suffix(".json").read_text())["clean_caption"] is True  # from the LoRA's header
+                   for m in made.values())
+        return {seed: _pixels(m) for seed, m in made.items()}
 
-    assert np.array_equal(generate(checkpoint, tmp_path / "gen"), _pixels(Path(image["path"])))
+    generated = generate(checkpoint, tmp_path / "gen")
+    for seed, image in images.items():
+        assert np.array_equal(generated[seed], _pixels(Path(image["path"]))), seed
+    assert not np.array_equal(generated[11], generated[12])  # two seeds, two images
     # The step-4 LoRA is another model: the comparison can fail.
-    assert not np.array_equal(generate(run / "checkpoints" / "checkpoint-000004", tmp_path / "gen4"),
-                              _pixels(Path(image["path"])))
+    assert not np.array_equal(generate(run / "checkpoints" / "checkpoint-000004", tmp_path / "gen4")[11],
+                              _pixels(Path(images[11]["path"])))
     capsys.readouterr()
 
 

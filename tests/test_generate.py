@@ -257,13 +257,14 @@ def test_a_stage_two_run_upscales_a_stage_one_base(tmp_path, loras, capsys):
 
 
 def test_a_run_samples_as_its_validation_did_unless_a_flag_says_otherwise(tmp_path):
-    """`generate --run` takes steps and guidance from the run's [validation] (what the monitor showed); flags win;
-    without --run, and for the other stage, the pipelines' defaults."""
+    """`generate --run` takes steps, guidance and seeds from the run's [validation] (what the monitor showed);
+    flags win; without --run, and for the other stage, the pipelines' defaults."""
     from floydtui.cli import build_parser
     from floydtui.commands.generate import build_request
 
     runs = {}
-    for stage, sampler in ((1, "validation_num_inference_steps = 20\nvalidation_guidance = 4\n"),
+    for stage, sampler in ((1, "validation_num_inference_steps = 20\nvalidation_guidance = 4\nvalidation_seed = 5\n"
+                               "num_validation_images = 3\n"),
                            (2, "validation_num_inference_steps = 12\n")):
         run = make_run(tmp_path / f"run{stage}", stage)
         (run / "pytorch_lora_weights.safetensors").write_bytes(b"only read later")
@@ -277,18 +278,24 @@ def test_a_run_samples_as_its_validation_did_unless_a_flag_says_otherwise(tmp_pa
 
     req = request("--run", str(runs[1]))
     assert (req.steps, req.guidance, req.stage2_steps, req.stage2_guidance) == (20, 4.0, 50, 4.0)
-    assert req.notes == [f"steps 20 and guidance 4: the run's validation settings ({runs[1] / 'preset.toml'}); "
-                         "--steps / --guidance override them"]
-    req = request("--run", str(runs[1]), "--steps", "7")
-    assert (req.steps, req.guidance) == (7, 4.0) and req.notes[0].startswith("guidance 4: the run's")
-    req = request("--run", str(runs[1]), "--steps", "7", "--guidance", "6")
-    assert (req.steps, req.guidance, req.notes) == (7, 6.0, [])
+    assert (req.seed, req.num_images) == (5, 3)  # the seeds of its validation images: 5, 6, 7
+    assert req.notes == [f"seed 5, 3 images, steps 20, guidance 4: the run's validation settings "
+                         f"({runs[1] / 'preset.toml'}); --steps / --guidance / --seed / --num-images override them"]
+    req = request("--run", str(runs[1]), "--steps", "7", "--seed", "0")
+    assert (req.steps, req.guidance, req.seed, req.num_images) == (7, 4.0, 0, 3)
+    assert req.notes[0].startswith("3 images, guidance 4: the run's")
+    req = request("--run", str(runs[1]), "--steps", "7", "--guidance", "6", "--seed", "1", "--num-images", "1")
+    assert (req.steps, req.guidance, req.seed, req.num_images, req.notes) == (7, 6.0, 1, 1, [])
     req = request("--base", "builtin:tiny-if-i")
     assert (req.steps, req.guidance, req.stage2_steps, req.stage2_guidance, req.notes) == (50, 7.0, 50, 4.0, [])
-    # a stage II run: its validation_guidance "auto" is IFSuperResolutionPipeline's 4; stage I keeps IFPipeline's
+    assert (req.seed, req.num_images) == (0, 1)
+    # a stage II run: its validation_guidance "auto" is IFSuperResolutionPipeline's 4; stage I keeps IFPipeline's.
+    # Its validation seed and count are the defaults (0, one image), so the note does not name them.
     req = request("--run", str(runs[2]), "--base", "builtin:tiny-if-i")
-    assert (req.steps, req.guidance, req.stage2_steps, req.stage2_guidance) == (50, 7.0, 12, 4.0)
-    assert "--stage2-steps / --stage2-guidance override them" in req.notes[0]
+    assert (req.steps, req.guidance, req.stage2_steps, req.stage2_guidance, req.seed, req.num_images) == \
+        (50, 7.0, 12, 4.0, 0, 1)
+    assert req.notes[0].startswith("steps 12, guidance 4: ")
+    assert "--stage2-steps / --stage2-guidance / --seed / --num-images override them" in req.notes[0]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -35,10 +35,10 @@ SEEDS = (0, 1, 2, 3)
 # The shipped weights (docs/builtin-models.md, "What the shipped weights have learned") draw shapes but
 # not yet to all of the issue's bars. Met: the base draws 6 of the 8 prompts as asked, the demo's LoRA turns
 # 15.5% of the demo prompt's pixels pink (the base 0%; over five training seeds 10.1-15.5%), also from
-# capitalised, punctuated captions (15.4%), and the stage II demo's LoRA upscales better than its base (18.9
-# against 17.8 dB).
-# Not yet met, each test says by how much; they pass (XPASS) once the models are pretrained further with
-# scripts/pretrain_tiny.py.
+# capitalised, punctuated captions (15.4%), the run's last validation images (seeds 0-3) and `generate --run`
+# the same, and the stage II demo's LoRA upscales better than its base (18.9 against 17.8 dB).
+# Not yet met: stage II against bicubic; its test says by how much, and passes (XPASS) once the model is
+# pretrained further with scripts/pretrain_tiny.py.
 # A demo run takes under a minute on an idle CPU and over ten on a busy shared one: a generous ceiling.
 DEMO_CEILING = pytest.mark.timeout(1800)
 
@@ -336,18 +336,23 @@ def test_the_demo_lora_turns_sks_pink(demo_samples):
 
 
 @pytest.mark.slow
-@undertrained("the last 64x64 validation image is 0.1% pink, bar 5%; the 64x96 one 36.9%")
 @DEMO_CEILING
-def test_the_demo_validation_images_and_generate_turn_pink(demo_run, tmp_path):
+def test_the_demo_validation_images_and_generate_turn_pink(demo_run, demo_samples, tmp_path):
+    """The run's last validation images (the preset's num_validation_images = 4: seeds 0-3) and `floydtui generate
+    --run` with no seed or count (it takes the run's) meet the issue's pink bar against the base on the same seeds."""
     from PIL import Image
 
+    base = mean_pink(demo_samples["base"])  # IFPipeline on seeds 0-3, the validation's sampler
     last = sorted((demo_run / "validation").glob("step-*"))[-1]
-    final = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(last.glob("*-64x64.png"))]
-    assert final and mean_pink(final) >= 0.05, (last, mean_pink(final))
-    run_floydtui("generate", "--run", str(demo_run), "--prompt", DEMO_PROMPT, "--seed", "0", "--num-images", "2",
-                 "-o", str(tmp_path / "gen"))
-    generated = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((tmp_path / "gen").glob("*.png"))]
-    assert len(generated) == 2 and mean_pink(generated) >= 0.05, mean_pink(generated)
+    final = [np.asarray(Image.open(last / f"00-a-sks-circle-on-a-blue-background-seed{s}-64x64.png").convert("RGB"))
+             for s in SEEDS]
+    assert mean_pink(final) >= 0.10 and mean_pink(final) >= 5 * base, (last, mean_pink(final), base)
+    out = run_floydtui("generate", "--run", str(demo_run), "--prompt", DEMO_PROMPT, "-o", str(tmp_path / "gen"),
+                       "--no-preview").stdout
+    assert "4 images, steps 20, guidance 4: the run's validation settings" in out, out
+    generated = [np.asarray(Image.open(tmp_path / "gen" / f"{s}-a-sks-circle-on-a-blue-background.png").convert("RGB"))
+                 for s in SEEDS]
+    assert mean_pink(generated) >= 0.10 and mean_pink(generated) >= 5 * base, (mean_pink(generated), base)
 
 
 @pytest.mark.slow

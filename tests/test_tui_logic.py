@@ -189,3 +189,34 @@ def test_folder_completion(tmp_path):
     assert complete_folder("ima", tmp_path) == "images/"
     assert complete_folder(str(tmp_path) + "/imgs", tmp_path) == str(tmp_path) + "/imgs-old/"
     assert complete_folder("nope", tmp_path) is None
+
+
+def test_several_seeds_per_prompt_are_told_apart_in_the_monitor_and_the_comparison_grid(tmp_path):
+    """num_validation_images > 1: each seed is its own row of the grid and says its seed in the tile's caption;
+    a run of one seed per prompt shows no seed anywhere."""
+    from PIL import Image
+
+    from floydtui.tui.screens.compare import cell, grid_rows
+    from floydtui.tui.widgets.validation_view import render_tile
+
+    def validation(step: int, seeds: list[int]) -> dict:
+        images = []
+        for prompt in ("a red circle", "a sks star"):
+            for seed in seeds:
+                path = tmp_path / f"{step}-{prompt}-{seed}.png"
+                Image.new("RGB", (64, 64), (seed * 40, step, 0)).save(path)
+                images.append({"path": str(path), "prompt": prompt, "width": 64, "height": 64, "seed": seed})
+        return {"t": float(step), "type": "validation", "step": step, "images": images}
+
+    state = RunState(tmp_path)
+    state.apply([validation(10, [3, 4]), validation(20, [3, 4])])
+    rows = grid_rows(state.validations)
+    assert rows == [("a red circle", 64, 64, 3), ("a red circle", 64, 64, 4), ("a sks star", 64, 64, 3),
+                    ("a sks star", 64, 64, 4)]
+    assert cell(state.validations, rows[1], 20).path == tmp_path / "20-a red circle-4.png"
+    assert str(render_tile(cell(state.validations, rows[3], 10), 20, 4, colour=False)).startswith("64x64 seed 4 a sks")
+
+    one = RunState(tmp_path)
+    one.apply([validation(10, [3])])
+    assert grid_rows(one.validations) == [("a red circle", 64, 64, None), ("a sks star", 64, 64, None)]
+    assert str(render_tile(one.validations[0].images[0], 20, 4, colour=False)).startswith("64x64 a red circle")

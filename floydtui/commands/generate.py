@@ -102,6 +102,16 @@ def build_request(args: argparse.Namespace):
     # pipeline's default
     from_run = {run.stage: {"steps": run.steps, "guidance": run.guidance}} if run and run.steps is not None else {}
     taken: list[str] = []
+    seed, num_images = args.seed, args.num_images
+    if run and run.seed is not None:  # the run's validation seeds, as the monitor showed them
+        if seed is None:
+            seed = run.seed
+            taken += [f"seed {seed}"] if seed != 0 else []
+        if num_images is None:
+            num_images = run.num_images
+            taken += [f"{num_images} images"] if num_images != 1 else []
+    seed = 0 if seed is None else seed
+    num_images = 1 if num_images is None else num_images
 
     def setting(stage: int, name: str, flag, default):
         if flag is not None:
@@ -117,11 +127,12 @@ def build_request(args: argparse.Namespace):
     stage2_guidance = setting(2, "guidance", args.stage2_guidance, GUIDANCE[2])
     notes = []
     if taken:
-        flags_of = "--steps / --guidance" if run.stage == 1 else "--stage2-steps / --stage2-guidance"
-        notes.append(f"{' and '.join(taken)}: the run's validation settings ({run.folder / 'preset.toml'}); "
+        flags_of = ("--steps / --guidance" if run.stage == 1 else "--stage2-steps / --stage2-guidance") \
+            + " / --seed / --num-images"
+        notes.append(f"{', '.join(taken)}: the run's validation settings ({run.folder / 'preset.toml'}); "
                      f"{flags_of} override them")
     return Request(base=base, prompts=prompts, output=output, lora=lora, negative_prompt=args.negative_prompt,
-                   steps=steps, guidance=guidance, seed=args.seed, size=size, num_images=args.num_images,
+                   steps=steps, guidance=guidance, seed=seed, size=size, num_images=num_images,
                    stage2=stage2, stage2_lora=stage2_lora, stage2_steps=stage2_steps,
                    stage2_guidance=stage2_guidance, image=image, clean_caption=clean_caption, revision=revision,
                    variant=variant, unet=unet, stage2_unet=stage2_unet, run=run.folder if run else None, flags=flags,

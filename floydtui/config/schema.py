@@ -156,6 +156,8 @@ VALIDATION_FIELDS = [
     _f("validation_guidance", NUM, AUTO, "Classifier-free guidance scale; auto = the pipeline's default (7 for "
        "stage I, 4 for stage II), what `floydtui generate` uses.", min=0),
     _f("validation_seed", int, 0, "Seed of validation images (fixed, so steps compare).", min=0),
+    _f("num_validation_images", int, 1, "Images per prompt and size, seeded validation_seed, validation_seed + 1, ... "
+       "(what `floydtui generate --seed` gives); several show what a LoRA does more surely than one.", min=1, max=10),
     _f("num_eval_images", int, 4, "Stage II: eval images taken from each dataset.", min=0, max=1000),
 ]
 

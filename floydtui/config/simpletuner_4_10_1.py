@@ -72,6 +72,7 @@ DEFAULTS: dict[str, Any] = {
     "validation_num_inference_steps": 30,
     "validation_guidance": 7.5,
     "validation_seed": None,
+    "num_validation_images": 1,
     "num_eval_images": 4,
     "output_dir": "simpletuner-results",
     "tracker_project_name": "simpletuner",
@@ -208,8 +209,8 @@ SAME = ("model_family", "model_flavour", "model_type", "lora_rank", "lora_dropou
         "lr_end", "lr_scheduler", "lr_warmup_steps", "train_batch_size", "gradient_accumulation_steps",
         "gradient_checkpointing", "mixed_precision", "caption_dropout_probability", "resolution",
         "checkpoints_total_limit", "validation_negative_prompt", "validation_num_inference_steps",
-        "validation_guidance", "num_eval_images", "output_dir", "timestep_bias_multiplier", "timestep_bias_portion",
-        "timestep_bias_begin", "timestep_bias_end", "tracker_project_name", "tracker_run_name")
+        "validation_guidance", "num_validation_images", "num_eval_images", "output_dir", "timestep_bias_multiplier",
+        "timestep_bias_portion", "timestep_bias_begin", "timestep_bias_end", "tracker_project_name", "tracker_run_name")
 RENAMED = {"checkpointing_steps": "checkpoint_step_interval", "validation_steps": "validation_step_interval"}
 # The floydtui keys the rules below translate; other SimpleTuner-named keys pass with their name.
 CONSUMED = {*SAME, *RENAMED, "pretrained_model_name_or_path", "revision", "variant", "lora_alpha", "lora_target_modules",
@@ -289,9 +290,9 @@ def from_simpletuner(given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
         out["model_family"] = "deepfloyd"
     for key in ("lora_rank", "lora_dropout", "learning_rate", "lr_end", "lr_warmup_steps", "train_batch_size",
                 "gradient_accumulation_steps", "caption_dropout_probability", "resolution", "checkpoints_total_limit",
-                "validation_num_inference_steps", "validation_guidance", "num_eval_images", "checkpointing_steps",
-                "validation_steps", "timestep_bias_multiplier", "timestep_bias_portion", "timestep_bias_begin",
-                "timestep_bias_end"):
+                "validation_num_inference_steps", "validation_guidance", "num_validation_images", "num_eval_images",
+                "checkpointing_steps", "validation_steps", "timestep_bias_multiplier", "timestep_bias_portion",
+                "timestep_bias_begin", "timestep_bias_end"):
         out[key] = _num(out[key])
     for key in ("use_dora", "gradient_checkpointing"):
         out[key] = _bool(out[key])

@@ -70,5 +70,6 @@ def model_card(preset: Any, *, base_model: str, note: str, steps: int, world_siz
     lines += [f"| {k} | `{t[k]}` |" for k in keys]
     if validation_images:
         lines += ["", "## Validation images (last)", ""]
-        lines += [f"- `{Path(i['path']).name}`: {i['prompt']} ({i['width']}x{i['height']})" for i in validation_images]
+        lines += [f"- `{Path(i['path']).name}`: {i['prompt']} ({i['width']}x{i['height']}"
+                  + (f", seed {i['seed']}" if "seed" in i else "") + ")" for i in validation_images]
     return "\n".join(lines) + "\n"

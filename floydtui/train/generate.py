@@ -92,6 +92,9 @@ class RunInfo:
     # monitor showed unless --steps / --guidance say otherwise
     steps: int | None = None
     guidance: float | None = None
+    # and its seeds: validation_seed, validation_seed + 1, ... num_validation_images of them
+    seed: int | None = None
+    num_images: int | None = None
 
 
 # ---- small parsers --------------------------------------------------------------------
@@ -166,7 +169,9 @@ def read_run(run_dir: str | Path) -> RunInfo:
         base, stage = preset.base_model, preset.stage
         revision, variant = preset.model["revision"], preset.model["variant"]
         clean_caption = preset.training["clean_caption"]
-        sampler = (preset.validation["validation_num_inference_steps"], float(preset.validation["validation_guidance"]))
+        v = preset.validation
+        sampler = (v["validation_num_inference_steps"], float(v["validation_guidance"]), v["validation_seed"],
+                   v["num_validation_images"])
     else:
         start = next((e for e in events if e.get("type") == "run_start"), None)
         if start is None:
@@ -175,7 +180,7 @@ def read_run(run_dir: str | Path) -> RunInfo:
                                  hint="pass the output_dir of a `floydtui run`, or use --base and --lora")
         base = start.get("model_id") or start["base_model"]
         stage, revision, variant = FLAVOURS[start["flavour"]].stage, "main", "auto"
-        clean_caption, sampler = True, (None, None)
+        clean_caption, sampler = True, (None, None, None, None)
     lora = folder / LORA_FILE
     unet = folder / "unet"
     if lora.is_file():

@@ -357,7 +357,8 @@ class Reporter:
 
         for i, image in enumerate(images):
             pixels = np.asarray(Image.open(image["path"]).convert("RGB"))
-            tag = f"validation/{i:02d} {image['prompt'].replace('/', ' ')} ({image['width']}x{image['height']})"
+            seed = f", seed {image['seed']}" if len({im.get("seed") for im in images}) > 1 else ""
+            tag = f"validation/{i:02d} {image['prompt'].replace('/', ' ')} ({image['width']}x{image['height']}{seed})"
             if tracker.name == "wandb":
                 import wandb
 

@@ -22,9 +22,18 @@ NO_EFFECT_ATOL = 1e-6  # images ([0, 1]) closer than this to the base model's co
 PANELS = ("input", "output", "original")  # a stage II validation PNG, left to right
 
 
-def image_name(prompt: str, width: int, height: int, index: int) -> str:
-    """A file name from a prompt and size: `00-a-red-circle-64x64.png`."""
-    return f"{index:02d}-{sampling.slug(prompt)}-{width}x{height}.png"
+def image_name(prompt: str, width: int, height: int, index: int, seed: int | None = None) -> str:
+    """A file name from a prompt and size: `00-a-red-circle-64x64.png`, with the seed when a run makes
+    several images of each (num_validation_images): `00-a-red-circle-seed1-64x64.png`."""
+    seeded = "" if seed is None else f"-seed{seed}"
+    return f"{index:02d}-{sampling.slug(prompt)}{seeded}-{width}x{height}.png"
+
+
+def validation_seeds(validation: dict[str, Any]) -> list[int]:
+    """The seeds of each prompt's (or eval image's) validation images: validation_seed, + 1, ... (as
+    `floydtui generate --seed S --num-images N` numbers them)."""
+    first = validation["validation_seed"]
+    return [first + i for i in range(validation.get("num_validation_images", 1))]
 
 
 def eval_views(pixels, width: int, height: int):
@@ -72,38 +81,44 @@ def save_png(image, path: Path) -> Path:
 
 def run_validation(pipe, cache, *, prompts: list[str], negative_prompt: str, sizes: list[tuple[int, int]],
                    validation: dict[str, Any], folder: Path) -> list[dict[str, Any]]:
-    """Every prompt at every size into `folder`; returns the `validation` event's image list."""
+    """Every prompt at every size, num_validation_images seeds each, into `folder`; returns the `validation`
+    event's image list."""
     images = []
     negative = cache.get(negative_prompt)
+    seeds = validation_seeds(validation)
     for i, prompt in enumerate(prompts):
         for width, height in sizes:
-            image = sampling.sample_stage1(pipe, cache.get(prompt), negative, width=width, height=height,
-                                           steps=validation["validation_num_inference_steps"],
-                                           guidance=validation["validation_guidance"],
-                                           seed=validation["validation_seed"])
-            path = save_png(image, folder / image_name(prompt, width, height, i))
-            images.append({"path": str(path), "prompt": prompt, "width": width, "height": height})
+            for seed in seeds:
+                image = sampling.sample_stage1(pipe, cache.get(prompt), negative, width=width, height=height,
+                                               steps=validation["validation_num_inference_steps"],
+                                               guidance=validation["validation_guidance"], seed=seed)
+                name = image_name(prompt, width, height, i, seed if len(seeds) > 1 else None)
+                path = save_png(image, folder / name)
+                images.append({"path": str(path), "prompt": prompt, "width": width, "height": height, "seed": seed})
     return images
 
 
 def run_stage2_validation(pipe, cache, *, eval_images: list, negative_prompt: str, sizes: list[tuple[int, int]],
                           validation: dict[str, Any], folder: Path) -> list[dict[str, Any]]:
-    """Every eval image upscaled at every output size into `folder` as input | output | original PNGs.
+    """Every eval image upscaled at every output size (num_validation_images seeds each) into `folder` as
+    input | output | original PNGs.
 
     Each image is prompted with its own training caption; returns the `validation` event's image list.
     """
     images = []
     negative = cache.get(negative_prompt)
+    seeds = validation_seeds(validation)
     for i, ev in enumerate(eval_images):
         for width, height in sizes:
             small, original = eval_views(ev.pixels, width, height)
-            output = sampling.upscale(pipe, small, cache.get(ev.caption), negative,
-                                      steps=validation["validation_num_inference_steps"],
-                                      guidance=validation["validation_guidance"], seed=validation["validation_seed"])
-            path = save_png(side_by_side(small, output, original),
-                            folder / image_name(Path(ev.path).stem, width, height, i))
-            images.append({"path": str(path), "prompt": ev.caption, "width": width, "height": height,
-                           "source": ev.path, "panels": list(PANELS)})
+            for seed in seeds:
+                output = sampling.upscale(pipe, small, cache.get(ev.caption), negative,
+                                          steps=validation["validation_num_inference_steps"],
+                                          guidance=validation["validation_guidance"], seed=seed)
+                name = image_name(Path(ev.path).stem, width, height, i, seed if len(seeds) > 1 else None)
+                path = save_png(side_by_side(small, output, original), folder / name)
+                images.append({"path": str(path), "prompt": ev.caption, "width": width, "height": height,
+                               "seed": seed, "source": ev.path, "panels": list(PANELS)})
     return images
 
 

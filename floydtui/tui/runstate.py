@@ -24,6 +24,7 @@ class ValidationImage:
     prompt: str
     width: int
     height: int
+    seed: int | None = None  # named when the run makes several images of each (num_validation_images)
 
 
 @dataclass(frozen=True)
@@ -164,9 +165,11 @@ class RunState:
     def _on_validation(self, ev: dict) -> set[str]:
         images = tuple(
             ValidationImage(self._resolve(img["path"]), str(img.get("prompt", "")), int(img.get("width") or 0),
-                            int(img.get("height") or 0))
+                            int(img.get("height") or 0), _seed(img.get("seed")))
             for img in ev.get("images", [])
         )
+        if len({img.seed for img in images}) < 2:  # one seed: nothing to tell the images apart by
+            images = tuple(ValidationImage(img.path, img.prompt, img.width, img.height) for img in images)
         step = int(ev["step"])
         self.validations = [v for v in self.validations if v.step != step]
         self.validations.append(ValidationSet(step, images))
@@ -201,6 +204,10 @@ class RunState:
 
 def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
+
+
+def _seed(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def format_duration(seconds: float | None) -> str:

@@ -26,15 +26,22 @@ CELL_MIN_W = 14  # narrower than this, a 64px image is a smudge
 CELL_H = 7  # lines per row: a caption and six of image (12 px at two pixels a line)
 
 
-def grid_rows(sets: list[ValidationSet]) -> list[tuple[str, int, int]]:
-    """(prompt, width, height) of every image any step made, in the order they first appear."""
-    return list(dict.fromkeys((img.prompt, img.width, img.height) for vs in sets for img in vs.images))
+Row = tuple[str, int, int, int | None]  # prompt, width, height, seed (None: the run's one seed)
 
 
-def cell(sets: list[ValidationSet], row: tuple[str, int, int], step: int) -> ValidationImage | None:
+def row_of(img: ValidationImage) -> Row:
+    return img.prompt, img.width, img.height, img.seed
+
+
+def grid_rows(sets: list[ValidationSet]) -> list[Row]:
+    """(prompt, width, height, seed) of every image any step made, in the order they first appear."""
+    return list(dict.fromkeys(row_of(img) for vs in sets for img in vs.images))
+
+
+def cell(sets: list[ValidationSet], row: Row, step: int) -> ValidationImage | None:
     """The image of `row` at `step`, if that validation made one."""
     vs = next((v for v in sets if v.step == step), None)
-    return next((img for img in vs.images if (img.prompt, img.width, img.height) == row), None) if vs else None
+    return next((img for img in vs.images if row_of(img) == row), None) if vs else None
 
 
 class CellsReady(Message):
@@ -140,8 +147,9 @@ class CompareScreen(WorkerFailures, Screen):
         widgets = [Static("prompt · size", classes="compare-head")]
         widgets += [Static(f"step {step}", classes="compare-head") for step in steps]
         tiles = iter(event.tiles)
-        for prompt, w, h in rows:
-            widgets.append(Static(Text(f"{prompt}\n{w}x{h}", overflow="fold"), classes="compare-label"))
+        for prompt, w, h, seed in rows:
+            size = f"{w}x{h}" if seed is None else f"{w}x{h} seed {seed}"
+            widgets.append(Static(Text(f"{prompt}\n{size}", overflow="fold"), classes="compare-label"))
             widgets += [Static(next(tiles), classes="compare-cell") for _ in steps]
         grid.mount_all(widgets)
 

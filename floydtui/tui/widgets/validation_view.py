@@ -26,7 +26,8 @@ def render_tile(img: ValidationImage, cell_w: int, cell_h: int, colour: bool, la
 
     from floydtui.preview import render
 
-    head = label if label is not None else f"{img.width}x{img.height} {img.prompt}"
+    seed = "" if img.seed is None else f" seed {img.seed}"
+    head = label if label is not None else f"{img.width}x{img.height}{seed} {img.prompt}"
     caption = Text(fit(head, cell_w) + "\n", style="dim", no_wrap=True)
     try:
         with Image.open(img.path) as im:

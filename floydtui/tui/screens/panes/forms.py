@@ -29,7 +29,8 @@ TRAINING_GROUPS = (
 )
 
 VALIDATION_KEYS = ("validation_resolution", "validation_prompt", "validation_negative_prompt", "validation_steps",
-                   "validation_num_inference_steps", "validation_guidance", "validation_seed", "num_eval_images")
+                   "validation_num_inference_steps", "validation_guidance", "validation_seed", "num_validation_images",
+                   "num_eval_images")
 
 
 class TrainingPane(WizardPane):
