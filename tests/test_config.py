@@ -124,6 +124,8 @@ def test_validation_resolution_parses(value, expected):
 def test_describe_sizes_is_the_wizard_live_parse():
     assert describe_sizes(parse_validation_resolution("64,96,64x96,96x64")) == \
         "4 images: 64x64, 96x96, 64x96, 96x64"
+    assert describe_sizes(parse_validation_resolution("64,64x96"), seeds=3) == \
+        "6 images a prompt: 64x64, 64x96, 3 seeds each"
 
 
 @pytest.mark.parametrize("value,bad", [

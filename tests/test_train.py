@@ -188,13 +188,15 @@ def test_run_end_to_end_directory_events_and_lora_loads(tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_and_sigterm_ends_with_the_unbroken_lora(tmp_path):
+def test_resume_after_sigkill_and_sigterm_ends_with_the_unbroken_lora(tmp_path, capsys):
+    from floydtui.cli import main
+
     # Accumulation, LoRA dropout and bf16 optimizer states: each has state a resume must restore.
     training = 'gradient_accumulation_steps = 2\nlora_dropout = 0.1\noptimizer = "adamw_bf16"'
     preset = write_preset(tmp_path, steps=6, training=training)
-    code, _, err = finish(floydtui("run", str(preset), "--output-dir", str(tmp_path / "a"), "--json",
-                                   "--set", "validation_steps=0"))
-    assert code == 0, err
+    # the unbroken run in this process (no start-up to pay); the broken ones in their own, to be killed
+    code = main(["run", str(preset), "--output-dir", str(tmp_path / "a"), "--json", "--set", "validation_steps=0"])
+    assert code == 0, capsys.readouterr().err
 
     args = ("run", str(preset), "--output-dir", str(tmp_path / "b"), "--json", "--set", "validation_steps=0")
     # SIGKILL right after the first checkpoint: nothing gets a chance to clean up.
@@ -299,7 +301,8 @@ def test_embed_cache_matches_the_pipeline_and_rebuilds_damaged_entries(tmp_path)
 
 
 @pytest.mark.slow
-def test_unusable_folders_are_refused_up_front_and_a_failed_write_mid_run_says_what(tmp_path):
+def test_unusable_folders_are_refused_up_front_and_a_failed_write_mid_run_says_what(tmp_path, capsys):
+    from floydtui.cli import main
     from floydtui.train.embed_cache import TextEmbedCache, encoder_identity
     from floydtui.train.models import resolve_model_dir
 
@@ -309,9 +312,11 @@ def test_unusable_folders_are_refused_up_front_and_a_failed_write_mid_run_says_w
                           ("cache_dir", 'cache_dir = "cache"', 'cache_dir = "blocker/cache"')):
         bad = tmp_path / f"bad-{key}.toml"
         bad.write_text(preset.read_text().replace(old, new))
-        code, out, _ = finish(floydtui("check", str(bad)))
+        code = main(["check", str(bad)])  # in this process: the refusals come before any model loads
+        out, _ = capsys.readouterr()
         assert code == 1 and f"{key} = " in out and "blocker is a file" in out, out
-        code, out, err = finish(floydtui("run", str(bad)))
+        code = main(["run", str(bad)])
+        out, err = capsys.readouterr()
         assert code == 2 and f"{key} = " in err and "blocker is a file" in err, err
         assert "internal error" not in err + out and "Traceback" not in err
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()  # nothing was started

@@ -290,6 +290,12 @@ def test_validation_resolution_parses_live():
         assert "item 2" in static_text(app, "#resolution-parse")
         assert editor.has_class("-error")
         assert not app.screen.query_one("#field-num_eval_images").display  # stage I has no eval images
+        await pilot.press("ctrl+a", "ctrl+k", *"64,64x96")
+        seeds = app.screen.query_one("#field-num_validation_images")
+        seeds.editor.focus()
+        await pilot.press("ctrl+a", "ctrl+k", "3")
+        await settle(pilot)
+        assert "6 images a prompt: 64x64, 64x96, 3 seeds each" in static_text(app, "#resolution-parse")
 
     run(app, test)
 

@@ -65,10 +65,14 @@ def simpletuner_unreadable_items(value: str | int) -> list[str]:
     return [item.strip() for item in str(value).split(",") if not _SIMPLETUNER_ITEM.match(item.strip().lower())]
 
 
-def describe_sizes(sizes: list[tuple[int, int]]) -> str:
-    """"4 images: 64x64, 96x96, 64x96, 96x64" for the wizard's live parse."""
-    n = len(sizes)
-    return f"{n} image{'s' if n != 1 else ''}: " + ", ".join(f"{w}x{h}" for w, h in sizes)
+def describe_sizes(sizes: list[tuple[int, int]], seeds: int = 1) -> str:
+    """"4 images: 64x64, 96x96, 64x96, 96x64" for the wizard's live parse; with `seeds` (num_validation_images)
+    above 1, "8 images a prompt: 64x64, 96x96, 64x96, 96x64, 2 seeds each"."""
+    n = len(sizes) * max(1, seeds)
+    listed = ", ".join(f"{w}x{h}" for w, h in sizes)
+    if seeds > 1:
+        return f"{n} images a prompt: {listed}, {seeds} seeds each"
+    return f"{n} image{'s' if n != 1 else ''}: {listed}"
 
 
 def _round8(v: int) -> int:

@@ -93,8 +93,10 @@ class ValidationPane(WizardPane):
         self.refresh_editors()
         parse = self.resolution_parse
         value = self.state.resolved("validation", "validation_resolution")
+        seeds = self.state.resolved("validation", "num_validation_images")
         try:
-            parse.update("→ " + describe_sizes(parse_validation_resolution(value)))
+            parse.update("→ " + describe_sizes(parse_validation_resolution(value),
+                                               seeds if isinstance(seeds, int) and seeds > 0 else 1))
             parse.remove_class("-error")
         except FloydError as e:
             parse.update("→ " + "; ".join(p.message for p in e.problems))
