@@ -257,12 +257,11 @@ def test_the_training_form_shows_the_keys_the_chosen_strategy_reads(repo):
 
 # ---- a real run ----------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_a_biased_run_resumes_to_the_unbroken_lora_and_differs_from_an_unbiased_one(tmp_path, capsys):
+def test_a_biased_run_resumes_to_the_unbroken_lora_and_differs_from_an_unbiased_one(tmp_path):
     """The trainer records no timesteps, so the bias shows in the LoRA: resumed = unbroken, != unbiased."""
     import signal
 
     from helpers import WAIT_S, finish
-    from floydtui.cli import main
     from floydtui.events import read_events
     from test_train import floydtui, lora_tensors, write_preset
 
@@ -273,7 +272,8 @@ def test_a_biased_run_resumes_to_the_unbroken_lora_and_differs_from_an_unbiased_
         return ("run", str(preset), "--output-dir", str(tmp_path / out), "--json", "--set", "validation_steps=0", *more)
 
     for out, more in (("unbroken", ()), ("unbiased", ("--set", "timestep_bias_strategy=none"))):
-        assert main(list(args(out, *more))) == 0, capsys.readouterr().err  # in this process: no start-up to pay
+        code, _, err = finish(floydtui(*args(out, *more)))
+        assert code == 0, err
     proc = floydtui(*args("resumed"))
     for line in proc.stdout:
         if '"type": "checkpoint"' in line:  # killed right after step 2's checkpoint

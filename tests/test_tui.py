@@ -701,7 +701,8 @@ def test_launch_the_tiny_demo_and_watch_it_train(tmp_path, repo):
         assert monitor.exit_code == 0
         assert len(monitor.plot.series) == data["training"]["max_train_steps"]
         assert monitor.validation_view.current is not None
-        view = await tiles_shown(pilot)
+        view = await tiles_shown(pilot, n=len(monitor.validation_view.current.images))  # sizes x seeds
+        assert len(monitor.validation_view.current.images) == 4  # the demo's num_validation_images at 64x64
         assert "▀" in plain(view.query(".val-tile").first().content)
 
     try:
