@@ -138,7 +138,7 @@ def test_a_tensorboard_run_writes_what_tensorboards_reader_loads(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import IMAGES, SCALARS, EventAccumulator
 
     preset = write_preset(tmp_path, 'report_to = "tensorboard"\ntracker_project_name = "shapes"')
-    result = floydtui("run", str(preset))
+    result = floydtui("run", str(preset), "--set", "num_validation_images=2")  # each image's seed in its tag
     assert result.returncode == 0, result.stderr
     run = tmp_path / "out-preset"
     events = read_events(run / "events.jsonl")
@@ -156,9 +156,11 @@ def test_a_tensorboard_run_writes_what_tensorboards_reader_loads(tmp_path):
     validations = [e for e in events if e["type"] == "validation"]
     assert [v["step"] for v in validations] == [2, 4]
     tags = acc.Tags()["images"]
-    assert len(tags) == 2 and all("a red circle on a blue background" in t for t in tags)  # the prompt names it
-    for image in validations[-1]["images"]:
-        tag = next(t for t in tags if f"({image['width']}x{image['height']})" in t)
+    images = validations[-1]["images"]
+    assert {i["seed"] for i in images} == {0, 1} and len(tags) == len(images) == 4  # 32x32 and 32x48, 2 seeds each
+    assert all("a red circle on a blue background" in t for t in tags)  # the prompt names it
+    for image in images:
+        (tag,) = [t for t in tags if f"({image['width']}x{image['height']}, seed {image['seed']})" in t]
         logged = acc.Images(tag)
         assert [i.step for i in logged] == [2, 4]
         assert (logged[-1].width, logged[-1].height) == (image["width"], image["height"])

@@ -1,4 +1,4 @@
-"""Validation images across steps: one row per prompt and size, one column per step, paged.
+"""Validation images across steps: one row per prompt, size and seed, one column per step, paged.
 
 How a LoRA learns shows in the same prompt at step 100, 200, 300 side by side. The grid
 fits the terminal: as many step columns and prompt rows as fit, and the arrow keys (or
