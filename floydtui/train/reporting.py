@@ -355,9 +355,10 @@ class Reporter:
         import numpy as np
         from PIL import Image
 
+        several = len({im.get("seed") for im in images}) > 1  # num_validation_images > 1: tags say the seed
         for i, image in enumerate(images):
             pixels = np.asarray(Image.open(image["path"]).convert("RGB"))
-            seed = f", seed {image['seed']}" if len({im.get("seed") for im in images}) > 1 else ""
+            seed = f", seed {image['seed']}" if several else ""
             tag = f"validation/{i:02d} {image['prompt'].replace('/', ' ')} ({image['width']}x{image['height']}{seed})"
             if tracker.name == "wandb":
                 import wandb

@@ -163,13 +163,13 @@ class RunState:
         return {"stats", "loss"}
 
     def _on_validation(self, ev: dict) -> set[str]:
+        listed = ev.get("images", [])
+        several = len({_seed(img.get("seed")) for img in listed}) > 1  # one seed: nothing to tell them apart by
         images = tuple(
             ValidationImage(self._resolve(img["path"]), str(img.get("prompt", "")), int(img.get("width") or 0),
-                            int(img.get("height") or 0), _seed(img.get("seed")))
-            for img in ev.get("images", [])
+                            int(img.get("height") or 0), _seed(img.get("seed")) if several else None)
+            for img in listed
         )
-        if len({img.seed for img in images}) < 2:  # one seed: nothing to tell the images apart by
-            images = tuple(ValidationImage(img.path, img.prompt, img.width, img.height) for img in images)
         step = int(ev["step"])
         self.validations = [v for v in self.validations if v.step != step]
         self.validations.append(ValidationSet(step, images))
