@@ -23,7 +23,9 @@ What it trains (see docs/builtin-models.md for the measured run times on 2 CPU c
 - stage II: as IFSuperResolutionPipeline feeds it (the 64px image upscaled bilinearly, noised by
   the image_noising_scheduler at a noise level that is also the class label), but on random
   --crop px windows of the 256px image (the UNet is convolutional; its attention sees fewer
-  tokens), which is what makes it affordable on a CPU.
+  tokens), which is what makes it affordable on a CPU; with --on-policy, part of each batch is
+  noised by the model's own sampling steps instead, with the target that leads back to the true
+  image (sampling otherwise keeps its own earlier errors).
 """
 
 from __future__ import annotations
@@ -77,6 +79,15 @@ def parse() -> argparse.Namespace:
     p.add_argument("--resume-from", type=Path, default=None,
                    help="start from the EMA UNet (and trained T5) of this state.pt, or the UNet of this pipeline folder "
                         "(a new phase: fresh optimizer and EMA)")
+    p.add_argument("--on-policy", type=float, default=0.0,
+                   help="stage II: the share of each batch whose noisy input is reached by 1 to --rollout of the "
+                        "model's own sampling steps (20, 25 or 50 of them, as IFSuperResolutionPipeline takes them) "
+                        "from a forward-noised image, with the epsilon that leads back to the true image as target: "
+                        "sampling keeps its own earlier errors unless it has learned to correct them")
+    p.add_argument("--rollout", type=int, default=6, help="stage II, --on-policy: the most sampling steps rolled out")
+    p.add_argument("--from-noise", action="store_true",
+                   help="stage II, --on-policy: a rollout from the schedule's first step starts from pure noise, "
+                        "as the pipeline does (without it, from the image noised to that step)")
     p.add_argument("--stop-at", type=int, default=None, help="end (and save) at this step of the --steps schedule")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--save-every", type=int, default=100)
@@ -143,6 +154,62 @@ def stage2_batch(x256: torch.Tensor, crop: int, gen: torch.Generator, noising, l
         return torch.stack([t[i, :, y:y + crop, x:x + crop] for i, (y, x) in enumerate(corners)])
 
     return window(x256), window(cond), levels
+
+
+def target_epsilon(scheduler, noisy: torch.Tensor, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The epsilon whose implied x0 at (noisy, t) is exactly x0."""
+    abar = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+    return (noisy - abar.sqrt() * x0) / (1 - abar).sqrt()
+
+
+def ddpm_step(scheduler, model_eps: torch.Tensor, x: torch.Tensor, t: torch.Tensor, prev: torch.Tensor,
+              z: torch.Tensor) -> torch.Tensor:
+    """DDPMScheduler.step (fixed_small variance, IF-II's thresholding: x0 clamped to [-1, 1]) per sample,
+    each at its own t and previous t (prev < 0: the final step), with `z` as the step's noise."""
+    ab = scheduler.alphas_cumprod
+    a_t = ab[t].view(-1, 1, 1, 1)
+    a_prev = torch.where(prev >= 0, ab[prev.clamp(min=0)], torch.ones_like(prev, dtype=ab.dtype)).view(-1, 1, 1, 1)
+    alpha = a_t / a_prev
+    beta = 1 - alpha
+    x0 = ((x - (1 - a_t).sqrt() * model_eps) / a_t.sqrt()).clamp(-1, 1)
+    mean = a_prev.sqrt() * beta / (1 - a_t) * x0 + alpha.sqrt() * (1 - a_prev) / (1 - a_t) * x
+    var = ((1 - a_prev) / (1 - a_t) * beta).clamp(min=1e-20)
+    return mean + torch.where(prev.view(-1, 1, 1, 1) >= 0, var.sqrt() * z, torch.zeros_like(z))
+
+
+def rollout(unet, scheduler, x0, cond, ctx, levels, noisy, t, gen, share: float, most: int, from_noise: bool):
+    """Replace a share of the batch's (t, noisy) with states the model's own sampling reaches: each picked sample
+    gets a schedule of 20, 25 or 50 steps (leading spacing, as the pipeline's), a landing step on it, and starts
+    1 to `most` steps earlier from the forward-noised image (with `from_noise`, from pure noise where that is the
+    schedule's first step, as the pipeline starts); the model then samples its way to the landing step."""
+    n = x0.shape[0]
+    picked = torch.rand(n, generator=gen) < share
+    counts = torch.tensor([20, 25, 50])[torch.randint(0, 3, (n,), generator=gen)]
+    ratio = 1000 // counts
+    land = torch.randint(0, 10**6, (n,), generator=gen) % counts  # index on the schedule, 0 = the noisiest
+    k = torch.minimum(land, 1 + torch.randint(0, most, (n,), generator=gen))  # steps rolled out
+    k = torch.where(picked, k, torch.zeros_like(k))
+    t_land = (counts - 1 - land) * ratio
+    t_start = t_land + k * ratio
+    noise = torch.randn(x0.shape, generator=gen)
+    x = scheduler.add_noise(x0, noise, t_start)
+    if from_noise:  # a rollout from the schedule's first step starts where the pipeline does: from pure noise
+        x = torch.where((k == land).view(-1, 1, 1, 1), noise, x)
+    was = unet.training
+    unet.eval()
+    with torch.no_grad():
+        for r in range(int(k.max())):
+            active = r >= (k.max() - k)  # a sample with k steps runs the last k of the loop
+            if not bool(active.any()):
+                continue
+            t_now = t_start - (r - (k.max() - k)).clamp(min=0) * ratio
+            eps = unet(torch.cat([x, cond], 1), t_now, encoder_hidden_states=ctx, class_labels=levels).sample[:, :3]
+            stepped = ddpm_step(scheduler, eps, x, t_now, t_now - ratio, torch.randn(x.shape, generator=gen))
+            x = torch.where(active.view(-1, 1, 1, 1), stepped, x)
+    unet.train(was)
+    t = torch.where(picked, t_land, t)
+    noisy = torch.where(picked.view(-1, 1, 1, 1), x, noisy)
+    return t, noisy
 
 
 def weight_cap(step: int, cap_from: int) -> float:
@@ -248,6 +315,10 @@ def main() -> int:
             # those steps a tenth of the batch, too few for the text pathway to learn the colours in a CPU budget.
             t = torch.where(torch.arange(x0.shape[0]) % 2 == 0, 800 + torch.randint(0, 200, t.shape, generator=gen), t)
         noisy = scheduler.add_noise(x0, noise, t)
+        if args.on_policy and cond is not None:
+            t, noisy = rollout(unet, scheduler, x0, cond, ctx, levels, noisy, t, gen, args.on_policy, args.rollout,
+                               args.from_noise)
+            noise = target_epsilon(scheduler, noisy, x0, t)
         sample = noisy if cond is None else torch.cat([noisy, cond], 1)
         for g in opt.param_groups:
             g["lr"] = g["scale"] * lr_at(step, steps, args.lr)
