@@ -197,12 +197,11 @@ def rollout(unet, scheduler, x0, cond, ctx, levels, noisy, t, gen, share: float,
         x = torch.where((k == land).view(-1, 1, 1, 1), noise, x)
     was = unet.training
     unet.eval()
+    wait = k.max() - k  # a sample with k steps runs the last k of the loop
     with torch.no_grad():
         for r in range(int(k.max())):
-            active = r >= (k.max() - k)  # a sample with k steps runs the last k of the loop
-            if not bool(active.any()):
-                continue
-            t_now = t_start - (r - (k.max() - k)).clamp(min=0) * ratio
+            active = r >= wait
+            t_now = t_start - (r - wait).clamp(min=0) * ratio
             eps = unet(torch.cat([x, cond], 1), t_now, encoder_hidden_states=ctx, class_labels=levels).sample[:, :3]
             stepped = ddpm_step(scheduler, eps, x, t_now, t_now - ratio, torch.randn(x.shape, generator=gen))
             x = torch.where(active.view(-1, 1, 1, 1), stepped, x)
