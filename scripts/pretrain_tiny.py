@@ -23,7 +23,9 @@ What it trains (see docs/builtin-models.md for the measured run times on 2 CPU c
 - stage II: as IFSuperResolutionPipeline feeds it (the 64px image upscaled bilinearly, noised by
   the image_noising_scheduler at a noise level that is also the class label), but on random
   --crop px windows of the 256px image (the UNet is convolutional; its attention sees fewer
-  tokens), which is what makes it affordable on a CPU; with --on-policy, part of each batch is
+  tokens), which is what makes it affordable on a CPU (--crop 256 trains on the whole image: only there
+  can the UNet learn where it is, which the pipeline's align_corners=True upscale needs, as it moves the
+  content by up to 1.5 px towards the borders); with --on-policy, part of each batch is
   noised by the model's own sampling steps instead, with the target that leads back to the true
   image (sampling otherwise keeps its own earlier errors).
 """
@@ -63,7 +65,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=500, help="optimizer steps")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--crop", type=int, default=64, help="stage II: training window of the 256px image")
+    p.add_argument("--crop", type=int, default=64,
+                   help="stage II: training window of the 256px image (256: the whole image, whose borders tell the "
+                        "UNet where it is; the pipeline's upscale moves the content by up to 1.5 px towards them)")
     p.add_argument("--low-levels", type=float, default=0.5,
                    help="stage II: the share of the condition's noise levels drawn below 300 (the rest over 0-999)")
     p.add_argument("--widths", type=lambda v: tuple(int(w) for w in v.split(",")), default=None,

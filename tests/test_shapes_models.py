@@ -218,6 +218,28 @@ def test_pretraining_rolls_out_the_pipelines_own_sampling_step():
     assert torch.allclose((noisy - (1 - abar).sqrt() * target) / abar.sqrt(), x0, atol=1e-5)
 
 
+def test_the_stage2_probe_moves_the_truth_where_the_pipelines_upscale_puts_the_image():
+    """scripts/probe_stage2.py scores samples against the truth moved as IFSuperResolutionPipeline's
+    align_corners=True upscale moves a 64px image's content: for a smooth image, that upscale of its 64px
+    reduce must match the moved image, and not the image itself (up to 1.5 px apart at the borders)."""
+    import importlib.util
+
+    import torch
+
+    from floydtui.train.inputs import low_res, upscale_like_pipeline
+
+    spec = importlib.util.spec_from_file_location("probe_stage2", REPO / "scripts" / "probe_stage2.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    u = torch.arange(256, dtype=torch.float32)
+    yy, xx = torch.meshgrid(u, u, indexing="ij")
+    image = torch.stack([torch.sin(2 * math.pi * (2 * xx + 3 * yy) / 256 + k) for k in range(3)])[None] * 0.9
+    up = upscale_like_pipeline(low_res(image), (256, 256))
+    to_moved = (up - probe.moved_as_the_pipeline_moves(image)).abs().mean()
+    to_image = (up - image).abs().mean()
+    assert to_moved < 0.2 * to_image, (float(to_moved), float(to_image))
+
+
 @pytest.mark.slow
 def test_the_base_model_draws_the_colours_it_is_asked_for():
     pipe = stage1_pipe()
