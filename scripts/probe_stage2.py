@@ -82,6 +82,9 @@ def main() -> int:
     p.add_argument("--noise-level", type=int, default=250)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
+    for path, kind in ((args.model, "a pipeline folder"), (args.state, "a state.pt file")):
+        if path is not None and not path.exists():
+            p.error(f"{path} does not exist: give {kind} (pretrain_tiny writes them under its --out and --work)")
     torch.set_num_threads(args.threads)
     from floydtui.train.models import quiet_libraries
 
