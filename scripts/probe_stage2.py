@@ -13,7 +13,7 @@ Prints, for the test's four world images (20 DDPM steps, fixed_small, noise leve
   truth itself;
 - bicubic from the clean 64px image, and the moved truth against the truth (a ceiling for a model
   that draws every edge sharp but where the condition puts it).
-With --six, also pretrain_tiny's own score: six other world images at 25 steps.
+With --six, also pretrain_tiny's own score (its evaluate()): six other world images at 25 steps.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import pretrain_tiny  # noqa: E402
 from floydtui.train import shapes, tiny  # noqa: E402
-from floydtui.train.inputs import low_res  # noqa: E402
 from floydtui.train.validation import eval_views  # noqa: E402
 
 psnr = pretrain_tiny.psnr
@@ -79,7 +79,7 @@ def main() -> int:
     p.add_argument("--state", type=Path, default=None, help="a pretrain_tiny state.pt: its EMA UNet (--raw: its UNet)")
     p.add_argument("--raw", action="store_true")
     p.add_argument("--six", action="store_true", help="also pretrain_tiny's six images at 25 steps")
-    p.add_argument("--noise-level", type=int, default=250)
+    p.add_argument("--noise-level", type=int, default=250, help="for the test's four (pretrain_tiny's six: 250)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     for path, kind in ((args.model, "a pipeline folder"), (args.state, "a state.pt file")):
@@ -107,17 +107,9 @@ def main() -> int:
     mean = [sum(r[k] for r in rows) / len(rows) for k in range(4)]
     print(f"the test's four: {mean[0]:.2f} dB (against the moved truth {mean[1]:.2f}); bicubic {mean[2]:.2f}; "
           f"the moved truth {mean[3]:.2f}")
-    if args.six:
-        rng = random.Random(pretrain_tiny.SEED - 1)  # pretrain_tiny's evaluate()
-        ours = []
-        for i in range(6):
-            x, caps = pretrain_tiny.world_batch(rng, 1)
-            with torch.no_grad():
-                out = pipe(image=low_res(x), prompt=caps[0], num_inference_steps=25, guidance_scale=1.0,
-                           noise_level=args.noise_level, generator=torch.Generator().manual_seed(i),
-                           output_type="pt").images.float().clamp(-1, 1)
-            ours.append(psnr(out, x))
-        print(f"pretrain_tiny's six: {sum(ours) / len(ours):.2f} dB")
+    if args.six:  # pretrain_tiny's own final score, its images kept in a folder that goes with it
+        with tempfile.TemporaryDirectory() as folder:
+            pretrain_tiny.evaluate(2, pipe.unet, pipe.tokenizer, pipe.text_encoder, Path(folder), quick=False)
     return 0
 
 

@@ -182,19 +182,25 @@ def test_shapes_models_normalise_several_channels_together(stage):
     assert per_group >= 4 and real["block_out_channels"][0] // real["norm_num_groups"] >= 4, per_group
 
 
+def load_script(name: str):
+    """scripts/NAME.py as a module (the scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_pretraining_rolls_out_the_pipelines_own_sampling_step():
     """scripts/pretrain_tiny.py --on-policy trains stage II on states its own sampling reaches, stepping many
     samples at once, each at its own timestep: each step must be DDPMScheduler.step as the pipeline runs it."""
-    import importlib.util
-
     import torch
     from diffusers import DDPMScheduler
 
     from floydtui.train import tiny
 
-    spec = importlib.util.spec_from_file_location("pretrain_tiny", REPO / "scripts" / "pretrain_tiny.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("pretrain_tiny")
     scheduler = DDPMScheduler.from_config(tiny.if_scheduler(2).config, variance_type="fixed_small")
     cases = [(20, 950), (25, 520), (50, 20), (20, 0)]  # the last one: the final step, no noise added
     gen = torch.Generator().manual_seed(0)
@@ -222,15 +228,11 @@ def test_the_stage2_probe_moves_the_truth_where_the_pipelines_upscale_puts_the_i
     """scripts/probe_stage2.py scores samples against the truth moved as IFSuperResolutionPipeline's
     align_corners=True upscale moves a 64px image's content: for a smooth image, that upscale of its 64px
     reduce must match the moved image, and not the image itself (up to 1.5 px apart at the borders)."""
-    import importlib.util
-
     import torch
 
     from floydtui.train.inputs import low_res, upscale_like_pipeline
 
-    spec = importlib.util.spec_from_file_location("probe_stage2", REPO / "scripts" / "probe_stage2.py")
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
+    probe = load_script("probe_stage2")
     u = torch.arange(256, dtype=torch.float32)
     yy, xx = torch.meshgrid(u, u, indexing="ij")
     image = torch.stack([torch.sin(2 * math.pi * (2 * xx + 3 * yy) / 256 + k) for k in range(3)])[None] * 0.9
