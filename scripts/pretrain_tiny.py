@@ -42,6 +42,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -92,6 +93,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--from-noise", action="store_true",
                    help="stage II, --on-policy: a rollout from the schedule's first step starts from pure noise, "
                         "as the pipeline does (without it, from the image noised to that step)")
+    p.add_argument("--end-to-end", type=float, default=0.0, metavar="WEIGHT",
+                   help="stage II, whole images: each step samples the batch as the pipeline does (20 or 25 DDPM steps "
+                        "from pure noise) with gradients through every step, and adds WEIGHT x the final image's "
+                        "squared error against the true image to the loss of each step's x0 (the on-policy loss "
+                        "of every state the chain visits): what the test scores is the end of the chain")
     p.add_argument("--stop-at", type=int, default=None, help="end (and save) at this step of the --steps schedule")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--save-every", type=int, default=100)
@@ -215,6 +221,45 @@ def rollout(unet, scheduler, x0, cond, ctx, levels, noisy, t, gen, share: float,
     return t, noisy
 
 
+def sample_chain(unet, scheduler, x, cond, ctx, levels, count: int, gen, visit=None) -> torch.Tensor:
+    """IFSuperResolutionPipeline's denoising loop at guidance 1 from the noise `x` (DDPM with fixed_small variance
+    and IF-II's thresholding, `count` steps with leading spacing, each step's noise drawn from `gen` as the scheduler
+    draws it), keeping the graph through every step; `visit(t, x, pred)` sees each step's input and UNet output."""
+    ratio = 1000 // count
+    for i in range(count):
+        t = torch.full((x.shape[0],), (count - 1 - i) * ratio, dtype=torch.long)
+        # recomputed in the backward pass: 20 steps' activations at 256 px would hold about 10 GB
+        pred = checkpoint(lambda inp, t=t: unet(inp, t, encoder_hidden_states=ctx, class_labels=levels).sample,
+                          torch.cat([x, cond], 1), use_reentrant=False)
+        if visit is not None:
+            visit(t, x, pred)
+        z = torch.randn(x.shape, generator=gen) if i < count - 1 else torch.zeros_like(x)  # the last adds none
+        x = ddpm_step(scheduler, pred[:, :3], x, t, t - ratio, z)
+    return x
+
+
+def chain_loss(unet, scheduler, x0, cond, ctx, levels, gen, cap: float, final_weight: float):
+    """Sample x0's upscale as the pipeline does (20 or 25 steps from pure noise) with gradients through every step.
+    Returns (loss, final squared error): the mean over the chain's steps of each step's loss (its epsilon against
+    the one whose x0 is the true image, weighted by 1/SNR up to `cap`: the loss of its x0; the variance channels
+    against -1), plus `final_weight` x the sampled image's squared error against x0."""
+    count = (20, 25)[int(torch.randint(0, 2, (1,), generator=gen))]
+    per_step = []
+
+    def visit(t, x, pred):
+        # weighted by 1/SNR (up to `cap`) down to the last step: the loss of the step's x0. Floored at 1, as for
+        # forward-noised states, the last steps' epsilon error would dominate: off the forward process, their
+        # target epsilon carries what the chain got wrong, times 1/sqrt(1 - abar) (about 300 at t = 0)
+        abar = scheduler.alphas_cumprod[t]
+        weight = ((1 - abar) / abar).clamp(max=cap)
+        eps = ((pred[:, :3] - target_epsilon(scheduler, x, x0, t)) ** 2).mean(dim=(1, 2, 3))
+        per_step.append((weight * eps).mean() + 0.1 * F.mse_loss(pred[:, 3:], torch.full_like(pred[:, 3:], -1.0)))
+
+    x = sample_chain(unet, scheduler, torch.randn(x0.shape, generator=gen), cond, ctx, levels, count, gen, visit)
+    final = ((x - x0) ** 2).mean()
+    return torch.stack(per_step).mean() + final_weight * final, final.detach()
+
+
 def weight_cap(step: int, cap_from: int) -> float:
     """The cap on the 1/SNR loss weight: 20 while the UNet finds its feet, then 200 so the highest-noise
     steps, where sampling starts and colours are decided, are learned too (capped at 20 throughout,
@@ -296,7 +341,7 @@ def main() -> int:
         step = state["step"]
         log(f"resumed at step {step}")
     unet.train()
-    t0, losses = time.time(), []
+    t0, losses, finals = time.time(), [], []
     while step < min(steps, args.stop_at or steps):
         # every step's randomness comes from its own seed: resuming replays exactly
         rng, gen = random.Random(SEED * 7919 + step), torch.Generator().manual_seed(SEED + step)
@@ -318,20 +363,25 @@ def main() -> int:
             # those steps a tenth of the batch, too few for the text pathway to learn the colours in a CPU budget.
             t = torch.where(torch.arange(x0.shape[0]) % 2 == 0, 800 + torch.randint(0, 200, t.shape, generator=gen), t)
         noisy = scheduler.add_noise(x0, noise, t)
-        if args.on_policy and cond is not None:
+        for g in opt.param_groups:
+            g["lr"] = g["scale"] * lr_at(step, steps, args.lr)
+        if args.end_to_end and cond is not None:
+            loss, final = chain_loss(unet, scheduler, x0, cond, ctx, levels, gen, weight_cap(step, args.cap_from),
+                                     args.end_to_end)
+            finals.append(final.item())
+        elif args.on_policy and cond is not None:
             t, noisy = rollout(unet, scheduler, x0, cond, ctx, levels, noisy, t, gen, args.on_policy, args.rollout,
                                args.from_noise)
             noise = target_epsilon(scheduler, noisy, x0, t)
-        sample = noisy if cond is None else torch.cat([noisy, cond], 1)
-        for g in opt.param_groups:
-            g["lr"] = g["scale"] * lr_at(step, steps, args.lr)
-        pred = unet(sample, t, encoder_hidden_states=ctx, class_labels=levels).sample
-        # Epsilon loss, weighted up where the signal is weak (1/SNR, at most 20: the loss of the implied x0):
-        # plain epsilon loss teaches the high-noise steps, which set colours and layout, too slowly.
-        abar = scheduler.alphas_cumprod[t]
-        weight = ((1 - abar) / abar).clamp(1.0, weight_cap(step, args.cap_from))
-        eps_loss = ((pred[:, :3] - noise) ** 2).mean(dim=(1, 2, 3))
-        loss = (weight * eps_loss).mean() + 0.1 * F.mse_loss(pred[:, 3:], torch.full_like(pred[:, 3:], -1.0))
+        if not (args.end_to_end and cond is not None):
+            sample = noisy if cond is None else torch.cat([noisy, cond], 1)
+            pred = unet(sample, t, encoder_hidden_states=ctx, class_labels=levels).sample
+            # Epsilon loss, weighted up where the signal is weak (1/SNR, at most 20: the loss of the implied x0):
+            # plain epsilon loss teaches the high-noise steps, which set colours and layout, too slowly.
+            abar = scheduler.alphas_cumprod[t]
+            weight = ((1 - abar) / abar).clamp(1.0, weight_cap(step, args.cap_from))
+            eps_loss = ((pred[:, :3] - noise) ** 2).mean(dim=(1, 2, 3))
+            loss = (weight * eps_loss).mean() + 0.1 * F.mse_loss(pred[:, 3:], torch.full_like(pred[:, 3:], -1.0))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
@@ -343,8 +393,9 @@ def main() -> int:
         losses.append(loss.item())
         if step % 20 == 0:
             rate = (time.time() - t0) / len(losses)
-            log(f"step {step}/{steps} loss {sum(losses) / len(losses):.4f} {rate:.2f}s/step")
-            losses, t0 = [], time.time()
+            chain = f" final image {psnr_of(sum(finals) / len(finals)):.2f} dB" if finals else ""
+            log(f"step {step}/{steps} loss {sum(losses) / len(losses):.4f}{chain} {rate:.2f}s/step")
+            losses, finals, t0 = [], [], time.time()
         if step % args.save_every == 0 or step in (steps, args.stop_at):
             tmp = ckpt.with_suffix(".tmp")
             state = {"unet": unet.state_dict(), "opt": opt.state_dict(), "ema": ema.shadow, "step": step}
@@ -449,8 +500,12 @@ def evaluate(stage: int, unet, tokenizer, text_encoder, folder: Path, quick: boo
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB of two [-1, 1] images, on the [0, 1] scale."""
-    mse = ((a - b) / 2).square().mean().item()
-    return 10 * math.log10(1.0 / max(mse, 1e-10))
+    return psnr_of(((a - b) ** 2).mean().item())
+
+
+def psnr_of(squared_error: float) -> float:
+    """PSNR in dB of a mean squared error between [-1, 1] images, on the [0, 1] scale."""
+    return 10 * math.log10(1.0 / max(squared_error / 4, 1e-10))
 
 
 if __name__ == "__main__":

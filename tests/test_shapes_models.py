@@ -224,6 +224,41 @@ def test_pretraining_rolls_out_the_pipelines_own_sampling_step():
     assert torch.allclose((noisy - (1 - abar).sqrt() * target) / abar.sqrt(), x0, atol=1e-5)
 
 
+def test_end_to_end_pretraining_samples_as_the_pipeline_does():
+    """scripts/pretrain_tiny.py --end-to-end trains stage II on the image its sampling chain ends at, with gradients
+    through every step: without them, the chain must end exactly where IFSuperResolutionPipeline ends from the
+    same draws (its start noise, the condition's noise, each step's noise)."""
+    import torch
+    from diffusers import DDPMScheduler, IFSuperResolutionPipeline
+
+    from floydtui.train.inputs import upscale_like_pipeline
+    from floydtui.train.models import resolve_model_dir
+
+    script = load_script("pretrain_tiny")
+    pipe = IFSuperResolutionPipeline.from_pretrained(resolve_model_dir("builtin:shapes-if-ii", stage=2),
+                                                     safety_checker=None, feature_extractor=None, watermarker=None,
+                                                     requires_safety_checker=False, dtype=torch.float32)
+    pipe.scheduler = DDPMScheduler.from_config(pipe.scheduler.config, variance_type="fixed_small")
+    pipe.set_progress_bar_config(disable=True)
+    small = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    prompt, level, count = "a red circle on a blue background", 250, 20
+    with torch.no_grad():
+        expected = pipe(image=small, prompt=prompt, height=128, width=128, num_inference_steps=count,
+                        guidance_scale=1.0, noise_level=level, generator=torch.Generator().manual_seed(3),
+                        output_type="pt").images
+        ctx, _ = pipe.encode_prompt(prompt, do_classifier_free_guidance=False)
+        gen = torch.Generator().manual_seed(3)
+        x = torch.randn((1, 3, 128, 128), generator=gen)  # the pipeline's draws, in its order
+        up = upscale_like_pipeline(small, (128, 128))
+        levels = torch.tensor([level])
+        cond = pipe.image_noising_scheduler.add_noise(up, torch.randn(up.shape, generator=gen), levels)
+        seen = []
+        ours = script.sample_chain(pipe.unet, pipe.scheduler, x, cond, ctx, levels, count, gen,
+                                   visit=lambda t, x, pred: seen.append(int(t[0])))
+    assert seen == list(range(950, -1, -50))
+    assert torch.allclose(ours.clamp(-1, 1), expected.float(), atol=1e-4), float((ours - expected).abs().max())
+
+
 def test_the_stage2_probe_moves_the_truth_where_the_pipelines_upscale_puts_the_image():
     """scripts/probe_stage2.py scores samples against the truth moved as IFSuperResolutionPipeline's
     align_corners=True upscale moves a 64px image's content: for a smooth image, that upscale of its 64px
