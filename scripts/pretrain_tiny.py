@@ -27,7 +27,9 @@ What it trains (see docs/builtin-models.md for the measured run times on 2 CPU c
   can the UNet learn where it is, which the pipeline's align_corners=True upscale needs, as it moves the
   content by up to 1.5 px towards the borders); with --on-policy, part of each batch is
   noised by the model's own sampling steps instead, with the target that leads back to the true
-  image (sampling otherwise keeps its own earlier errors).
+  image (sampling otherwise keeps its own earlier errors); with --end-to-end (whole images), each step
+  samples the batch as the pipeline does, from pure noise, with gradients through every sampling step,
+  and trains on the final image's error (what the tests score) plus each step's x0 loss.
 """
 
 from __future__ import annotations
