@@ -251,15 +251,21 @@ def chain_loss(unet, scheduler, x0, cond, ctx, levels, gen, cap: float, final_we
     def visit(t, x, pred):
         # weighted by 1/SNR (up to `cap`) down to the last step: the loss of the step's x0. Floored at 1, as for
         # forward-noised states, the last steps' epsilon error would dominate: off the forward process, their
-        # target epsilon carries what the chain got wrong, times 1/sqrt(1 - abar) (about 300 at t = 0)
-        abar = scheduler.alphas_cumprod[t]
-        weight = ((1 - abar) / abar).clamp(max=cap)
-        eps = ((pred[:, :3] - target_epsilon(scheduler, x, x0, t)) ** 2).mean(dim=(1, 2, 3))
-        per_step.append((weight * eps).mean() + 0.1 * F.mse_loss(pred[:, 3:], torch.full_like(pred[:, 3:], -1.0)))
+        # target epsilon carries what the chain got wrong, times 1/sqrt(1 - abar) (156 at t = 0)
+        per_step.append(step_loss(scheduler, pred, target_epsilon(scheduler, x, x0, t), t, None, cap))
 
     x = sample_chain(unet, scheduler, torch.randn(x0.shape, generator=gen), cond, ctx, levels, count, gen, visit)
     final = ((x - x0) ** 2).mean()
     return torch.stack(per_step).mean() + final_weight * final, final.detach()
+
+
+def step_loss(scheduler, pred, target, t, floor: float | None, cap: float) -> torch.Tensor:
+    """The training loss of a UNet output: its epsilon against `target`, weighted by 1/SNR within [floor, cap]
+    (the loss of the implied x0 where the weight is 1/SNR), plus the variance channels taught to say -1."""
+    abar = scheduler.alphas_cumprod[t]
+    weight = ((1 - abar) / abar).clamp(floor, cap)
+    eps_loss = ((pred[:, :3] - target) ** 2).mean(dim=(1, 2, 3))
+    return (weight * eps_loss).mean() + 0.1 * F.mse_loss(pred[:, 3:], torch.full_like(pred[:, 3:], -1.0))
 
 
 def weight_cap(step: int, cap_from: int) -> float:
@@ -367,7 +373,8 @@ def main() -> int:
         noisy = scheduler.add_noise(x0, noise, t)
         for g in opt.param_groups:
             g["lr"] = g["scale"] * lr_at(step, steps, args.lr)
-        if args.end_to_end and cond is not None:
+        chained = bool(args.end_to_end) and cond is not None
+        if chained:
             loss, final = chain_loss(unet, scheduler, x0, cond, ctx, levels, gen, weight_cap(step, args.cap_from),
                                      args.end_to_end)
             finals.append(final.item())
@@ -375,15 +382,12 @@ def main() -> int:
             t, noisy = rollout(unet, scheduler, x0, cond, ctx, levels, noisy, t, gen, args.on_policy, args.rollout,
                                args.from_noise)
             noise = target_epsilon(scheduler, noisy, x0, t)
-        if not (args.end_to_end and cond is not None):
+        if not chained:
             sample = noisy if cond is None else torch.cat([noisy, cond], 1)
             pred = unet(sample, t, encoder_hidden_states=ctx, class_labels=levels).sample
             # Epsilon loss, weighted up where the signal is weak (1/SNR, at most 20: the loss of the implied x0):
             # plain epsilon loss teaches the high-noise steps, which set colours and layout, too slowly.
-            abar = scheduler.alphas_cumprod[t]
-            weight = ((1 - abar) / abar).clamp(1.0, weight_cap(step, args.cap_from))
-            eps_loss = ((pred[:, :3] - noise) ** 2).mean(dim=(1, 2, 3))
-            loss = (weight * eps_loss).mean() + 0.1 * F.mse_loss(pred[:, 3:], torch.full_like(pred[:, 3:], -1.0))
+            loss = step_loss(scheduler, pred, noise, t, 1.0, weight_cap(step, args.cap_from))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
