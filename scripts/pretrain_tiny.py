@@ -373,16 +373,15 @@ def main() -> int:
         noisy = scheduler.add_noise(x0, noise, t)
         for g in opt.param_groups:
             g["lr"] = g["scale"] * lr_at(step, steps, args.lr)
-        chained = bool(args.end_to_end) and cond is not None
-        if chained:
+        if args.end_to_end and cond is not None:
             loss, final = chain_loss(unet, scheduler, x0, cond, ctx, levels, gen, weight_cap(step, args.cap_from),
                                      args.end_to_end)
             finals.append(final.item())
-        elif args.on_policy and cond is not None:
-            t, noisy = rollout(unet, scheduler, x0, cond, ctx, levels, noisy, t, gen, args.on_policy, args.rollout,
-                               args.from_noise)
-            noise = target_epsilon(scheduler, noisy, x0, t)
-        if not chained:
+        else:
+            if args.on_policy and cond is not None:
+                t, noisy = rollout(unet, scheduler, x0, cond, ctx, levels, noisy, t, gen, args.on_policy,
+                                   args.rollout, args.from_noise)
+                noise = target_epsilon(scheduler, noisy, x0, t)
             sample = noisy if cond is None else torch.cat([noisy, cond], 1)
             pred = unet(sample, t, encoder_hidden_states=ctx, class_labels=levels).sample
             # Epsilon loss, weighted up where the signal is weak (1/SNR, at most 20: the loss of the implied x0):

@@ -229,17 +229,11 @@ def test_end_to_end_pretraining_samples_as_the_pipeline_does():
     through every step: without them, the chain must end exactly where IFSuperResolutionPipeline ends from the
     same draws (its start noise, the condition's noise, each step's noise)."""
     import torch
-    from diffusers import DDPMScheduler, IFSuperResolutionPipeline
 
     from floydtui.train.inputs import upscale_like_pipeline
-    from floydtui.train.models import resolve_model_dir
 
     script = load_script("pretrain_tiny")
-    pipe = IFSuperResolutionPipeline.from_pretrained(resolve_model_dir("builtin:shapes-if-ii", stage=2),
-                                                     safety_checker=None, feature_extractor=None, watermarker=None,
-                                                     requires_safety_checker=False, dtype=torch.float32)
-    pipe.scheduler = DDPMScheduler.from_config(pipe.scheduler.config, variance_type="fixed_small")
-    pipe.set_progress_bar_config(disable=True)
+    pipe = stage2_pipe()
     small = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
     prompt, level, count = "a red circle on a blue background", 250, 20
     with torch.no_grad():
