@@ -66,8 +66,10 @@ def pipeline(args):
     pipe.scheduler = DDPMScheduler.from_config(pipe.scheduler.config, variance_type="fixed_small")
     if args.state:
         state = torch.load(args.state, weights_only=False)
-        unet = tiny.shapes_unet(2)
-        unet.load_state_dict(state["unet" if args.raw else "ema"])
+        weights = state["unet" if args.raw else "ema"]
+        widths = tuple(weights[f"down_blocks.{i}.resnets.0.conv1.weight"].shape[0] for i in range(5))  # as trained
+        unet = tiny.shapes_unet(2, widths)
+        unet.load_state_dict(weights)
         pipe.unet = unet.half().float().eval()  # as shipped: fp16 weights
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -271,6 +271,58 @@ def test_the_stage2_probe_moves_the_truth_where_the_pipelines_upscale_puts_the_i
     assert to_moved < 0.2 * to_image, (float(to_moved), float(to_image))
 
 
+def test_widening_stage2_keeps_what_the_unet_computes():
+    """scripts/widen_stage2.py copies the full-size channels of a stage II UNet: every activation up to the
+    two resnets whose GroupNorm groups the copies move must be what the narrow UNet computes (the wider
+    time embedding included), and fitting those two resnets must bring the output closer to the narrow one's."""
+    import torch
+
+    from floydtui.train import tiny
+
+    widen = load_script("widen_stage2")
+    narrow_widths = tiny.SHAPES_WIDTHS[2]
+    narrow = tiny.shapes_unet(2).eval()
+    with torch.no_grad():  # away from its initialisation, so that no copy rule holds by accident
+        for p in narrow.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    same = tiny.shapes_unet(2, (narrow_widths[1],) + narrow_widths[1:])  # 8 -> 16 = the 128px level: no shortcut
+    with pytest.raises(ValueError, match="conv_shortcut"):
+        widen.widen_state(narrow.state_dict(), same, narrow_widths, 2, torch.Generator())
+    wide = tiny.shapes_unet(2, (3 * narrow_widths[0],) + narrow_widths[1:]).eval()
+    wide.load_state_dict(widen.widen_state(narrow.state_dict(), wide, narrow_widths, 3, torch.Generator().manual_seed(0)))
+    gen = torch.Generator().manual_seed(1)
+
+    def inputs():
+        return (torch.randn(2, 6, 32, 32, generator=gen), torch.tensor([900, 30]), torch.randn(2, 77, 64, generator=gen),
+                torch.tensor([250, 0]))
+
+    exact = ["down_blocks.0", "down_blocks.1", "mid_block", "up_blocks.2"]
+    names = exact + ["up_blocks.3.resnets.1", "up_blocks.4.resnets.0"]
+
+    def run(unet, batch):
+        seen = {}
+        hooks = [unet.get_submodule(n).register_forward_hook(
+            lambda m, a, o, n=n: seen.__setitem__(n, o[0] if isinstance(o, tuple) else o)) for n in names]
+        with torch.no_grad():
+            out = unet(batch[0], batch[1], encoder_hidden_states=batch[2], class_labels=batch[3]).sample
+        for h in hooks:
+            h.remove()
+        return seen, out
+
+    batch = inputs()
+    a, out_a = run(narrow, batch)
+    b, out_b = run(wide, batch)
+    for name in exact:
+        copies = b[name][:, ::3] if b[name].shape[1] == 3 * a[name].shape[1] else b[name]
+        assert torch.allclose(copies, a[name], atol=1e-4), (name, float((copies - a[name]).abs().max()))
+    assert torch.allclose(b["down_blocks.0"][:, ::3], b["down_blocks.0"][:, 2::3], atol=1e-5)  # the copies agree
+    before = float((out_a - out_b).square().mean())
+    assert before > 1e-4  # the moved groups do change the output: what the fit is for
+    widen.distil_mixed(narrow, wide, 3, [inputs() for _ in range(4)], steps=100)
+    after = float((run(wide, batch)[1] - out_a).square().mean())
+    assert after < 0.8 * before, (before, after)
+
+
 @pytest.mark.slow
 def test_the_base_model_draws_the_colours_it_is_asked_for():
     pipe = stage1_pipe()
