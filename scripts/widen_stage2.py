@@ -1,4 +1,4 @@
-"""Widen a stage II shapes UNet's full-size level (8 channels) by a whole factor, keeping what it has learned.
+"""Widen a stage II shapes UNet's full-size level (8 channels as shipped) by a whole factor, keeping what it has learned.
 
     .venv/bin/python scripts/widen_stage2.py --width 24 --out output/wide24 [--from FOLDER]
 
@@ -9,7 +9,9 @@ apart). GroupNorm keeps its statistics where every channel of a group is copied 
 every norm but two: the up path's first 256 px resnet and the last 128 px one read a concatenation of 16
 hidden channels and a full-size skip, and the copies move the group boundary. Those two norms' per-channel
 scale and shift are refitted by least squares, on world images at random timesteps, to what the narrow
-UNet's norms output. The time embedding's input (sinusoids of block_out_channels[0] / 2 frequencies) keeps
+UNet's norms output; then the two resnets are fitted (Adam, 1500 steps each) to the narrow ones' outputs
+from the narrow UNet's own inputs to them. The width may not equal the 128px level's: that would drop its
+first resnet's conv_shortcut. The time embedding's input (sinusoids of block_out_channels[0] / 2 frequencies) keeps
 the narrow UNet's frequencies among the wider set, and the new ones start with zero weight.
 
 Writes a pipeline folder (the source's, with the wide UNet in fp16) that `pretrain_tiny.py --resume-from
