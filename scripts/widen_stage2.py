@@ -51,9 +51,6 @@ def channel_map(old: int, new: int, factor: int, hidden: int) -> torch.Tensor:
 def split(weight: torch.Tensor, src: torch.Tensor, dim: int, gen: torch.Generator) -> torch.Tensor:
     """`weight` read along `dim` through `src`, each original weight shared among its copies by a random split."""
     out = weight.index_select(dim, src)
-    counts = torch.bincount(src, minlength=weight.shape[dim]).float()
-    if int(counts.max()) == 1:
-        return out
     share = 0.5 + torch.rand(out.shape, generator=gen)  # positive, 0.5-1.5
     totals = torch.zeros_like(weight).index_add_(dim, src, share)  # per original weight: the sum of its copies' shares
     return out * share / totals.index_select(dim, src)
@@ -110,10 +107,10 @@ def world_inputs(source: Path, count: int, seed: int):
     return torch.cat([noisy, cond], 1), t, ctx.float(), levels
 
 
-def norm_inputs(unet, names, batch):
-    """What the named GroupNorms are given, for the batch."""
+def record(unet, names, batch):
+    """({name: (the module's positional inputs, its output)} for the named modules, the UNet's output) for the batch."""
     seen = {}
-    hooks = [unet.get_submodule(n).register_forward_hook(lambda m, a, o, n=n: seen.__setitem__(n, a[0].detach()))
+    hooks = [unet.get_submodule(n).register_forward_hook(lambda m, a, o, n=n: seen.__setitem__(n, (a, o)))
              for n in names]
     with torch.no_grad():
         out = unet(batch[0], batch[1], encoder_hidden_states=batch[2], class_labels=batch[3]).sample
@@ -124,12 +121,12 @@ def norm_inputs(unet, names, batch):
 
 def refit_mixed_norms(narrow_unet, wide_unet, state: dict, factor: int, batch) -> None:
     """Scale and shift of the norms whose groups moved, fitted so their outputs match the narrow UNet's."""
-    old_in, _ = norm_inputs(narrow_unet, MIXED, batch)
-    new_in, _ = norm_inputs(wide_unet, MIXED, batch)
+    old_in, _ = record(narrow_unet, MIXED, batch)
+    new_in, _ = record(wide_unet, MIXED, batch)
     for name in MIXED:
         groups = narrow_unet.get_submodule(name).num_groups
-        n_old = F.group_norm(old_in[name], groups)
-        n_new = F.group_norm(new_in[name], groups)
+        n_old = F.group_norm(old_in[name][0][0], groups)
+        n_new = F.group_norm(new_in[name][0][0], groups)
         src = channel_map(n_old.shape[1], n_new.shape[1], factor, hidden=narrow_unet.config.block_out_channels[1])
         target = n_old.index_select(1, src)  # the narrow norm's output, before its affine, for each wide channel
         a = n_new.transpose(0, 1).reshape(n_new.shape[1], -1)
@@ -147,16 +144,10 @@ def distil_mixed(narrow_unet, wide_unet, factor: int, batches, steps: int = 1500
     inputs to them (copied as the wide UNet copies them): a local regression, every other weight exact."""
     names = [n.rsplit(".", 1)[0] for n in MIXED]
     pairs = {n: [] for n in names}
-
-    def keep(name):
-        return lambda m, a, o: pairs[name].append((a[0].detach(), a[1].detach(), o.detach()))
-
     for batch in batches:
-        hooks = [narrow_unet.get_submodule(n).register_forward_hook(keep(n)) for n in names]
-        with torch.no_grad():
-            narrow_unet(batch[0], batch[1], encoder_hidden_states=batch[2], class_labels=batch[3])
-        for h in hooks:
-            h.remove()
+        seen, _ = record(narrow_unet, names, batch)
+        for n, ((x, temb), y) in seen.items():
+            pairs[n].append((x, temb, y))
     for name in names:
         block = wide_unet.get_submodule(name).train()
         opt = torch.optim.Adam(block.parameters(), lr=1e-3)
@@ -215,8 +206,8 @@ def main() -> int:
     wide.load_state_dict(state)
     distil_mixed(narrow, wide, factor, [world_inputs(source, 2, pretrain_tiny.SEED + 10 + i) for i in range(8)])
     check = world_inputs(source, 4, pretrain_tiny.SEED + 1)  # other images than the fit's
-    _, a = norm_inputs(narrow, (), check)
-    _, b = norm_inputs(wide, (), check)
+    _, a = record(narrow, (), check)
+    _, b = record(wide, (), check)
     print(f"wide UNet ({sum(q.numel() for q in wide.parameters()) / 1e6:.2f}M parameters) against the narrow one: "
           f"output RMS difference {float((a - b).square().mean().sqrt()):.4f} (narrow output RMS "
           f"{float(a.square().mean().sqrt()):.4f})")

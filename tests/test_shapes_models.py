@@ -299,15 +299,9 @@ def test_widening_stage2_keeps_what_the_unet_computes():
     exact = ["down_blocks.0", "down_blocks.1", "mid_block", "up_blocks.2"]
     names = exact + ["up_blocks.3.resnets.1", "up_blocks.4.resnets.0"]
 
-    def run(unet, batch):
-        seen = {}
-        hooks = [unet.get_submodule(n).register_forward_hook(
-            lambda m, a, o, n=n: seen.__setitem__(n, o[0] if isinstance(o, tuple) else o)) for n in names]
-        with torch.no_grad():
-            out = unet(batch[0], batch[1], encoder_hidden_states=batch[2], class_labels=batch[3]).sample
-        for h in hooks:
-            h.remove()
-        return seen, out
+    def run(unet, batch):  # each module's output (a down block's: its hidden states), and the UNet's
+        seen, out = widen.record(unet, names, batch)
+        return {n: o[0] if isinstance(o, tuple) else o for n, (_, o) in seen.items()}, out
 
     batch = inputs()
     a, out_a = run(narrow, batch)
