@@ -100,6 +100,10 @@ def parse() -> argparse.Namespace:
                         "from pure noise) with gradients through every step, and adds WEIGHT x the final image's "
                         "squared error against the true image to the loss of each step's x0 (the on-policy loss "
                         "of every state the chain visits): what the test scores is the end of the chain")
+    p.add_argument("--grad-below", type=int, default=1000, metavar="T",
+                   help="stage II, --end-to-end: only the chain's steps at t < T carry gradients and a loss; the earlier "
+                        "ones run without (the model's own states, as sampling reaches them, at a third of the cost): "
+                        "where the last steps lose, even from a perfect state, the training goes there")
     p.add_argument("--stop-at", type=int, default=None, help="end (and save) at this step of the --steps schedule")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--save-every", type=int, default=100)
@@ -223,24 +227,31 @@ def rollout(unet, scheduler, x0, cond, ctx, levels, noisy, t, gen, share: float,
     return t, noisy
 
 
-def sample_chain(unet, scheduler, x, cond, ctx, levels, count: int, gen, visit=None) -> torch.Tensor:
+def sample_chain(unet, scheduler, x, cond, ctx, levels, count: int, gen, visit=None,
+                 grad_below: int = 1000) -> torch.Tensor:
     """IFSuperResolutionPipeline's denoising loop at guidance 1 from the noise `x` (DDPM with fixed_small variance
     and IF-II's thresholding, `count` steps with leading spacing, each step's noise drawn from `gen` as the scheduler
-    draws it), keeping the graph through every step; `visit(t, x, pred)` sees each step's input and UNet output."""
+    draws it), keeping the graph through every step at t < `grad_below` (the earlier ones run without);
+    `visit(t, x, pred)` sees each such step's input and UNet output."""
     ratio = 1000 // count
     for i in range(count):
-        t = torch.full((x.shape[0],), (count - 1 - i) * ratio, dtype=torch.long)
-        # recomputed in the backward pass: 20 steps' activations at 256 px would hold about 10 GB
-        pred = checkpoint(lambda inp, t=t: unet(inp, t, encoder_hidden_states=ctx, class_labels=levels).sample,
-                          torch.cat([x, cond], 1), use_reentrant=False)
-        if visit is not None:
-            visit(t, x, pred)
+        step_t = (count - 1 - i) * ratio
+        t = torch.full((x.shape[0],), step_t, dtype=torch.long)
+        if step_t >= grad_below:
+            with torch.no_grad():
+                pred = unet(torch.cat([x, cond], 1), t, encoder_hidden_states=ctx, class_labels=levels).sample
+        else:
+            # recomputed in the backward pass: 20 steps' activations at 256 px would hold about 10 GB
+            pred = checkpoint(lambda inp, t=t: unet(inp, t, encoder_hidden_states=ctx, class_labels=levels).sample,
+                              torch.cat([x, cond], 1), use_reentrant=False)
+            if visit is not None:
+                visit(t, x, pred)
         z = torch.randn(x.shape, generator=gen) if i < count - 1 else torch.zeros_like(x)  # the last adds none
         x = ddpm_step(scheduler, pred[:, :3], x, t, t - ratio, z)
     return x
 
 
-def chain_loss(unet, scheduler, x0, cond, ctx, levels, gen, cap: float, final_weight: float):
+def chain_loss(unet, scheduler, x0, cond, ctx, levels, gen, cap: float, final_weight: float, grad_below: int = 1000):
     """Sample x0's upscale as the pipeline does (20 or 25 steps from pure noise) with gradients through every step.
     Returns (loss, final squared error): the mean over the chain's steps of each step's loss (its epsilon against
     the one whose x0 is the true image, weighted by 1/SNR up to `cap`: the loss of its x0; the variance channels
@@ -254,7 +265,8 @@ def chain_loss(unet, scheduler, x0, cond, ctx, levels, gen, cap: float, final_we
         # target epsilon carries what the chain got wrong, times 1/sqrt(1 - abar) (156 at t = 0)
         per_step.append(step_loss(scheduler, pred, target_epsilon(scheduler, x, x0, t), t, None, cap))
 
-    x = sample_chain(unet, scheduler, torch.randn(x0.shape, generator=gen), cond, ctx, levels, count, gen, visit)
+    x = sample_chain(unet, scheduler, torch.randn(x0.shape, generator=gen), cond, ctx, levels, count, gen, visit,
+                     grad_below)
     final = ((x - x0) ** 2).mean()
     return torch.stack(per_step).mean() + final_weight * final, final.detach()
 
@@ -375,7 +387,7 @@ def main() -> int:
             g["lr"] = g["scale"] * lr_at(step, steps, args.lr)
         if args.end_to_end and cond is not None:
             loss, final = chain_loss(unet, scheduler, x0, cond, ctx, levels, gen, weight_cap(step, args.cap_from),
-                                     args.end_to_end)
+                                     args.end_to_end, args.grad_below)
             finals.append(final.item())
         else:
             if args.on_policy and cond is not None:

@@ -251,6 +251,18 @@ def test_end_to_end_pretraining_samples_as_the_pipeline_does():
                                    visit=lambda t, x, pred: seen.append(int(t[0])))
     assert seen == list(range(950, -1, -50))
     assert torch.allclose(ours.clamp(-1, 1), expected.float(), atol=1e-4), float((ours - expected).abs().max())
+    # --grad-below 300: the same chain from the same draws, but only its steps at t < 300 are seen and keep a graph
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn((1, 3, 128, 128), generator=gen)
+    cond = pipe.image_noising_scheduler.add_noise(up, torch.randn(up.shape, generator=gen), levels)
+    seen, first = [], []
+    late = script.sample_chain(pipe.unet, pipe.scheduler, x, cond, ctx, levels, count, gen, grad_below=300,
+                               visit=lambda t, x, pred: (seen.append(int(t[0])), first.append(x)))
+    assert seen == [250, 200, 150, 100, 50, 0]
+    assert torch.allclose(late, ours, atol=1e-5)
+    assert late.requires_grad and not first[0].requires_grad  # the state at t = 250 came from steps without a graph
+    late.square().mean().backward()
+    assert pipe.unet.conv_out.weight.grad is not None and pipe.unet.conv_out.weight.grad.abs().sum() > 0
 
 
 def test_the_stage2_probe_moves_the_truth_where_the_pipelines_upscale_puts_the_image():
