@@ -29,7 +29,9 @@ What it trains (see docs/builtin-models.md for the measured run times on 2 CPU c
   noised by the model's own sampling steps instead, with the target that leads back to the true
   image (sampling otherwise keeps its own earlier errors); with --end-to-end (whole images), each step
   samples the batch as the pipeline does, from pure noise, with gradients through every sampling step,
-  and trains on the final image's error (what the tests score) plus each step's x0 loss.
+  and trains on the final image's error (what the tests score) plus each step's x0 loss; with
+  --grad-below T, only the chain's steps at t < T carry gradients and a loss (the earlier ones run
+  without: half the time a step with T = 350), since the last steps lose most even from a perfect state.
 """
 
 from __future__ import annotations
@@ -101,9 +103,9 @@ def parse() -> argparse.Namespace:
                         "squared error against the true image to the loss of each step's x0 (the on-policy loss "
                         "of every state the chain visits): what the test scores is the end of the chain")
     p.add_argument("--grad-below", type=int, default=1000, metavar="T",
-                   help="stage II, --end-to-end: only the chain's steps at t < T carry gradients and a loss; the earlier "
-                        "ones run without (the model's own states, as sampling reaches them, at a third of the cost): "
-                        "where the last steps lose, even from a perfect state, the training goes there")
+                   help="stage II, --end-to-end: only the chain's steps at t < T carry gradients and a loss; the "
+                        "earlier ones run without (the model's own states, as sampling reaches them; with T = 350 a "
+                        "step takes half the time): the last steps lose most, even from a perfect state")
     p.add_argument("--stop-at", type=int, default=None, help="end (and save) at this step of the --steps schedule")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--save-every", type=int, default=100)
@@ -252,9 +254,9 @@ def sample_chain(unet, scheduler, x, cond, ctx, levels, count: int, gen, visit=N
 
 
 def chain_loss(unet, scheduler, x0, cond, ctx, levels, gen, cap: float, final_weight: float, grad_below: int = 1000):
-    """Sample x0's upscale as the pipeline does (20 or 25 steps from pure noise) with gradients through every step.
-    Returns (loss, final squared error): the mean over the chain's steps of each step's loss (its epsilon against
-    the one whose x0 is the true image, weighted by 1/SNR up to `cap`: the loss of its x0; the variance channels
+    """Sample x0's upscale as the pipeline does (20 or 25 steps from pure noise) with gradients through every step at
+    t < `grad_below`. Returns (loss, final squared error): the mean over those steps of each step's loss (its epsilon
+    against the one whose x0 is the true image, weighted by 1/SNR up to `cap`: the loss of its x0; the variance channels
     against -1), plus `final_weight` x the sampled image's squared error against x0."""
     count = (20, 25)[int(torch.randint(0, 2, (1,), generator=gen))]
     per_step = []
