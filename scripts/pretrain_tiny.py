@@ -112,7 +112,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=150)
     p.add_argument("--work", type=Path, default=ROOT / "output" / "pretrain")
     p.add_argument("--out", type=Path, default=None, help="default: floydtui/train/weights/shapes-if-{i,ii}")
-    return p.parse_args()
+    args = p.parse_args()
+    if not 1 <= args.grad_below <= 1000:
+        p.error(f"--grad-below {args.grad_below}: give a timestep from 1 (only the last step, t = 0, trains) to 1000 "
+                "(every step trains, the default)")
+    return args
 
 
 def log(*parts) -> None:

@@ -265,6 +265,15 @@ def test_end_to_end_pretraining_samples_as_the_pipeline_does():
     assert pipe.unet.conv_out.weight.grad is not None and pipe.unet.conv_out.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("value", ["0", "1001"])
+def test_pretraining_refuses_a_grad_below_outside_the_timesteps(value):
+    """--grad-below 0 would leave the chain no step to train (and nothing to stack into a loss): refused up front."""
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "pretrain_tiny.py"), "--stage", "2",
+                           "--grad-below", value], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert f"--grad-below {value}: give a timestep from 1" in done.stderr
+
+
 def test_the_stage2_probe_moves_the_truth_where_the_pipelines_upscale_puts_the_image():
     """scripts/probe_stage2.py scores samples against the truth moved as IFSuperResolutionPipeline's
     align_corners=True upscale moves a 64px image's content: for a smooth image, that upscale of its 64px
