@@ -240,16 +240,19 @@ def sample_chain(unet, scheduler, x, cond, ctx, levels, count: int, gen, visit=N
     draws it), keeping the graph through every step at t < `grad_below` (the earlier ones run without);
     `visit(t, x, pred)` sees each such step's input and UNet output."""
     ratio = 1000 // count
+
+    def run(inp, t):
+        return unet(inp, t, encoder_hidden_states=ctx, class_labels=levels).sample
+
     for i in range(count):
         step_t = (count - 1 - i) * ratio
         t = torch.full((x.shape[0],), step_t, dtype=torch.long)
         if step_t >= grad_below:
             with torch.no_grad():
-                pred = unet(torch.cat([x, cond], 1), t, encoder_hidden_states=ctx, class_labels=levels).sample
+                pred = run(torch.cat([x, cond], 1), t)
         else:
             # recomputed in the backward pass: 20 steps' activations at 256 px would hold about 10 GB
-            pred = checkpoint(lambda inp, t=t: unet(inp, t, encoder_hidden_states=ctx, class_labels=levels).sample,
-                              torch.cat([x, cond], 1), use_reentrant=False)
+            pred = checkpoint(run, torch.cat([x, cond], 1), t, use_reentrant=False)
             if visit is not None:
                 visit(t, x, pred)
         z = torch.randn(x.shape, generator=gen) if i < count - 1 else torch.zeros_like(x)  # the last adds none

@@ -91,12 +91,18 @@ def widen_state(narrow: dict, wide_model, narrow_widths: tuple[int, ...], factor
     return result
 
 
-def world_inputs(source: Path, count: int, seed: int):
-    """(sample, t, ctx, levels) of `count` world images as pretrain_tiny trains on them (whole 256px images)."""
+def text_of(source: Path):
+    """The pipeline folder's (tokenizer, T5 encoder), for world_inputs."""
     from transformers import T5EncoderModel, T5TokenizerFast
 
     tokenizer = T5TokenizerFast.from_pretrained(source / "tokenizer")
-    text_encoder = T5EncoderModel.from_pretrained(source / "text_encoder", dtype=torch.float32).eval()
+    return tokenizer, T5EncoderModel.from_pretrained(source / "text_encoder", dtype=torch.float32).eval()
+
+
+def world_inputs(text, count: int, seed: int):
+    """(sample, t, ctx, levels) of `count` world images as pretrain_tiny trains on them (whole 256px images),
+    their captions encoded by `text` (text_of's tokenizer and T5)."""
+    tokenizer, text_encoder = text
     rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
     x, caps = pretrain_tiny.world_batch(rng, count)
     with torch.no_grad():
@@ -202,10 +208,11 @@ def main() -> int:
     gen = torch.Generator().manual_seed(pretrain_tiny.SEED)
     state = widen_state(narrow.state_dict(), wide, narrow_widths, factor, gen)
     wide.load_state_dict(state)
-    refit_mixed_norms(narrow, wide, state, factor, world_inputs(source, 8, pretrain_tiny.SEED))
+    text = text_of(source)
+    refit_mixed_norms(narrow, wide, state, factor, world_inputs(text, 8, pretrain_tiny.SEED))
     wide.load_state_dict(state)
-    distil_mixed(narrow, wide, factor, [world_inputs(source, 2, pretrain_tiny.SEED + 10 + i) for i in range(8)])
-    check = world_inputs(source, 4, pretrain_tiny.SEED + 1)  # other images than the fit's
+    distil_mixed(narrow, wide, factor, [world_inputs(text, 2, pretrain_tiny.SEED + 10 + i) for i in range(8)])
+    check = world_inputs(text, 4, pretrain_tiny.SEED + 1)  # other images than the fit's
     _, a = record(narrow, (), check)
     _, b = record(wide, (), check)
     print(f"wide UNet ({sum(q.numel() for q in wide.parameters()) / 1e6:.2f}M parameters) against the narrow one: "

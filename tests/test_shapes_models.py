@@ -241,20 +241,22 @@ def test_end_to_end_pretraining_samples_as_the_pipeline_does():
                         guidance_scale=1.0, noise_level=level, generator=torch.Generator().manual_seed(3),
                         output_type="pt").images
         ctx, _ = pipe.encode_prompt(prompt, do_classifier_free_guidance=False)
-        gen = torch.Generator().manual_seed(3)
-        x = torch.randn((1, 3, 128, 128), generator=gen)  # the pipeline's draws, in its order
         up = upscale_like_pipeline(small, (128, 128))
         levels = torch.tensor([level])
-        cond = pipe.image_noising_scheduler.add_noise(up, torch.randn(up.shape, generator=gen), levels)
+
+        def draws():  # the pipeline's draws, in its order: the start noise, the condition's noise; then each step's
+            gen = torch.Generator().manual_seed(3)
+            x = torch.randn((1, 3, 128, 128), generator=gen)
+            return gen, x, pipe.image_noising_scheduler.add_noise(up, torch.randn(up.shape, generator=gen), levels)
+
+        gen, x, cond = draws()
         seen = []
         ours = script.sample_chain(pipe.unet, pipe.scheduler, x, cond, ctx, levels, count, gen,
                                    visit=lambda t, x, pred: seen.append(int(t[0])))
     assert seen == list(range(950, -1, -50))
     assert torch.allclose(ours.clamp(-1, 1), expected.float(), atol=1e-4), float((ours - expected).abs().max())
     # --grad-below 300: the same chain from the same draws, but only its steps at t < 300 are seen and keep a graph
-    gen = torch.Generator().manual_seed(3)
-    x = torch.randn((1, 3, 128, 128), generator=gen)
-    cond = pipe.image_noising_scheduler.add_noise(up, torch.randn(up.shape, generator=gen), levels)
+    gen, x, cond = draws()
     seen, first = [], []
     late = script.sample_chain(pipe.unet, pipe.scheduler, x, cond, ctx, levels, count, gen, grad_below=300,
                                visit=lambda t, x, pred: (seen.append(int(t[0])), first.append(x)))
