@@ -31,7 +31,9 @@ What it trains (see docs/builtin-models.md for the measured run times on 2 CPU c
   samples the batch as the pipeline does, from pure noise, with gradients through every sampling step,
   and trains on the final image's error (what the tests score) plus each step's x0 loss; with
   --grad-below T, only the chain's steps at t < T carry gradients and a loss (the earlier ones run
-  without: half the time a step with T = 350), since the last steps lose most even from a perfect state.
+  without, and up to 10 steps keep their activations rather than recompute them: with T = 350 a step
+  takes a third of the time), since the last steps lose most even from a perfect state; --levels-at
+  puts every condition at one noise level (250: the pipeline's default, what users upscale at).
 """
 
 from __future__ import annotations
@@ -75,6 +77,9 @@ def parse() -> argparse.Namespace:
                         "UNet where it is; the pipeline's upscale moves the content by up to 1.5 px towards them)")
     p.add_argument("--low-levels", type=float, default=0.5,
                    help="stage II: the share of the condition's noise levels drawn below 300 (the rest over 0-999)")
+    p.add_argument("--levels-at", type=int, default=None, metavar="LEVEL",
+                   help="stage II: every condition at this noise level (250: the pipeline's default, what users "
+                        "upscale with and the test judges), drawn otherwise as before")
     p.add_argument("--widths", type=lambda v: tuple(int(w) for w in v.split(",")), default=None,
                    help="block_out_channels, e.g. 16,16,32,48,64 (default: the shipped layout's)")
     p.add_argument("--cap-from", type=int, default=200, help="the step from which the loss weight's cap is 200")
@@ -105,7 +110,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--grad-below", type=int, default=1000, metavar="T",
                    help="stage II, --end-to-end: only the chain's steps at t < T carry gradients and a loss; the "
                         "earlier ones run without (the model's own states, as sampling reaches them; with T = 350 a "
-                        "step takes half the time): the last steps lose most, even from a perfect state")
+                        "step takes a third of the time): the last steps lose most, even from a perfect state")
     p.add_argument("--stop-at", type=int, default=None, help="end (and save) at this step of the --steps schedule")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--save-every", type=int, default=100)
@@ -113,6 +118,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=ROOT / "output" / "pretrain")
     p.add_argument("--out", type=Path, default=None, help="default: floydtui/train/weights/shapes-if-{i,ii}")
     args = p.parse_args()
+    if args.levels_at is not None and not 0 <= args.levels_at <= 999:
+        p.error(f"--levels-at {args.levels_at}: give a noise level from 0 (a clean condition) to 999")
     if not 1 <= args.grad_below <= 1000:
         p.error(f"--grad-below {args.grad_below}: give a timestep from 1 (only the last step, t = 0, trains) to 1000 "
                 "(every step trains, the default)")
@@ -158,8 +165,10 @@ def model_name(stage: int) -> str:
     return tiny.SHAPES_NAMES["builtin:shapes-if-i" if stage == 1 else "builtin:shapes-if-ii"]
 
 
-def stage2_batch(x256: torch.Tensor, crop: int, gen: torch.Generator, noising, low_levels: float):
-    """(target window, its noised upscaled condition, noise levels), as the pipeline builds them, cropped."""
+def stage2_batch(x256: torch.Tensor, crop: int, gen: torch.Generator, noising, low_levels: float,
+                 at: int | None = None):
+    """(target window, its noised upscaled condition, noise levels), as the pipeline builds them, cropped; with
+    `at`, every noise level is `at` (the same draws are made, so the rest of the batch is as without it)."""
     n = x256.shape[0]
     up = upscale_like_pipeline(low_res(x256), tuple(x256.shape[-2:]))
     # A share of the levels (`low_levels`, half by default) below 300, the rest uniform over all: users
@@ -167,6 +176,8 @@ def stage2_batch(x256: torch.Tensor, crop: int, gen: torch.Generator, noising, l
     # noised conditions.
     levels = torch.where(torch.rand(n, generator=gen) < 1 - low_levels, torch.randint(0, 1000, (n,), generator=gen),
                          torch.randint(0, 300, (n,), generator=gen))
+    if at is not None:
+        levels = torch.full_like(levels, at)
     cond = noising.add_noise(up, torch.randn(up.shape, generator=gen), levels)
     ys = torch.randint(0, 256 - crop + 1, (n,), generator=gen)
     xs = torch.randint(0, 256 - crop + 1, (n,), generator=gen)
@@ -240,6 +251,7 @@ def sample_chain(unet, scheduler, x, cond, ctx, levels, count: int, gen, visit=N
     draws it), keeping the graph through every step at t < `grad_below` (the earlier ones run without);
     `visit(t, x, pred)` sees each such step's input and UNet output."""
     ratio = 1000 // count
+    held = sum((count - 1 - i) * ratio < grad_below for i in range(count)) * x.shape[0]  # steps x samples with a graph
 
     def run(inp, t):
         return unet(inp, t, encoder_hidden_states=ctx, class_labels=levels).sample
@@ -250,11 +262,13 @@ def sample_chain(unet, scheduler, x, cond, ctx, levels, count: int, gen, visit=N
         if step_t >= grad_below:
             with torch.no_grad():
                 pred = run(torch.cat([x, cond], 1), t)
-        else:
+        elif held > 10:
             # recomputed in the backward pass: 20 steps' activations at 256 px would hold about 10 GB
             pred = checkpoint(run, torch.cat([x, cond], 1), t, use_reentrant=False)
-            if visit is not None:
-                visit(t, x, pred)
+        else:  # a few steps' activations fit: kept, which saves the recomputation (a fifth of the step)
+            pred = run(torch.cat([x, cond], 1), t)
+        if step_t < grad_below and visit is not None:
+            visit(t, x, pred)
         z = torch.randn(x.shape, generator=gen) if i < count - 1 else torch.zeros_like(x)  # the last adds none
         x = ddpm_step(scheduler, pred[:, :3], x, t, t - ratio, z)
     return x
@@ -384,7 +398,7 @@ def main() -> int:
         if stage == 1:
             x0, cond, levels = low_res(x), None, None
         else:
-            x0, cond, levels = stage2_batch(x, args.crop, gen, noising, args.low_levels)
+            x0, cond, levels = stage2_batch(x, args.crop, gen, noising, args.low_levels, args.levels_at)
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, 1000, (x0.shape[0],), generator=gen)
         if args.focus_from is not None and step >= args.focus_from:

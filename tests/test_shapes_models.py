@@ -267,13 +267,37 @@ def test_end_to_end_pretraining_samples_as_the_pipeline_does():
     assert pipe.unet.conv_out.weight.grad is not None and pipe.unet.conv_out.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("value", ["0", "1001"])
-def test_pretraining_refuses_a_grad_below_outside_the_timesteps(value):
-    """--grad-below 0 would leave the chain no step to train (and nothing to stack into a loss): refused up front."""
+@pytest.mark.parametrize("flag, value, says", [("--grad-below", "0", "give a timestep from 1"),
+                                               ("--grad-below", "1001", "give a timestep from 1"),
+                                               ("--levels-at", "1000", "give a noise level from 0"),
+                                               ("--levels-at", "-1", "give a noise level from 0")])
+def test_pretraining_refuses_values_outside_the_schedules(flag, value, says):
+    """--grad-below 0 would leave the chain no step to train (and nothing to stack into a loss), --levels-at 1000
+    would index past the noising schedule: refused up front, before any model loads."""
     done = subprocess.run([sys.executable, str(REPO / "scripts" / "pretrain_tiny.py"), "--stage", "2",
-                           "--grad-below", value], capture_output=True, text=True, timeout=300)
+                           f"{flag}={value}"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr
-    assert f"--grad-below {value}: give a timestep from 1" in done.stderr
+    assert f"{flag} {value}: {says}" in done.stderr
+
+
+def test_pretraining_at_one_noise_level_noises_every_condition_there():
+    """--levels-at 250: the condition of every sample is the pipeline's upscale noised at 250 by the image noising
+    scheduler, from the same draws as without it (the same windows, the same noise)."""
+    import torch
+
+    from floydtui.train import tiny
+    from floydtui.train.inputs import upscale_like_pipeline
+
+    script = load_script("pretrain_tiny")
+    noising = tiny.image_noising_scheduler()
+    x = torch.rand(6, 3, 256, 256, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    drawn = script.stage2_batch(x, 256, torch.Generator().manual_seed(5), noising, 0.9)  # whole images: no window
+    fixed = script.stage2_batch(x, 256, torch.Generator().manual_seed(5), noising, 0.9, at=250)
+    assert torch.equal(fixed[0], drawn[0]) and len(set(drawn[2].tolist())) > 1 and fixed[2].tolist() == [250] * 6
+    up = upscale_like_pipeline(script.low_res(x), (256, 256))
+    abar = noising.alphas_cumprod[drawn[2]].view(-1, 1, 1, 1)
+    noise = (drawn[1] - abar.sqrt() * up) / (1 - abar).sqrt()  # the noise the drawn levels were given
+    assert torch.allclose(fixed[1], noising.add_noise(up, noise, torch.full((6,), 250)), atol=1e-4)
 
 
 def test_the_stage2_probe_moves_the_truth_where_the_pipelines_upscale_puts_the_image():
