@@ -259,16 +259,16 @@ def sample_chain(unet, scheduler, x, cond, ctx, levels, count: int, gen, visit=N
     for i in range(count):
         step_t = (count - 1 - i) * ratio
         t = torch.full((x.shape[0],), step_t, dtype=torch.long)
+        inp = torch.cat([x, cond], 1)
         if step_t >= grad_below:
             with torch.no_grad():
-                pred = run(torch.cat([x, cond], 1), t)
-        elif held > 10:
-            # recomputed in the backward pass: 20 steps' activations at 256 px would hold about 10 GB
-            pred = checkpoint(run, torch.cat([x, cond], 1), t, use_reentrant=False)
-        else:  # a few steps' activations fit (3.6 GB): kept, not recomputed (3.9 s a step at T = 350, was 5.4-6.4)
-            pred = run(torch.cat([x, cond], 1), t)
-        if step_t < grad_below and visit is not None:
-            visit(t, x, pred)
+                pred = run(inp, t)
+        else:
+            # over 10 steps x samples, recomputed in the backward pass (20 steps' activations at 256 px would hold
+            # about 10 GB); fewer fit (3.6 GB) and are kept: 3.9 s a step at T = 350, was 5.4-6.4
+            pred = checkpoint(run, inp, t, use_reentrant=False) if held > 10 else run(inp, t)
+            if visit is not None:
+                visit(t, x, pred)
         z = torch.randn(x.shape, generator=gen) if i < count - 1 else torch.zeros_like(x)  # the last adds none
         x = ddpm_step(scheduler, pred[:, :3], x, t, t - ratio, z)
     return x
