@@ -251,13 +251,13 @@ def sample_chain(unet, scheduler, x, cond, ctx, levels, count: int, gen, visit=N
     draws it), keeping the graph through every step at t < `grad_below` (the earlier ones run without);
     `visit(t, x, pred)` sees each such step's input and UNet output."""
     ratio = 1000 // count
-    held = sum((count - 1 - i) * ratio < grad_below for i in range(count)) * x.shape[0]  # steps x samples with a graph
+    steps = [(count - 1 - i) * ratio for i in range(count)]
+    held = sum(step_t < grad_below for step_t in steps) * x.shape[0]  # steps x samples with a graph
 
     def run(inp, t):
         return unet(inp, t, encoder_hidden_states=ctx, class_labels=levels).sample
 
-    for i in range(count):
-        step_t = (count - 1 - i) * ratio
+    for i, step_t in enumerate(steps):
         t = torch.full((x.shape[0],), step_t, dtype=torch.long)
         inp = torch.cat([x, cond], 1)
         if step_t >= grad_below:
