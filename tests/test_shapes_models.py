@@ -422,7 +422,7 @@ def stage2_pipe():
 
 
 @pytest.mark.slow
-@undertrained("32.8 dB on these images against bicubic's 33.9")
+@undertrained("33.1 dB on these images against bicubic's 33.9")
 def test_stage2_upscales_the_world_better_than_bicubic(tmp_path):
     import torch
     import torch.nn.functional as F
