@@ -32,12 +32,8 @@ PROMPTS = [  # 8 prompts of the world: every shape, every colour as shape and as
     ("purple", "square", "orange"), ("black", "triangle", "red"),
 ]
 SEEDS = (0, 1, 2, 3)
-# The shipped weights (docs/builtin-models.md, "What the shipped weights have learned") meet all of the
-# issue's bars: the base draws 6 of the 8 prompts as asked, the demo's LoRA turns 15.5% of the demo prompt's
-# pixels pink (the base 0%; over five training seeds 10.1-15.5%), also from capitalised, punctuated captions
-# (15.4%), the run's last validation images (seeds 0-3) and `generate --run` the same, the stage II demo's
-# LoRA upscales better than its base (23.5 against 19.2 dB), and the stage II base upscales the test's
-# four images better than bicubic (34.01 against 33.87 dB).
+# The shipped weights meet every bar these tests set (the issue's); docs/builtin-models.md, "What the
+# shipped weights have learned", gives by how much.
 # A demo run takes under a minute on an idle CPU and over ten on a busy shared one: a generous ceiling.
 DEMO_CEILING = pytest.mark.timeout(1800)
 
